@@ -1,0 +1,167 @@
+"""The ``erm-bot`` command line: the composition root, the one place that sees every layer.
+
+Known failures (bad configuration, ERM errors, bad input) end with one line on stderr and exit
+status 1; nothing secret is ever printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import inspect
+import sys
+from collections.abc import Sequence
+
+from pydantic import ValidationError
+
+from adapters import demo
+from adapters.runtime import open_engine, open_runtime
+from bot.settings import Settings
+from erm.errors import ErmError, InvalidInputError
+from erm.sandbox.faults import add_fault_arguments, faults_from_arguments
+from erm.sandbox.server import run_sandbox
+from erm.vault import SecretBox
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="erm-bot", description="Chat-ops for the Omnivoltaic ERM: unlock codes from chat."
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("demo", help="start the sandbox ERM and issue a code through the bot")
+    p.set_defaults(run=demo.run_demo)
+
+    p = sub.add_parser("sandbox", help="serve the stand-in ERM GraphQL API")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8765)
+    p.add_argument("--json", action="store_true", help="print the URL and credentials as JSON")
+    p.add_argument("--token-ttl", type=int, default=3600, help="access token lifetime, seconds")
+    p.add_argument(
+        "--latency-ms", dest="fault_latency_ms", type=float, help="added to each request"
+    )
+    p.add_argument("--error-rate", dest="fault_error_rate", type=float, help="share answered 503")
+    p.add_argument("--drop-rate", dest="fault_drop_rate", type=float, help="share dropped")
+    add_fault_arguments(p)
+    p.set_defaults(run=_sandbox)
+
+    p = sub.add_parser("db", help="database maintenance")
+    db = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    db.add_parser("upgrade", help="apply migrations").set_defaults(run=_db_upgrade)
+
+    p = sub.add_parser("keys", help="encryption keys for stored credentials")
+    keys = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    keys.add_parser("generate", help="print a new key").set_defaults(run=_keys_generate)
+    keys.add_parser(
+        "rotate", help="re-encrypt every stored secret under the first key"
+    ).set_defaults(run=_keys_rotate)
+
+    p = sub.add_parser("distributor", help="ERM distributor accounts the bot acts for")
+    dist = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    add = dist.add_parser("add", help="check credentials with ERM and store them encrypted")
+    add.add_argument("name", help="short name, e.g. acme")
+    add.add_argument("--email", required=True)
+    add.add_argument(
+        "--password-stdin", action="store_true", help="read the password from standard input"
+    )
+    add.add_argument("--replace", action="store_true", help="replace existing credentials")
+    add.set_defaults(run=_distributor_add)
+    dist.add_parser("list", help="list distributors").set_defaults(run=_distributor_list)
+    rm = dist.add_parser("remove", help="forget a distributor's credentials")
+    rm.add_argument("name")
+    rm.set_defaults(run=_distributor_remove)
+    return parser
+
+
+def _sandbox(args: argparse.Namespace, settings: Settings) -> int:
+    """Blocking: the sandbox runs its own event loop until interrupted."""
+    run_sandbox(
+        args.host,
+        args.port,
+        json_output=args.json,
+        faults=faults_from_arguments(args),
+        token_ttl=args.token_ttl,
+    )
+    return 0
+
+
+async def _db_upgrade(args: argparse.Namespace, settings: Settings) -> int:
+    async with open_engine(settings):
+        pass
+    print("database is at the newest schema")
+    return 0
+
+
+async def _keys_generate(args: argparse.Namespace, settings: Settings) -> int:
+    print(SecretBox.generate_key())
+    return 0
+
+
+async def _keys_rotate(args: argparse.Namespace, settings: Settings) -> int:
+    async with open_runtime(settings) as runtime:
+        count = await runtime.vault.rotate()
+    print(f"re-encrypted {count} stored value(s) under the newest key")
+    return 0
+
+
+def _read_password(from_stdin: bool) -> str:
+    if from_stdin or not sys.stdin.isatty():
+        return sys.stdin.readline().rstrip("\r\n")
+    return getpass.getpass("ERM password: ")
+
+
+async def _distributor_add(args: argparse.Namespace, settings: Settings) -> int:
+    password = _read_password(args.password_stdin)
+    if not password:
+        raise InvalidInputError("no password given")
+    async with open_runtime(settings) as runtime:
+        signed = await runtime.service.add_distributor(
+            args.name, args.email, password, replace=args.replace
+        )
+    print(f"distributor {args.name} added: signed in to ERM as {signed.name or args.email}")
+    return 0
+
+
+async def _distributor_list(args: argparse.Namespace, settings: Settings) -> int:
+    async with open_runtime(settings) as runtime:
+        infos = await runtime.vault.list_distributors()
+    if not infos:
+        print("no distributors yet: add one with `erm-bot distributor add NAME --email E`")
+    for info in infos:
+        token = "token cached" if info.has_token else "no token yet"
+        print(f"{info.name}\t{info.email}\t{info.client_id or '-'}\t{token}")
+    return 0
+
+
+async def _distributor_remove(args: argparse.Namespace, settings: Settings) -> int:
+    async with open_runtime(settings) as runtime:
+        await runtime.vault.remove_distributor(args.name)
+    print(f"distributor {args.name} removed")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = Settings()
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']).upper()}: {err['msg']}" for err in exc.errors()
+        )
+        print(f"erm-bot: bad configuration: {problems}", file=sys.stderr)
+        return 2
+    try:
+        outcome = args.run(args, settings)
+        if inspect.iscoroutine(outcome):
+            outcome = asyncio.run(outcome)
+        return int(outcome)
+    except ErmError as exc:
+        print(f"erm-bot: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

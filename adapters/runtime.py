@@ -1,0 +1,59 @@
+"""Wiring of the long-lived pieces (database, vault, ERM client and service) from ``Settings``."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+import httpx
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from bot.settings import Settings
+from erm.client import ErmClient
+from erm.db import create_engine, upgrade
+from erm.errors import VaultError
+from erm.service import ErmService
+from erm.vault import SecretBox, TokenVault
+
+
+@dataclass(frozen=True, slots=True)
+class Runtime:
+    settings: Settings
+    engine: AsyncEngine
+    vault: TokenVault
+    client: ErmClient
+    service: ErmService
+
+
+def secret_box(settings: Settings) -> SecretBox:
+    keys = settings.secret_keys
+    if not keys:
+        raise VaultError(
+            "ERM_BOT_SECRET_KEYS is not set: make a key with `erm-bot keys generate` "
+            "and put it in the environment or in .env"
+        )
+    return SecretBox(keys)
+
+
+@asynccontextmanager
+async def open_engine(settings: Settings) -> AsyncIterator[AsyncEngine]:
+    """The database engine, migrated to the newest schema (a no-op when it already is)."""
+    engine = create_engine(settings.database_url)
+    try:
+        await upgrade(engine)
+        yield engine
+    finally:
+        await engine.dispose()
+
+
+@asynccontextmanager
+async def open_runtime(
+    settings: Settings, *, erm_transport: httpx.AsyncBaseTransport | None = None
+) -> AsyncIterator[Runtime]:
+    box = secret_box(settings)
+    async with open_engine(settings) as engine:
+        vault = TokenVault(engine, box)
+        async with ErmClient(settings.erm_client_config(), transport=erm_transport) as client:
+            service = ErmService(client, vault, settings.erm_service_config())
+            yield Runtime(settings, engine, vault, client, service)

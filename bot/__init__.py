@@ -1,0 +1,1 @@
+"""The chat-independent core: commands, permissions, approvals, audit and settings."""

@@ -1,0 +1,63 @@
+"""Settings: the only reader of the environment (and of an optional ``.env`` file)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from erm.client import PRODUCTION_URL, ClientConfig
+from erm.db import default_database_url
+from erm.service import ServiceConfig
+
+
+class Settings(BaseSettings):
+    """Typed configuration; every field is documented in ``.env.example``."""
+
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", frozen=True)
+
+    erm_api_url: str = PRODUCTION_URL
+    erm_connect_timeout: float = Field(5.0, gt=0)
+    erm_read_timeout: float = Field(15.0, gt=0)
+    erm_total_timeout: float = Field(20.0, gt=0)
+    erm_query_attempts: int = Field(3, ge=1, le=10)
+    erm_token_refresh_margin: float = Field(120.0, ge=0)
+    erm_item_cache_ttl: float = Field(600.0, ge=0)
+
+    erm_bot_database_url: str | None = None
+    erm_bot_secret_keys: SecretStr | None = None
+
+    @field_validator("erm_api_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("ERM_API_URL must start with http:// or https://")
+        return value
+
+    @property
+    def database_url(self) -> str:
+        return self.erm_bot_database_url or default_database_url(Path.cwd())
+
+    @property
+    def secret_keys(self) -> list[str]:
+        """The encryption keys, newest first; empty when none are configured."""
+        if self.erm_bot_secret_keys is None:
+            return []
+        raw = self.erm_bot_secret_keys.get_secret_value()
+        return [key.strip() for key in raw.split(",") if key.strip()]
+
+    def erm_client_config(self) -> ClientConfig:
+        return ClientConfig(
+            url=self.erm_api_url,
+            connect_timeout=self.erm_connect_timeout,
+            read_timeout=self.erm_read_timeout,
+            total_timeout=self.erm_total_timeout,
+            query_attempts=self.erm_query_attempts,
+        )
+
+    def erm_service_config(self) -> ServiceConfig:
+        return ServiceConfig(
+            refresh_margin=self.erm_token_refresh_margin,
+            item_cache_ttl=self.erm_item_cache_ttl,
+        )

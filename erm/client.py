@@ -1,0 +1,391 @@
+"""ErmClient: one async method per ERM GraphQL operation over one shared ``httpx.AsyncClient``.
+
+The client is stateless about who is calling: each method takes the access token to send. Errors
+are mapped to the ``erm.errors`` tree here and only here. Queries are retried with backoff on
+transient failures; code-generating mutations are never retried, and a mutation whose answer was
+lost after it may have reached ERM raises ``UncertainOutcomeError`` so the caller can reconcile.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, Self, TypeVar
+
+import httpx
+
+from erm import operations as ops
+from erm.errors import (
+    ErmAuthError,
+    ErmError,
+    ErmRejectedError,
+    ErmUnavailableError,
+    UncertainOutcomeError,
+)
+from erm.models import (
+    AssetAccount,
+    CodeEvent,
+    CodeType,
+    IssuedCode,
+    Item,
+    ItemFleet,
+    Page,
+    SignIn,
+)
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+PRODUCTION_URL = "https://production-omnivoltaic-graphql-api.omnivoltaic.com/graphql"
+
+# Statuses after which a mutation may have been applied upstream (a gateway gave up waiting, or the
+# server failed after the resolver ran). 503 means the service refused before doing any work.
+_MUTATION_UNCERTAIN_STATUSES = frozenset({500, 502, 504})
+
+# Transport failures that prove the request never left this process.
+_NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.UnsupportedProtocol)
+
+
+@dataclass(frozen=True, slots=True)
+class ClientConfig:
+    """Where ERM is and how long to wait for it."""
+
+    url: str = PRODUCTION_URL
+    connect_timeout: float = 5.0
+    read_timeout: float = 15.0
+    # A hard deadline for one call, however the server drips its answer.
+    total_timeout: float = 20.0
+    query_attempts: int = 3
+    retry_backoff: float = 0.2
+    max_connections: int = 100
+    user_agent: str = "erm-bot"
+
+
+class ErmClient:
+    """Speaks ERM's GraphQL API; see ``erm.operations`` for the documents."""
+
+    def __init__(
+        self,
+        config: ClientConfig | None = None,
+        *,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.config = config or ClientConfig()
+        cfg = self.config
+        self._http = httpx.AsyncClient(
+            transport=transport,
+            timeout=httpx.Timeout(cfg.read_timeout, connect=cfg.connect_timeout),
+            limits=httpx.Limits(
+                max_connections=cfg.max_connections, max_keepalive_connections=cfg.max_connections
+            ),
+            headers={"User-Agent": cfg.user_agent, "Accept": "application/json"},
+        )
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    # -- authentication -------------------------------------------------------------------------
+
+    async def sign_in_client(self, email: str, password: str) -> SignIn:
+        """Sign in with distributor credentials; any refusal is an ``ErmAuthError``."""
+        variables = {"signInCredentialsInput": {"email": email, "password": password}}
+        try:
+            data = await self._call(ops.SIGN_IN_CLIENT, variables, token=None)
+        except ErmRejectedError as exc:
+            raise ErmAuthError(f"ERM refused the sign-in: {exc.erm_message}") from exc
+        except UncertainOutcomeError as exc:
+            # Signing in creates nothing that matters; a lost answer is simply unavailability.
+            raise ErmUnavailableError(f"ERM did not answer the sign-in ({exc.reason})") from exc
+        return self._parse(SignIn.parse, data)
+
+    # -- code generation (never retried) --------------------------------------------------------
+
+    async def generate_days_code(
+        self, token: str, item: Item, days: int, description: str | None = None
+    ) -> IssuedCode:
+        payload = {"itemId": item.id, "codeDays": days, "description": description}
+        data = await self._call(
+            ops.GENERATE_DAYS_CODE, {"generateDaysCodeInput": payload}, token=token
+        )
+        return self._parse(lambda d: IssuedCode.parse(d, item=item, days=days), data)
+
+    async def generate_free_code(
+        self, token: str, item: Item, description: str | None = None
+    ) -> IssuedCode:
+        payload = {"itemId": item.id, "description": description}
+        data = await self._call(
+            ops.GENERATE_FREE_CODE, {"generateFreeCodeInput": payload}, token=token
+        )
+        return self._parse(lambda d: IssuedCode.parse(d, item=item, days=None), data)
+
+    async def generate_reset_code(
+        self, token: str, item: Item, description: str | None = None
+    ) -> IssuedCode:
+        payload = {"itemId": item.id, "description": description}
+        data = await self._call(
+            ops.GENERATE_RESET_CODE, {"generateResetCodeInput": payload}, token=token
+        )
+        return self._parse(lambda d: IssuedCode.parse(d, item=item, days=None), data)
+
+    async def generate_code(
+        self,
+        token: str,
+        code_type: CodeType,
+        item: Item,
+        *,
+        days: int | None = None,
+        description: str | None = None,
+    ) -> IssuedCode:
+        """Dispatch to the mutation for ``code_type`` (days, free or reset)."""
+        if code_type is CodeType.DAYS:
+            if days is None:
+                raise ValueError("a days code needs days")
+            return await self.generate_days_code(token, item, days, description)
+        if code_type is CodeType.FREE:
+            return await self.generate_free_code(token, item, description)
+        if code_type is CodeType.RESET:
+            return await self.generate_reset_code(token, item, description)
+        raise ValueError(f"ERM has no mutation for {code_type.value}")
+
+    # -- queries (retried on transient failures) ------------------------------------------------
+
+    async def code_history(
+        self,
+        token: str,
+        item_id: str,
+        distributor_id: str,
+        *,
+        first: int = 20,
+        after: str | None = None,
+    ) -> Page[CodeEvent]:
+        """One page of an item's code events, newest first."""
+        variables = {
+            "itemId": item_id,
+            "distributorId": distributor_id,
+            "first": first,
+            "after": after,
+        }
+        data = await self._call(ops.CODE_HISTORY, variables, token=token)
+        return self._parse(lambda d: Page.parse(d, CodeEvent.parse), data)
+
+    async def iter_code_history(
+        self, token: str, item_id: str, distributor_id: str, *, page_size: int = 50
+    ) -> AsyncIterator[CodeEvent]:
+        """Every code event of an item, newest first, fetching pages as they are consumed."""
+        after: str | None = None
+        while True:
+            page = await self.code_history(
+                token, item_id, distributor_id, first=page_size, after=after
+            )
+            for event in page.nodes:
+                yield event
+            if not page.has_next or not page.end_cursor:
+                return
+            after = page.end_cursor
+
+    async def latest_codes(
+        self, token: str, item_id: str, distributor_id: str, count: int
+    ) -> list[CodeEvent]:
+        """The newest ``count`` code events of an item."""
+        events: list[CodeEvent] = []
+        async for event in self.iter_code_history(
+            token, item_id, distributor_id, page_size=min(max(count, 1), 100)
+        ):
+            events.append(event)
+            if len(events) >= count:
+                break
+        return events
+
+    async def item_fleets(
+        self,
+        token: str,
+        client_id: str,
+        *,
+        first: int = 50,
+        after: str | None = None,
+        search: str | None = None,
+    ) -> Page[ItemFleet]:
+        variables = {"clientId": client_id, "first": first, "after": after, "search": search}
+        data = await self._call(ops.ITEM_FLEETS, variables, token=token)
+        return self._parse(lambda d: Page.parse(d, ItemFleet.parse), data)
+
+    async def fleet(self, token: str, fleet_id: str) -> ItemFleet:
+        """One fleet with its items and code policy."""
+        data = await self._call(ops.FLEET, {"id": fleet_id}, token=token)
+        return self._parse(ItemFleet.parse, data)
+
+    async def client_items(
+        self,
+        token: str,
+        client_id: str,
+        *,
+        first: int = 10,
+        after: str | None = None,
+        search: str | None = None,
+        oem_item_id: str | None = None,
+        with_account: bool = False,
+        newest_first: bool = True,
+    ) -> Page[Item]:
+        variables = {
+            "clientId": client_id,
+            "first": first,
+            "after": after,
+            "search": search,
+            "searchByOemItemId": oem_item_id,
+            "assetaccount": with_account,
+            "queryorder": "DESC" if newest_first else "ASC",
+        }
+        data = await self._call(ops.CLIENT_ITEMS, variables, token=token)
+        return self._parse(lambda d: Page.parse(d, Item.parse), data)
+
+    async def item(self, token: str, item_id: str) -> Item:
+        data = await self._call(ops.ITEM, {"itemId": item_id}, token=token)
+        return self._parse(Item.parse, data)
+
+    async def asset_accounts(
+        self,
+        token: str,
+        client_id: str,
+        *,
+        first: int = 10,
+        after: str | None = None,
+        search: str | None = None,
+    ) -> Page[AssetAccount]:
+        variables = {"clientId": client_id, "first": first, "after": after, "search": search}
+        data = await self._call(ops.ASSET_ACCOUNTS, variables, token=token)
+        return self._parse(lambda d: Page.parse(d, AssetAccount.parse), data)
+
+    async def asset_account(self, token: str, account_id: str) -> AssetAccount:
+        data = await self._call(ops.ASSET_ACCOUNT, {"id": account_id}, token=token)
+        return self._parse(AssetAccount.parse, data)
+
+    # -- transport ------------------------------------------------------------------------------
+
+    async def _call(
+        self, op: ops.Operation, variables: Mapping[str, Any], *, token: str | None
+    ) -> Mapping[str, Any]:
+        """Send ``op`` and return the data under its root field, retrying queries only."""
+        attempts = 1 if op.mutation else max(1, self.config.query_attempts)
+        for attempt in range(1, attempts + 1):
+            try:
+                return await self._send(op, variables, token)
+            except ErmUnavailableError as exc:
+                if attempt == attempts:
+                    raise
+                delay = self.config.retry_backoff * 2 ** (attempt - 1)
+                delay *= 0.5 + random.random()
+                log.info(
+                    "erm query failed, retrying",
+                    extra={"operation": op.name, "attempt": attempt, "error": str(exc)},
+                )
+                await asyncio.sleep(delay)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _send(
+        self, op: ops.Operation, variables: Mapping[str, Any], token: str | None
+    ) -> Mapping[str, Any]:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        body = {"operationName": op.name, "query": op.document, "variables": dict(variables)}
+        started = time.perf_counter()
+        try:
+            async with asyncio.timeout(self.config.total_timeout):
+                response = await self._http.post(self.config.url, json=body, headers=headers)
+        except _NOT_SENT as exc:
+            raise ErmUnavailableError(f"cannot reach ERM ({_describe(exc)})") from exc
+        except (httpx.TransportError, TimeoutError) as exc:
+            if op.mutation:
+                raise UncertainOutcomeError(op.root_field, _describe(exc)) from exc
+            raise ErmUnavailableError(f"ERM did not answer ({_describe(exc)})") from exc
+        finally:
+            log.debug(
+                "erm call",
+                extra={"operation": op.name, "ms": round((time.perf_counter() - started) * 1e3, 1)},
+            )
+        return self._unwrap(op, response)
+
+    def _unwrap(self, op: ops.Operation, response: httpx.Response) -> Mapping[str, Any]:
+        status = response.status_code
+        if status == 401:
+            raise ErmAuthError("ERM refused the access token (HTTP 401)")
+        if status >= 500:
+            if op.mutation and status in _MUTATION_UNCERTAIN_STATUSES:
+                raise UncertainOutcomeError(op.root_field, f"HTTP {status}")
+            raise ErmUnavailableError(f"ERM answered HTTP {status}")
+        try:
+            payload = response.json()
+        except ValueError as exc:
+            if op.mutation and status == 200:
+                raise UncertainOutcomeError(op.root_field, "unreadable answer") from exc
+            raise ErmUnavailableError(f"ERM answered HTTP {status} with no JSON body") from exc
+        if not isinstance(payload, dict):
+            raise ErmUnavailableError("ERM answered with an unexpected JSON shape")
+        errors = payload.get("errors")
+        if errors:
+            raise _graphql_error(errors)
+        if status != 200:
+            raise ErmUnavailableError(f"ERM answered HTTP {status}")
+        data = payload.get("data") or {}
+        result = data.get(op.root_field) if isinstance(data, dict) else None
+        if not isinstance(result, dict):
+            if op.mutation:
+                raise UncertainOutcomeError(op.root_field, "answer without data")
+            raise ErmUnavailableError(f"ERM answer has no {op.root_field}")
+        return result
+
+    @staticmethod
+    def _parse(parse: Callable[[Mapping[str, Any]], T], data: Mapping[str, Any]) -> T:
+        try:
+            return parse(data)
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise ErmUnavailableError(f"ERM answer could not be read ({exc})") from exc
+
+
+def _graphql_error(errors: object) -> ErmError:
+    """Map the first GraphQL error (Apollo shape) to the error tree, keeping ERM's message."""
+    first = errors[0] if isinstance(errors, list) and errors else {}
+    if not isinstance(first, dict):
+        first = {}
+    extensions = first.get("extensions") if isinstance(first.get("extensions"), dict) else {}
+    assert isinstance(extensions, dict)
+    code = extensions.get("code") if isinstance(extensions.get("code"), str) else None
+    message = _validation_message(extensions) or first.get("message") or "unknown error"
+    message = str(message)[:500]
+    if code == "UNAUTHENTICATED" or message == "Unauthorized":
+        return ErmAuthError(f"ERM refused the access token: {message}")
+    return ErmRejectedError(message, code)
+
+
+def _validation_message(extensions: Mapping[str, Any]) -> str | None:
+    """NestJS class-validator messages sit in ``extensions.(exception.)response.message``."""
+    for holder in (extensions.get("response"), (extensions.get("exception") or {}).get("response")):
+        if isinstance(holder, dict):
+            message = holder.get("message")
+            if isinstance(message, list) and message:
+                return "; ".join(str(m) for m in message)
+            if isinstance(message, str) and message:
+                return message
+    return None
+
+
+def _describe(exc: BaseException) -> str:
+    """A short reason naming the failure kind, never including request data or headers."""
+    if isinstance(exc, TimeoutError | httpx.TimeoutException):
+        return "timed out"
+    return type(exc).__name__

@@ -1,0 +1,457 @@
+"""ErmService: what the bot asks of ERM, per distributor, with sign-in and reconciliation handled.
+
+- Sessions: the access token is read from the vault or obtained by signing in, kept in memory and
+  renewed shortly before its JWT ``exp``; concurrent callers share one sign-in (single flight), and
+  an ``UNAUTHENTICATED`` answer causes exactly one fresh sign-in and one retry.
+- Items: what a person types (ERM id, OEM item id, seller item id) becomes an ``Item``, cached.
+- Codes: every code mutation carries a short reference in its description. When the answer is lost
+  the item's history is read and the reference looked for, so the caller learns either the code ERM
+  created or that none exists; the mutation itself is never sent twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import secrets
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TypeVar
+
+import jwt
+
+from erm.client import ErmClient
+from erm.errors import (
+    ErmAuthError,
+    ErmRejectedError,
+    ErmUnavailableError,
+    InvalidInputError,
+    ItemNotFoundError,
+    UncertainOutcomeError,
+)
+from erm.models import (
+    ERM_ID_PATTERN,
+    AssetAccount,
+    CodeEvent,
+    CodeType,
+    IssuedCode,
+    Item,
+    ItemFleet,
+    Page,
+    SignIn,
+)
+from erm.vault import DistributorInfo, StoredToken, TokenVault
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+MIN_DAYS = 1
+MAX_DAYS = 1095
+MAX_ITEM_REF = 64
+MAX_NOTE = 200
+MAX_HISTORY = 50
+_ITEM_REF = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]*$")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_NOT_FOUND_CODES = frozenset({"NOT_FOUND", "BAD_USER_INPUT", "FORBIDDEN"})
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceConfig:
+    # Sign in again when the token has less than this many seconds left.
+    refresh_margin: float = 120.0
+    item_cache_ttl: float = 600.0
+    item_cache_size: int = 5000
+    # After a lost mutation answer: how often and how patiently to look for the code in history.
+    reconcile_attempts: int = 3
+    reconcile_delay: float = 0.5
+    reconcile_depth: int = 10
+
+
+@dataclass(frozen=True, slots=True)
+class _Session:
+    client_id: str
+    token: str
+    expires_at: float | None
+
+
+def check_item_ref(text: object) -> str:
+    """What a person typed as an item id, trimmed, or ``InvalidInputError`` saying what is wrong."""
+    if not isinstance(text, str):
+        raise InvalidInputError("an item id is needed (an OEM item id, seller item id or ERM id)")
+    ref = text.strip()
+    if not ref:
+        raise InvalidInputError("the item id is empty: type the OEM item id printed on the device")
+    if len(ref) > MAX_ITEM_REF:
+        raise InvalidInputError(
+            f"the item id is too long ({len(ref)} characters, at most {MAX_ITEM_REF})"
+        )
+    if not ref.isascii() or not _ITEM_REF.match(ref):
+        raise InvalidInputError(
+            "an item id has only letters, digits and - _ . / (for example TEST2503000017)"
+        )
+    return ref
+
+
+def check_days(days: object) -> int:
+    if isinstance(days, bool) or not isinstance(days, int):
+        raise InvalidInputError(f"days must be a whole number from {MIN_DAYS} to {MAX_DAYS}")
+    if not MIN_DAYS <= days <= MAX_DAYS:
+        raise InvalidInputError(f"days must be from {MIN_DAYS} to {MAX_DAYS}, not {days}")
+    return days
+
+
+def check_note(note: str | None) -> str | None:
+    if note is None:
+        return None
+    clean = _CONTROL.sub(" ", note).strip()
+    if len(clean) > MAX_NOTE:
+        raise InvalidInputError(
+            f"the note is too long ({len(clean)} characters, at most {MAX_NOTE})"
+        )
+    return clean or None
+
+
+def token_expiry(token: str) -> float | None:
+    """The JWT ``exp`` claim, read without verification: only to schedule the next sign-in."""
+    try:
+        claims = jwt.decode(token, options={"verify_signature": False})
+    except jwt.PyJWTError:
+        return None
+    exp = claims.get("exp")
+    return float(exp) if isinstance(exp, int | float) else None
+
+
+def code_description(note: str | None, reference: str) -> str:
+    """The description sent with a code: the note plus the reference reconciliation looks for."""
+    tag = f"[erm-bot {reference}]"
+    return f"{note} {tag}" if note else tag
+
+
+class ErmService:
+    """One entry point per thing the bot does with ERM, for a named distributor."""
+
+    def __init__(
+        self,
+        client: ErmClient,
+        vault: TokenVault,
+        config: ServiceConfig | None = None,
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.client = client
+        self.vault = vault
+        self.config = config or ServiceConfig()
+        self._clock = clock
+        self._sessions: dict[str, _Session] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._items: dict[tuple[str, str], tuple[float, Item]] = {}
+        self.sign_ins = 0  # how many times this service signed in (observability and tests)
+
+    # -- distributors ---------------------------------------------------------------------------
+
+    async def add_distributor(
+        self, name: str, email: str, password: str, *, replace: bool = False
+    ) -> SignIn:
+        """Check the credentials with one sign-in, then store them (and the token) encrypted."""
+        if not email.strip() or not password:
+            raise InvalidInputError("both an email and a password are needed")
+        signed = await self.client.sign_in_client(email.strip(), password)
+        self.sign_ins += 1
+        await self.vault.add_distributor(
+            name, email.strip(), password, client_id=signed.client_id, replace=replace
+        )
+        await self._remember(name, signed)
+        return signed
+
+    async def distributors(self) -> list[DistributorInfo]:
+        return await self.vault.list_distributors()
+
+    async def client_id(self, distributor: str) -> str:
+        return (await self._session(distributor)).client_id
+
+    # -- codes ----------------------------------------------------------------------------------
+
+    async def generate_code(
+        self,
+        distributor: str,
+        code_type: CodeType,
+        item_ref: str,
+        *,
+        days: int | None = None,
+        note: str | None = None,
+        reference: str | None = None,
+    ) -> IssuedCode:
+        """Generate one code; on a lost answer, report what ERM's history shows instead."""
+        if code_type is CodeType.DAYS:
+            days = check_days(days)
+        elif code_type in (CodeType.FREE, CodeType.RESET):
+            if days is not None:
+                raise InvalidInputError(f"a {code_type.name.lower()} code takes no days")
+        else:
+            raise InvalidInputError(f"codes of type {code_type.value} cannot be generated")
+        note = check_note(note)
+        item = await self.resolve_item(distributor, item_ref)
+        description = code_description(note, reference or secrets.token_hex(4))
+
+        async def mutate(session: _Session) -> IssuedCode:
+            return await self.client.generate_code(
+                session.token, code_type, item, days=days, description=description
+            )
+
+        try:
+            return await self._authed(distributor, mutate)
+        except UncertainOutcomeError as exc:
+            log.warning(
+                "code mutation outcome unknown, reconciling",
+                extra={"distributor": distributor, "item": item.id, "reason": exc.reason},
+            )
+            return await self._reconcile(distributor, item, code_type, days, description, exc)
+
+    async def _reconcile(
+        self,
+        distributor: str,
+        item: Item,
+        code_type: CodeType,
+        days: int | None,
+        description: str,
+        cause: UncertainOutcomeError,
+    ) -> IssuedCode:
+        cfg = self.config
+        for attempt in range(cfg.reconcile_attempts):
+            if attempt:
+                await asyncio.sleep(cfg.reconcile_delay * 2 ** (attempt - 1))
+            try:
+                events = await self._latest_codes(distributor, item, cfg.reconcile_depth)
+            except ErmUnavailableError:
+                continue
+            match = next((e for e in events if e.description == description), None)
+            if match is not None:
+                return IssuedCode(
+                    code_type=match.code_type or code_type,
+                    code_dec=match.code_dec,
+                    code_hex=match.code_hex,
+                    item=item,
+                    days=days,
+                    reconciled=True,
+                )
+            if attempt == cfg.reconcile_attempts - 1:
+                raise ErmUnavailableError(
+                    f"ERM did not answer, and the code history of {item.label} shows that no "
+                    "code was created: nothing was issued, it is safe to try again"
+                ) from cause
+        raise UncertainOutcomeError(
+            cause.operation,
+            f"{cause.reason}; the code history could not be read either: "
+            f"check the history of {item.label} before trying again",
+        ) from cause
+
+    # -- lookups --------------------------------------------------------------------------------
+
+    async def resolve_item(self, distributor: str, item_ref: str) -> Item:
+        """Turn an OEM item id, a seller item id or an ERM id into the distributor's ``Item``."""
+        ref = check_item_ref(item_ref)
+        key = (distributor, ref.casefold())
+        now = self._clock()
+        cached = self._items.get(key)
+        if cached and cached[0] > now:
+            return cached[1]
+        item = await self._authed(distributor, lambda s: self._find_item(s, ref))
+        if len(self._items) >= self.config.item_cache_size:
+            self._items.clear()
+        expires = now + self.config.item_cache_ttl
+        for alias in {ref.casefold(), item.id.casefold(), item.oem_item_id.casefold()}:
+            self._items[(distributor, alias)] = (expires, item)
+        return item
+
+    async def _find_item(self, session: _Session, ref: str) -> Item:
+        if ERM_ID_PATTERN.match(ref):
+            try:
+                return await self.client.item(session.token, ref.lower())
+            except ErmRejectedError as exc:
+                if exc.erm_code in _NOT_FOUND_CODES:
+                    raise ItemNotFoundError(
+                        f"no item with ERM id {ref} among this distributor's items ({exc})"
+                    ) from exc
+                raise
+        by_oem = await self.client.client_items(
+            session.token, session.client_id, first=2, oem_item_id=ref
+        )
+        if len(by_oem.nodes) == 1:
+            return by_oem.nodes[0]
+        wanted = ref.casefold()
+        matches = await self.client.client_items(
+            session.token, session.client_id, first=20, search=ref
+        )
+        exact = [
+            i
+            for i in matches.nodes
+            if wanted in {i.oem_item_id.casefold(), (i.seller_item_id or "").casefold()}
+        ]
+        if len(exact) == 1:
+            return exact[0]
+        if len(exact) > 1:
+            labels = ", ".join(i.label for i in exact[:5])
+            raise ItemNotFoundError(f"{ref} matches several items ({labels}): use the ERM id")
+        raise ItemNotFoundError(
+            f"no item {ref} among this distributor's items "
+            "(looked for it as an OEM item id and as a seller item id)"
+        )
+
+    async def code_history(
+        self, distributor: str, item_ref: str, count: int = 5
+    ) -> tuple[Item, list[CodeEvent]]:
+        """The item and its newest ``count`` code events (at most 50)."""
+        if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= MAX_HISTORY:
+            raise InvalidInputError(f"the count must be from 1 to {MAX_HISTORY}")
+        item = await self.resolve_item(distributor, item_ref)
+        return item, await self._latest_codes(distributor, item, count)
+
+    async def _latest_codes(self, distributor: str, item: Item, count: int) -> list[CodeEvent]:
+        return await self._authed(
+            distributor,
+            lambda s: self.client.latest_codes(s.token, item.id, s.client_id, count),
+        )
+
+    async def item_fleets(self, distributor: str) -> list[ItemFleet]:
+        """Every fleet of the distributor (all pages)."""
+
+        async def fetch(session: _Session) -> list[ItemFleet]:
+            fleets: list[ItemFleet] = []
+            after: str | None = None
+            while True:
+                page = await self.client.item_fleets(
+                    session.token, session.client_id, first=100, after=after
+                )
+                fleets.extend(page.nodes)
+                if not page.has_next or not page.end_cursor:
+                    return fleets
+                after = page.end_cursor
+
+        return await self._authed(distributor, fetch)
+
+    async def fleet(self, distributor: str, name: str) -> ItemFleet:
+        """One fleet, by name (case-insensitive, unique prefix accepted) or ERM id."""
+        wanted = name.strip().casefold()
+        if not wanted:
+            raise InvalidInputError("name the fleet (see the list of fleets)")
+        fleets = await self.item_fleets(distributor)
+        exact = [f for f in fleets if wanted in {f.name.casefold(), f.id.casefold()}]
+        candidates = exact or [f for f in fleets if f.name.casefold().startswith(wanted)]
+        if len(candidates) != 1:
+            known = ", ".join(f.name for f in fleets) or "none"
+            what = "several fleets match" if candidates else "no fleet is named"
+            raise InvalidInputError(f"{what} {name.strip()!r}; fleets: {known}")
+        fleet_id = candidates[0].id
+        return await self._authed(distributor, lambda s: self.client.fleet(s.token, fleet_id))
+
+    async def client_items(
+        self,
+        distributor: str,
+        *,
+        search: str | None = None,
+        after: str | None = None,
+        page_size: int = 10,
+    ) -> Page[Item]:
+        if search is not None:
+            search = check_note(search)
+        return await self._authed(
+            distributor,
+            lambda s: self.client.client_items(
+                s.token, s.client_id, first=page_size, after=after, search=search
+            ),
+        )
+
+    async def asset_accounts(
+        self,
+        distributor: str,
+        *,
+        search: str | None = None,
+        after: str | None = None,
+        page_size: int = 10,
+    ) -> Page[AssetAccount]:
+        if search is not None:
+            search = check_note(search)
+        return await self._authed(
+            distributor,
+            lambda s: self.client.asset_accounts(
+                s.token, s.client_id, first=page_size, after=after, search=search
+            ),
+        )
+
+    async def asset_account(self, distributor: str, ref: str) -> AssetAccount:
+        """An asset account by its ERM id, or the account of the item ``ref`` names."""
+        ref = check_item_ref(ref)
+        if ERM_ID_PATTERN.match(ref):
+            account_id = ref.lower()
+            try:
+                return await self._authed(
+                    distributor, lambda s: self.client.asset_account(s.token, account_id)
+                )
+            except ErmRejectedError as exc:
+                if exc.erm_code not in _NOT_FOUND_CODES:
+                    raise
+        item = await self.resolve_item(distributor, ref)
+        if not item.account_id:
+            raise InvalidInputError(f"{item.label} has no asset account yet")
+        account_id = item.account_id
+        return await self._authed(
+            distributor, lambda s: self.client.asset_account(s.token, account_id)
+        )
+
+    # -- sessions -------------------------------------------------------------------------------
+
+    async def _authed(self, distributor: str, call: Callable[[_Session], Awaitable[T]]) -> T:
+        """Run ``call`` with a valid session; on ``UNAUTHENTICATED`` sign in once and retry once."""
+        session = await self._session(distributor)
+        try:
+            return await call(session)
+        except ErmAuthError:
+            log.info("erm token refused, signing in again", extra={"distributor": distributor})
+            fresh = await self._session(distributor, stale=session)
+            return await call(fresh)
+
+    async def _session(self, distributor: str, *, stale: _Session | None = None) -> _Session:
+        current = self._sessions.get(distributor)
+        if current is not None and current is not stale and self._fresh(current):
+            return current
+        lock = self._locks.setdefault(distributor, asyncio.Lock())
+        async with lock:
+            current = self._sessions.get(distributor)
+            if current is not None and current is not stale and self._fresh(current):
+                return current  # another caller signed in while this one waited
+            if stale is None:
+                stored = await self.vault.load_token(distributor)
+                if stored is not None:
+                    expires = stored.expires_at.timestamp() if stored.expires_at else None
+                    candidate = _Session(stored.client_id, stored.access_token, expires)
+                    if self._fresh(candidate):
+                        self._sessions[distributor] = candidate
+                        return candidate
+            creds = await self.vault.credentials(distributor)
+            signed = await self.client.sign_in_client(creds.email, creds.password)
+            self.sign_ins += 1
+            return await self._remember(distributor, signed)
+
+    async def _remember(self, distributor: str, signed: SignIn) -> _Session:
+        expires = token_expiry(signed.access_token)
+        session = _Session(signed.client_id, signed.access_token, expires)
+        self._sessions[distributor] = session
+        expires_at = datetime.fromtimestamp(expires, UTC) if expires is not None else None
+        await self.vault.save_token(
+            distributor, StoredToken(signed.client_id, signed.access_token, expires_at)
+        )
+        return session
+
+    def _fresh(self, session: _Session) -> bool:
+        if session.expires_at is None:
+            return True
+        return session.expires_at - self._clock() > self.config.refresh_margin
+
+    def forget_sessions(self) -> None:
+        """Drop in-memory tokens and cached items (after rotating credentials, in tests)."""
+        self._sessions.clear()
+        self._items.clear()

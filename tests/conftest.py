@@ -1,0 +1,124 @@
+"""Fixtures shared by the whole suite: a migrated database on SQLite and PostgreSQL, secret keys.
+
+Database tests take ``engine`` (or ``database``) and so run once per backend:
+
+- ``sqlite``: a fresh file in ``tmp_path``;
+- ``postgres`` (marked ``postgres``): the server at ``ERM_BOT_TEST_POSTGRES_URL``, each test in a
+  schema of its own that is dropped afterwards. Without that variable these tests are skipped,
+  unless ``ERM_BOT_REQUIRE_POSTGRES=1`` (CI), which makes them fail instead.
+
+    ERM_BOT_TEST_POSTGRES_URL=postgresql+asyncpg://postgres@127.0.0.1:5432/postgres \\
+        ERM_BOT_REQUIRE_POSTGRES=1 python -m pytest
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from erm.db import create_engine, upgrade
+from erm.vault import SecretBox, TokenVault
+
+POSTGRES_URL_VARIABLE = "ERM_BOT_TEST_POSTGRES_URL"
+REQUIRE_POSTGRES_VARIABLE = "ERM_BOT_REQUIRE_POSTGRES"
+
+
+@dataclass(frozen=True)
+class TestDatabase:
+    """Where a test's database is: its URL plus what the driver needs to stay in its own schema."""
+
+    __test__ = False  # not a test class, despite the name
+
+    backend: str  # "sqlite" or "postgresql"
+    url: str
+    connect_args: dict[str, Any] = field(default_factory=dict)
+    schema: str | None = None  # PostgreSQL only
+    path: Path | None = None  # SQLite only: the database file
+
+    def create_engine(self) -> AsyncEngine:
+        """A new engine on this database (not migrated; see the ``engine`` fixture)."""
+        return create_engine(self.url, connect_args=self.connect_args)
+
+
+def _postgres_url() -> str:
+    url = os.environ.get(POSTGRES_URL_VARIABLE, "").strip()
+    if url:
+        return url
+    reason = f"PostgreSQL tests need {POSTGRES_URL_VARIABLE}"
+    if os.environ.get(REQUIRE_POSTGRES_VARIABLE) == "1":
+        pytest.fail(f"{reason} ({REQUIRE_POSTGRES_VARIABLE}=1 forbids skipping them)")
+    pytest.skip(reason)
+
+
+@pytest.fixture(
+    params=[
+        pytest.param("sqlite", id="sqlite"),
+        pytest.param("postgres", id="postgres", marks=pytest.mark.postgres),
+    ]
+)
+async def database(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[TestDatabase]:
+    """An empty database of each backend, private to the test."""
+    if request.param == "sqlite":
+        path = tmp_path / "erm-bot.db"
+        yield TestDatabase("sqlite", f"sqlite+aiosqlite:///{path}", path=path)
+        return
+
+    url = _postgres_url()
+    schema = f"test_{secrets.token_hex(6)}"
+    admin = create_engine(url)
+    try:
+        async with admin.begin() as connection:
+            await connection.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
+        try:
+            yield TestDatabase(
+                "postgresql",
+                url,
+                connect_args={"server_settings": {"search_path": schema}},
+                schema=schema,
+            )
+        finally:
+            async with admin.begin() as connection:
+                await connection.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
+    finally:
+        await admin.dispose()
+
+
+@pytest.fixture
+def database_url(database: TestDatabase) -> str:
+    """The test database's URL. On PostgreSQL, pair it with ``database.connect_args``."""
+    return database.url
+
+
+@pytest.fixture
+async def engine(database: TestDatabase) -> AsyncIterator[AsyncEngine]:
+    """An engine on the test database, migrated to the newest revision, disposed afterwards."""
+    engine = database.create_engine()
+    try:
+        await upgrade(engine)
+        yield engine
+    finally:
+        await engine.dispose()
+
+
+@pytest.fixture
+def secret_keys() -> list[str]:
+    """A fresh key list in ``ERM_BOT_SECRET_KEYS`` form (one key)."""
+    return [SecretBox.generate_key()]
+
+
+@pytest.fixture
+def secret_box(secret_keys: list[str]) -> SecretBox:
+    return SecretBox(secret_keys)
+
+
+@pytest.fixture
+def vault(engine: AsyncEngine, secret_box: SecretBox) -> TokenVault:
+    """An empty token vault on the test database."""
+    return TokenVault(engine, secret_box)
