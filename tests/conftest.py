@@ -16,35 +16,17 @@ from __future__ import annotations
 import os
 import secrets
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
+from support import TestDatabase
 
 from erm.db import create_engine, upgrade
 from erm.vault import SecretBox, TokenVault
 
 POSTGRES_URL_VARIABLE = "ERM_BOT_TEST_POSTGRES_URL"
 REQUIRE_POSTGRES_VARIABLE = "ERM_BOT_REQUIRE_POSTGRES"
-
-
-@dataclass(frozen=True)
-class TestDatabase:
-    """Where a test's database is: its URL plus what the driver needs to stay in its own schema."""
-
-    __test__ = False  # not a test class, despite the name
-
-    backend: str  # "sqlite" or "postgresql"
-    url: str
-    connect_args: dict[str, Any] = field(default_factory=dict)
-    schema: str | None = None  # PostgreSQL only
-    path: Path | None = None  # SQLite only: the database file
-
-    def create_engine(self) -> AsyncEngine:
-        """A new engine on this database (not migrated; see the ``engine`` fixture)."""
-        return create_engine(self.url, connect_args=self.connect_args)
 
 
 def _postgres_url() -> str:

@@ -253,6 +253,11 @@ class SandboxState:
             "updatedAt": distributor.created_at,
         }
 
+    def revoke_tokens(self) -> None:
+        """Refuse every access token issued so far, as ERM does after a restart or key change."""
+        self.config.jwt_secret = secrets.token_hex(32)
+        self._token_cache.clear()
+
     def authenticate(self, authorization: str | None) -> Distributor:
         """The distributor behind an ``Authorization: Bearer <jwt>`` header, or ``Unauthorized``.
 

@@ -26,7 +26,7 @@ from erm.db import (
 )
 
 if TYPE_CHECKING:
-    from conftest import TestDatabase
+    from support import TestDatabase
 
 ERM_HEAD = "erm0001"
 

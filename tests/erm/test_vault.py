@@ -25,7 +25,7 @@ from erm.vault import (
 )
 
 if TYPE_CHECKING:
-    from conftest import TestDatabase
+    from support import TestDatabase
 
 PASSWORD = "hunter2-Correct-Horse-Battery"
 TOKEN = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJhY21lIn0.c2lnbmF0dXJlLW9mLXRoZS10b2tlbg"

@@ -7,28 +7,15 @@ from typing import Any
 
 import httpx
 import pytest
+from support import FakeClock
 
 from erm.sandbox import ACME, SUNBRIGHT, DemoCredentials, create_app, seed_state
-from erm.sandbox.seed import SEED_EPOCH
 from erm.sandbox.state import SandboxConfig, SandboxState
 
 SIGN_IN = """
 mutation SignIn($creds: SignInCredentialsInput!) {
   signInClient(signInCredentialsInput: $creds) { _id accessToken name email roleName }
 }"""
-
-
-class FakeClock:
-    """A clock tests move by hand; starts a year after the seeded history ends."""
-
-    def __init__(self, now: float = SEED_EPOCH + 365 * 86_400) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 class Caller:
@@ -74,11 +61,6 @@ class Caller:
         assert payload.get("errors"), payload
         error: dict[str, Any] = payload["errors"][0]
         return error
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
 
 
 @pytest.fixture
