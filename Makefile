@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 PY_DIRS := bot adapters erm tests bench
 
-.PHONY: install demo test check lint format types bench sandbox clean
+.PHONY: install demo test check lint format types sandbox clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "erm-bot needs Python 3.11 or newer (set PYTHON=python3.11)")'

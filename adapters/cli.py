@@ -76,13 +76,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _sandbox(args: argparse.Namespace, settings: Settings) -> int:
     """Blocking: the sandbox runs its own event loop until interrupted."""
-    run_sandbox(
-        args.host,
-        args.port,
-        json_output=args.json,
-        faults=faults_from_arguments(args),
-        token_ttl=args.token_ttl,
-    )
+    try:
+        faults = faults_from_arguments(args)
+    except ValueError as exc:
+        print(f"erm-bot sandbox: {exc}", file=sys.stderr)
+        return 2
+    try:
+        run_sandbox(
+            args.host, args.port, json_output=args.json, faults=faults, token_ttl=args.token_ttl
+        )
+    except OSError as exc:
+        print(f"erm-bot sandbox: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -14,7 +14,7 @@ from erm.client import ErmClient
 from erm.db import create_engine, upgrade
 from erm.errors import VaultError
 from erm.service import ErmService
-from erm.vault import SecretBox, TokenVault
+from erm.vault import SecretBox, SecretKeyError, TokenVault
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,7 +33,10 @@ def secret_box(settings: Settings) -> SecretBox:
             "ERM_BOT_SECRET_KEYS is not set: make a key with `erm-bot keys generate` "
             "and put it in the environment or in .env"
         )
-    return SecretBox(keys)
+    try:
+        return SecretBox(keys)
+    except SecretKeyError as exc:
+        raise VaultError(f"ERM_BOT_SECRET_KEYS: {exc}") from None
 
 
 @asynccontextmanager

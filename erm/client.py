@@ -48,6 +48,13 @@ PRODUCTION_URL = "https://production-omnivoltaic-graphql-api.omnivoltaic.com/gra
 # server failed after the resolver ran). 503 means the service refused before doing any work.
 _MUTATION_UNCERTAIN_STATUSES = frozenset({500, 502, 504})
 
+# The mutation and its input argument for each code type ERM can generate.
+_CODE_MUTATIONS = {
+    CodeType.DAYS: (ops.GENERATE_DAYS_CODE, "generateDaysCodeInput"),
+    CodeType.FREE: (ops.GENERATE_FREE_CODE, "generateFreeCodeInput"),
+    CodeType.RESET: (ops.GENERATE_RESET_CODE, "generateResetCodeInput"),
+}
+
 # Transport failures that prove the request never left this process.
 _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.UnsupportedProtocol)
 
@@ -120,29 +127,19 @@ class ErmClient:
     async def generate_days_code(
         self, token: str, item: Item, days: int, description: str | None = None
     ) -> IssuedCode:
-        payload = {"itemId": item.id, "codeDays": days, "description": description}
-        data = await self._call(
-            ops.GENERATE_DAYS_CODE, {"generateDaysCodeInput": payload}, token=token
+        return await self.generate_code(
+            token, CodeType.DAYS, item, days=days, description=description
         )
-        return self._parse(lambda d: IssuedCode.parse(d, item=item, days=days), data)
 
     async def generate_free_code(
         self, token: str, item: Item, description: str | None = None
     ) -> IssuedCode:
-        payload = {"itemId": item.id, "description": description}
-        data = await self._call(
-            ops.GENERATE_FREE_CODE, {"generateFreeCodeInput": payload}, token=token
-        )
-        return self._parse(lambda d: IssuedCode.parse(d, item=item, days=None), data)
+        return await self.generate_code(token, CodeType.FREE, item, description=description)
 
     async def generate_reset_code(
         self, token: str, item: Item, description: str | None = None
     ) -> IssuedCode:
-        payload = {"itemId": item.id, "description": description}
-        data = await self._call(
-            ops.GENERATE_RESET_CODE, {"generateResetCodeInput": payload}, token=token
-        )
-        return self._parse(lambda d: IssuedCode.parse(d, item=item, days=None), data)
+        return await self.generate_code(token, CodeType.RESET, item, description=description)
 
     async def generate_code(
         self,
@@ -153,16 +150,17 @@ class ErmClient:
         days: int | None = None,
         description: str | None = None,
     ) -> IssuedCode:
-        """Dispatch to the mutation for ``code_type`` (days, free or reset)."""
+        """Send the mutation for ``code_type`` (days, free or reset) exactly once."""
+        if code_type not in _CODE_MUTATIONS:
+            raise ValueError(f"ERM has no mutation for {code_type.value}")
+        op, argument = _CODE_MUTATIONS[code_type]
+        payload: dict[str, Any] = {"itemId": item.id, "description": description}
         if code_type is CodeType.DAYS:
             if days is None:
                 raise ValueError("a days code needs days")
-            return await self.generate_days_code(token, item, days, description)
-        if code_type is CodeType.FREE:
-            return await self.generate_free_code(token, item, description)
-        if code_type is CodeType.RESET:
-            return await self.generate_reset_code(token, item, description)
-        raise ValueError(f"ERM has no mutation for {code_type.value}")
+            payload["codeDays"] = days
+        data = await self._call(op, {argument: payload}, token=token)
+        return self._parse(lambda d: IssuedCode.parse(d, item=item, days=days), data)
 
     # -- queries (retried on transient failures) ------------------------------------------------
 

@@ -46,8 +46,6 @@ _ACCOUNT_FIELDS = f"""
 
 _PAGE_INFO = "pageInfo { startCursor endCursor hasPreviousPage hasNextPage }"
 
-_CODE_RESPONSE = "codeType codeHex codeDec"
-
 SIGN_IN_CLIENT = Operation(
     "SignInClient",
     "signInClient",
@@ -58,34 +56,23 @@ mutation SignInClient($signInCredentialsInput: SignInCredentialsInput!) {
     mutation=True,
 )
 
-GENERATE_DAYS_CODE = Operation(
-    "GenerateDaysCode",
-    "generateDaysCode",
-    f"""
-mutation GenerateDaysCode($generateDaysCodeInput: GenerateDaysCodeInput!) {{
-  generateDaysCode(generateDaysCodeInput: $generateDaysCodeInput) {{ {_CODE_RESPONSE} }}
-}}""",
-    mutation=True,
-)
 
-GENERATE_FREE_CODE = Operation(
-    "GenerateFreeCode",
-    "generateFreeCode",
-    f"""
-mutation GenerateFreeCode($generateFreeCodeInput: GenerateCodeInput!) {{
-  generateFreeCode(generateFreeCodeInput: $generateFreeCodeInput) {{ {_CODE_RESPONSE} }}
-}}""",
-    mutation=True,
-)
+def _code_mutation(name: str, root_field: str, argument: str, input_type: str) -> Operation:
+    document = f"""
+mutation {name}(${argument}: {input_type}!) {{
+  {root_field}({argument}: ${argument}) {{ codeType codeHex codeDec }}
+}}"""
+    return Operation(name, root_field, document, mutation=True)
 
-GENERATE_RESET_CODE = Operation(
-    "GenerateResetCode",
-    "generateResetCode",
-    f"""
-mutation GenerateResetCode($generateResetCodeInput: GenerateCodeInput!) {{
-  generateResetCode(generateResetCodeInput: $generateResetCodeInput) {{ {_CODE_RESPONSE} }}
-}}""",
-    mutation=True,
+
+GENERATE_DAYS_CODE = _code_mutation(
+    "GenerateDaysCode", "generateDaysCode", "generateDaysCodeInput", "GenerateDaysCodeInput"
+)
+GENERATE_FREE_CODE = _code_mutation(
+    "GenerateFreeCode", "generateFreeCode", "generateFreeCodeInput", "GenerateCodeInput"
+)
+GENERATE_RESET_CODE = _code_mutation(
+    "GenerateResetCode", "generateResetCode", "generateResetCodeInput", "GenerateCodeInput"
 )
 
 CODE_HISTORY = Operation(

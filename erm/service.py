@@ -432,7 +432,13 @@ class ErmService:
                         self._sessions[distributor] = candidate
                         return candidate
             creds = await self.vault.credentials(distributor)
-            signed = await self.client.sign_in_client(creds.email, creds.password)
+            try:
+                signed = await self.client.sign_in_client(creds.email, creds.password)
+            except ErmAuthError as exc:
+                raise ErmAuthError(
+                    f"{exc} (stored credentials of distributor {creds.name!r}; update them with "
+                    f"`erm-bot distributor add {creds.name} --email ... --replace`)"
+                ) from exc
             self.sign_ins += 1
             return await self._remember(distributor, signed)
 

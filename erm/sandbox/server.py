@@ -53,14 +53,19 @@ async def _running(app: Any, host: str, port: int) -> AsyncIterator[tuple[str, a
     try:
         while not server.started:
             if task.done():
-                task.result()  # re-raise why it could not start
-                raise RuntimeError("the sandbox server stopped before it started")
+                # Re-raise why it could not start; uvicorn exits the process when it cannot bind.
+                with contextlib.suppress(SystemExit):
+                    task.result()
+                raise OSError(
+                    f"cannot listen on {host}:{port} (address already in use, or not allowed)"
+                )
             await asyncio.sleep(0.01)
         bound_port = server.servers[0].sockets[0].getsockname()[1]
         yield f"http://{host}:{bound_port}/graphql", task
     finally:
         server.should_exit = True
-        await task
+        with contextlib.suppress(SystemExit):  # already reported above when it failed to bind
+            await task
 
 
 def run_sandbox(
