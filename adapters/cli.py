@@ -12,12 +12,17 @@ import getpass
 import inspect
 import sys
 from collections.abc import Sequence
+from datetime import UTC, datetime
 
 from pydantic import ValidationError
 
 from adapters import demo
+from adapters.console import PLATFORM, Console
 from adapters.runtime import open_engine, open_runtime
+from bot.audit import AuditLog
+from bot.roles import Role
 from bot.settings import Settings
+from bot.store import GrantStore
 from erm.errors import ErmError, InvalidInputError
 from erm.sandbox.faults import add_fault_arguments, faults_from_arguments
 from erm.sandbox.server import run_sandbox
@@ -30,8 +35,37 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("demo", help="start the sandbox ERM and issue a code through the bot")
+    p = sub.add_parser("demo", help="the sandbox ERM, demo users and the console, in one process")
+    p.add_argument(
+        "--script", metavar="FILE", help="run these commands, then exit (non-zero on error)"
+    )
     p.set_defaults(run=demo.run_demo)
+
+    p = sub.add_parser("console", help="type bot commands in the terminal, as a console user")
+    p.add_argument("--as", dest="user", default="admin", help="console user name (default admin)")
+    p.set_defaults(run=_console)
+
+    p = sub.add_parser("users", help="grant and revoke roles")
+    users = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    g = users.add_parser("grant", help="give USER (platform:id) a ROLE at DISTRIBUTOR")
+    g.add_argument("user")
+    g.add_argument("role", choices=[r.label for r in Role])
+    g.add_argument("distributor")
+    g.set_defaults(run=_users_grant)
+    r = users.add_parser("revoke", help="take USER's role at DISTRIBUTOR (or everywhere)")
+    r.add_argument("user")
+    r.add_argument("distributor", nargs="?")
+    r.set_defaults(run=_users_revoke)
+    users.add_parser("list", help="everyone with a role").set_defaults(run=_users_list)
+
+    p = sub.add_parser("audit", help="the audit trail")
+    audit = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    audit.add_parser("verify", help="check the hash chain").set_defaults(run=_audit_verify)
+    e = audit.add_parser("export", help="write a period as CSV to standard output")
+    e.add_argument("--csv", action="store_true", required=True)
+    e.add_argument("--since", type=_date, help="YYYY-MM-DD (UTC)")
+    e.add_argument("--until", type=_date, help="YYYY-MM-DD (UTC), exclusive")
+    e.set_defaults(run=_audit_export)
 
     p = sub.add_parser("sandbox", help="serve the stand-in ERM GraphQL API")
     p.add_argument("--host", default="127.0.0.1")
@@ -107,6 +141,76 @@ async def _keys_rotate(args: argparse.Namespace, settings: Settings) -> int:
     async with open_runtime(settings) as runtime:
         count = await runtime.vault.rotate()
     print(f"re-encrypted {count} stored value(s) under the newest key")
+    return 0
+
+
+def _date(text: str) -> datetime:
+    try:
+        return datetime.strptime(text, "%Y-%m-%d").replace(tzinfo=UTC)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD): {text!r}") from None
+
+
+def _split_user(text: str) -> tuple[str, str]:
+    platform, sep, user_id = text.partition(":")
+    if not sep or not platform or not user_id:
+        raise InvalidInputError(f"name the user as platform:id (e.g. slack:U0123), not {text!r}")
+    return platform.lower(), user_id
+
+
+async def _console(args: argparse.Namespace, settings: Settings) -> int:
+    async with open_runtime(settings) as runtime:
+        console = Console(runtime.dispatcher(), user=args.user, color=sys.stdout.isatty())
+        print(f"erm-bot console as {PLATFORM}:{args.user} (Ctrl-D to leave)")
+        await console.repl()
+    return 0
+
+
+async def _users_grant(args: argparse.Namespace, settings: Settings) -> int:
+    platform, user_id = _split_user(args.user)
+    async with open_runtime(settings) as runtime:
+        distributor = args.distributor.lower()
+        if distributor not in await runtime.vault.names():
+            raise InvalidInputError(f"no distributor {distributor!r} is configured")
+        await runtime.core().grants.grant(
+            platform, user_id, Role.parse(args.role), distributor, "cli"
+        )
+    print(f"{platform}:{user_id} is now {args.role} at {distributor}")
+    return 0
+
+
+async def _users_revoke(args: argparse.Namespace, settings: Settings) -> int:
+    platform, user_id = _split_user(args.user)
+    async with open_engine(settings) as engine:
+        removed = await GrantStore(engine).revoke(platform, user_id, args.distributor)
+    print(f"removed {removed} grant(s) of {platform}:{user_id}")
+    return 0
+
+
+async def _users_list(args: argparse.Namespace, settings: Settings) -> int:
+    async with open_engine(settings) as engine:
+        grants = await GrantStore(engine).users()
+    for grant in grants:
+        print(f"{grant.platform}:{grant.user_id}\t{grant.role.label}\t{grant.distributor}")
+    if not grants:
+        print("no grants yet: `erm-bot users grant slack:U0123 admin DISTRIBUTOR`")
+    return 0
+
+
+async def _audit_verify(args: argparse.Namespace, settings: Settings) -> int:
+    async with open_engine(settings) as engine:
+        verdict = await AuditLog(engine).verify()
+    if verdict.ok:
+        print(f"audit trail intact: {verdict.rows} row(s)")
+        return 0
+    print(f"audit trail broken at row {verdict.first_bad_id}: {verdict.problem}", file=sys.stderr)
+    return 1
+
+
+async def _audit_export(args: argparse.Namespace, settings: Settings) -> int:
+    async with open_engine(settings) as engine:
+        count = await AuditLog(engine).export_csv(sys.stdout, since=args.since, until=args.until)
+    print(f"exported {count} row(s)", file=sys.stderr)
     return 0
 
 

@@ -1,4 +1,4 @@
-"""``erm-bot demo``: the sandbox ERM in-process, a demo distributor, and one code issued end to end.
+"""``erm-bot demo``: the sandbox ERM in-process, a demo admin and agent, and the console.
 
 Everything it stores lives in ``.erm-bot-demo/`` under the working directory (a SQLite file and a
 demo-only encryption key), so it runs on a fresh clone with no configuration.
@@ -8,13 +8,17 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from pathlib import Path
 
 from pydantic import SecretStr
 
+from adapters.console import PLATFORM, Console
 from adapters.runtime import open_runtime
+from bot.dispatch import Dispatcher
+from bot.roles import Role
 from bot.settings import Settings
-from erm.models import CodeType
+from erm.errors import InvalidInputError
 from erm.sandbox import ACME, OPEN_ACP1_OEM_ID, create_app, seed_state, serve
 from erm.vault import SecretBox
 
@@ -35,8 +39,17 @@ def prepare(directory: Path) -> tuple[str, str]:
     return database_url, key
 
 
+EXAMPLES = (
+    f"/code days {OPEN_ACP1_OEM_ID} 30 cash 500",
+    f"/history {OPEN_ACP1_OEM_ID}",
+    "@agent /code free " + OPEN_ACP1_OEM_ID,
+)
+
+
 async def run_demo(args: argparse.Namespace, settings: Settings) -> int:
+    """Sandbox + SQLite + demo users, then the console (or a script with ``--script``)."""
     database_url, key = prepare(DEMO_DIR)
+    script = read_script(args.script) if args.script else None
     state = seed_state()
     async with serve(create_app(state)) as url:
         demo_settings = settings.model_copy(
@@ -47,31 +60,36 @@ async def run_demo(args: argparse.Namespace, settings: Settings) -> int:
             }
         )
         async with open_runtime(demo_settings) as runtime:
-            service = runtime.service
-            print("erm-bot demo")
-            print(f"  sandbox ERM  {url}  ({len(state.items)} seeded items)")
-            print(f"  database     {DEMO_DIR}/demo.db  (ERM password and token encrypted)")
-            signed = await service.add_distributor(
+            await runtime.service.add_distributor(
                 ACME.name, ACME.email, ACME.password, replace=True
             )
-            print(f"  distributor  {ACME.name}: signed in to ERM as {signed.name or ACME.email}")
-
-            item = await service.resolve_item(ACME.name, OPEN_ACP1_OEM_ID.lower())
-            code = await service.generate_code(
-                ACME.name, CodeType.DAYS, item.id, days=30, note="demo payment"
-            )
-            client = f", client {item.client_name}" if item.client_name else ""
+            core = runtime.core()
+            for user, role in (("admin", Role.ADMIN), ("agent", Role.AGENT)):
+                await core.grants.grant(PLATFORM, user, role, ACME.name, "demo")
+            console = Console(Dispatcher(core), user="admin", color=sys.stdout.isatty())
+            if script is not None:
+                failures = await console.script(script)
+                if failures:
+                    print(
+                        f"{failures} line(s) of the script did not go as expected", file=sys.stderr
+                    )
+                return 1 if failures else 0
+            print("erm-bot demo: the sandbox ERM is running in this process")
+            print(f"  ERM      {url} ({len(state.items)} items; distributor {ACME.name})")
+            print(f"  storage  {DEMO_DIR}/demo.db (ERM password and token encrypted)")
+            print("  you are  console:admin; prefix a line with @agent to act as an agent")
             print()
-            print(f"30-day code for {item.label}{client}:")
-            print(f"    {code.keypad}")
-            _, events = await service.code_history(ACME.name, item.id, 3)
+            print("Try:")
+            for example in EXAMPLES:
+                print(f"  {example}")
+            print("  /help        (exit with Ctrl-D)")
             print()
-            print(f"Latest codes of {item.label}:")
-            for event in events:
-                when = event.created_at.strftime("%Y-%m-%d %H:%M") if event.created_at else "?"
-                kind = event.code_type.name.lower() if event.code_type else "?"
-                days = f" {event.code_days}d" if event.code_type is CodeType.DAYS else ""
-                print(f"  {when}  {kind}{days:<6} {event.keypad}")
-    print()
-    print("Next: `make test`, or `.venv/bin/erm-bot sandbox` to run the sandbox ERM on its own.")
+            await console.repl()
     return 0
+
+
+def read_script(path: str) -> list[str]:
+    try:
+        return Path(path).read_text(encoding="utf-8").splitlines()
+    except OSError as exc:
+        raise InvalidInputError(f"cannot read the script {path}: {exc.strerror}") from None

@@ -9,9 +9,14 @@ from dataclasses import dataclass
 import httpx
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from bot.audit import AuditLog
+from bot.commands import COMMANDS
+from bot.dispatch import Core, Dispatcher
+from bot.permissions import Permissions
 from bot.settings import Settings
+from bot.store import CodeStore, GrantStore, RateLimiter, RequestStore, migrate
 from erm.client import ErmClient
-from erm.db import create_engine, upgrade
+from erm.db import create_engine
 from erm.errors import VaultError
 from erm.service import ErmService
 from erm.vault import SecretBox, SecretKeyError, TokenVault
@@ -24,6 +29,25 @@ class Runtime:
     vault: TokenVault
     client: ErmClient
     service: ErmService
+
+    def core(self) -> Core:
+        """The bot core over this runtime's database and ERM service."""
+        engine = self.engine
+        grants = GrantStore(engine)
+        return Core(
+            erm=self.service,
+            grants=grants,
+            codes=CodeStore(engine),
+            requests=RequestStore(engine),
+            rate=RateLimiter(engine),
+            audit=AuditLog(engine),
+            permissions=Permissions(grants, self.vault.names, self.settings.admins),
+            commands=COMMANDS,
+            limits=self.settings.limits(),
+        )
+
+    def dispatcher(self) -> Dispatcher:
+        return Dispatcher(self.core())
 
 
 def secret_box(settings: Settings) -> SecretBox:
@@ -44,7 +68,7 @@ async def open_engine(settings: Settings) -> AsyncIterator[AsyncEngine]:
     """The database engine, migrated to the newest schema (a no-op when it already is)."""
     engine = create_engine(settings.database_url)
     try:
-        await upgrade(engine)
+        await migrate(engine)
         yield engine
     finally:
         await engine.dispose()

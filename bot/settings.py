@@ -7,6 +7,8 @@ from pathlib import Path
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from bot.dispatch import Limits
+from bot.permissions import parse_admins
 from erm.client import PRODUCTION_URL, ClientConfig
 from erm.db import default_database_url
 from erm.service import ServiceConfig
@@ -27,6 +29,13 @@ class Settings(BaseSettings):
 
     erm_bot_database_url: str | None = None
     erm_bot_secret_keys: SecretStr | None = None
+    # Bootstrap admins of every distributor: platform:user, comma-separated.
+    erm_bot_admins: str = ""
+
+    erm_bot_duplicate_window_minutes: int = Field(10, ge=0, le=24 * 60)
+    erm_bot_codes_per_user_hour: int = Field(30, ge=1)
+    erm_bot_codes_per_distributor_hour: int = Field(500, ge=1)
+    erm_bot_lookups_per_user_minute: int = Field(60, ge=1)
 
     @field_validator("erm_api_url")
     @classmethod
@@ -34,6 +43,24 @@ class Settings(BaseSettings):
         if not value.startswith(("http://", "https://")):
             raise ValueError("ERM_API_URL must start with http:// or https://")
         return value
+
+    @field_validator("erm_bot_admins")
+    @classmethod
+    def _admins(cls, value: str) -> str:
+        parse_admins(value)  # raises with a clear message on a malformed entry
+        return value
+
+    @property
+    def admins(self) -> frozenset[str]:
+        return parse_admins(self.erm_bot_admins)
+
+    def limits(self) -> Limits:
+        return Limits(
+            duplicate_window_minutes=self.erm_bot_duplicate_window_minutes,
+            codes_per_user_hour=self.erm_bot_codes_per_user_hour,
+            codes_per_distributor_hour=self.erm_bot_codes_per_distributor_hour,
+            lookups_per_user_minute=self.erm_bot_lookups_per_user_minute,
+        )
 
     @property
     def database_url(self) -> str:

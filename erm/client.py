@@ -115,7 +115,7 @@ class ErmClient:
         variables = {"signInCredentialsInput": {"email": email, "password": password}}
         try:
             data = await self._call(ops.SIGN_IN_CLIENT, variables, token=None)
-        except ErmRejectedError as exc:
+        except (ErmRejectedError, ErmAuthError) as exc:
             raise ErmAuthError(f"ERM refused the sign-in: {exc.erm_message}") from exc
         except UncertainOutcomeError as exc:
             # Signing in creates nothing that matters; a lost answer is simply unavailability.
@@ -366,7 +366,7 @@ def _graphql_error(errors: object) -> ErmError:
     message = _validation_message(extensions) or first.get("message") or "unknown error"
     message = str(message)[:500]
     if code == "UNAUTHENTICATED" or message == "Unauthorized":
-        return ErmAuthError(f"ERM refused the access token: {message}")
+        return ErmAuthError(f"ERM refused the access token: {message}", message)
     return ErmRejectedError(message, code)
 
 

@@ -33,6 +33,10 @@ class ErmUnavailableError(ErmError):
 class ErmAuthError(ErmError):
     """ERM did not accept the distributor's credentials or access token."""
 
+    def __init__(self, message: str, erm_message: str | None = None) -> None:
+        super().__init__(message)
+        self.erm_message = erm_message or message
+
 
 class ErmRejectedError(ErmError):
     """ERM understood the request and refused it; its own message is kept."""

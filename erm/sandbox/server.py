@@ -49,22 +49,27 @@ async def _running(app: Any, host: str, port: int) -> AsyncIterator[tuple[str, a
     )
     server = uvicorn.Server(config)
     logging.getLogger("uvicorn.error").addFilter(DROPPED_CONNECTION_FILTER)
-    task = asyncio.create_task(server.serve())
+
+    async def run() -> None:
+        try:
+            await server.serve()
+        except SystemExit:  # uvicorn exits the process when it cannot bind: keep it an error
+            raise OSError(
+                f"cannot listen on {host}:{port} (address already in use, or not allowed)"
+            ) from None
+
+    task = asyncio.create_task(run())
     try:
         while not server.started:
             if task.done():
-                # Re-raise why it could not start; uvicorn exits the process when it cannot bind.
-                with contextlib.suppress(SystemExit):
-                    task.result()
-                raise OSError(
-                    f"cannot listen on {host}:{port} (address already in use, or not allowed)"
-                )
+                task.result()  # raises why it could not start
+                raise OSError(f"the server on {host}:{port} stopped before it started")
             await asyncio.sleep(0.01)
         bound_port = server.servers[0].sockets[0].getsockname()[1]
         yield f"http://{host}:{bound_port}/graphql", task
     finally:
         server.should_exit = True
-        with contextlib.suppress(SystemExit):  # already reported above when it failed to bind
+        with contextlib.suppress(OSError):  # already raised above when it failed to start
             await task
 
 

@@ -1,0 +1,24 @@
+"""Every command, declared once; adapters serve ``COMMANDS`` as they are."""
+
+from __future__ import annotations
+
+from bot.commands import admin, codes, help, lookups
+from bot.registry import Command
+
+COMMANDS: tuple[Command, ...] = (
+    codes.code_days,
+    codes.code_free,
+    codes.code_reset,
+    codes.resend,
+    lookups.history,
+    lookups.fleet,
+    lookups.items,
+    lookups.account,
+    help.help_,
+    help.whoami,
+    admin.use,
+    admin.grant,
+    admin.revoke,
+    admin.users,
+    admin.audit,
+)

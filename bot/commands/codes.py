@@ -1,0 +1,191 @@
+"""Unlock codes: days, free and reset codes, and showing the last one again."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime, timedelta
+
+from bot.context import Code, Field, Reply, Tone
+from bot.dispatch import Context
+from bot.registry import Days, ItemRef, Text, command
+from bot.roles import Role
+from bot.store import IssuedCodeRecord
+from erm.models import CodeType, Item, keypad_format
+
+_WHAT = {
+    CodeType.DAYS: "adds days of use",
+    CodeType.FREE: "unlocks the device for good",
+    CodeType.RESET: "returns the device to the locked state",
+}
+
+
+@command(
+    "code",
+    "days",
+    role=Role.AGENT,
+    example="/code days TEST2503000017 30 cash 500",
+    flags=("again",),
+    kind="code",
+)
+async def code_days(ctx: Context, item: ItemRef, days: Days, note: Text | None = None) -> Reply:
+    """Generate a days code: adds days of use to a device."""
+    return await issue(ctx, CodeType.DAYS, item, days, note)
+
+
+@command(
+    "code",
+    "free",
+    role=Role.SUPERVISOR,
+    example="/code free TEST2503000017 plan paid off",
+    flags=("again",),
+    kind="code",
+)
+async def code_free(ctx: Context, item: ItemRef, note: Text | None = None) -> Reply:
+    """Generate a free code: unlocks a device for good."""
+    return await issue(ctx, CodeType.FREE, item, None, note)
+
+
+@command(
+    "code",
+    "reset",
+    role=Role.SUPERVISOR,
+    example="/code reset TEST2503000017 repossessed",
+    flags=("again",),
+    kind="code",
+)
+async def code_reset(ctx: Context, item: ItemRef, note: Text | None = None) -> Reply:
+    """Generate a reset code: returns a device to the locked state."""
+    return await issue(ctx, CodeType.RESET, item, None, note)
+
+
+@command("resend", role=Role.AGENT, example="/resend TEST2503000017")
+async def resend(ctx: Context, item: ItemRef) -> Reply:
+    """Show again the last code this bot issued for an item (never makes a new one)."""
+    found = await ctx.erm.resolve_item(ctx.distributor, item)
+    ctx.item_id = found.id
+    last = await ctx.core.codes.last_issue(ctx.distributor, found.id)
+    if last is None:
+        return Reply(
+            title=f"erm-bot has issued no code for {found.label} yet.",
+            notes=(f"See every code ERM made for it with /history {found.oem_item_id}",),
+            tone=Tone.INFO,
+        )
+    ago = _ago(ctx.now(), last.issued_at)
+    return _code_reply(
+        f"Last code for {found.label}, issued {ago} by {last.issued_by_name}",
+        last,
+        found,
+        notes=("No new code was made.",),
+    )
+
+
+async def issue(
+    ctx: Context, code_type: CodeType, item_ref: str, days: int | None, note: str | None
+) -> Reply:
+    """Issue one code, unless the same code was issued moments ago (then show that one)."""
+    distributor = ctx.distributor
+    item = await ctx.erm.resolve_item(distributor, item_ref)
+    ctx.item_id = item.id
+    codes = ctx.core.codes
+    request = ctx.request
+    # The lock outlives one ERM call plus reconciliation; a dead holder's lock expires.
+    async with codes.item_lock(distributor, item.id, request.request_key, ttl=120, wait=30):
+        if not ctx.flags.get("again"):
+            window = timedelta(minutes=ctx.core.limits.duplicate_window_minutes)
+            recent = await codes.recent_issue(
+                distributor, item.id, code_type.value, days, since=ctx.now() - window
+            )
+            if recent is not None:
+                ctx.erm_code = recent.code_hex or None
+                ctx.detail = f"already issued at {recent.issued_at:%H:%M}; not generated again"
+                ago = _ago(ctx.now(), recent.issued_at)
+                return _code_reply(
+                    f"Already issued {ago} by {recent.issued_by_name}",
+                    recent,
+                    item,
+                    notes=("Same item, same code: add --again to generate a new one.",),
+                    tone=Tone.INFO,
+                )
+        issued = await ctx.erm.generate_code(
+            distributor,
+            code_type,
+            item.id,
+            days=days,
+            note=note,
+            reference=_reference(request.request_key),
+        )
+        record = IssuedCodeRecord(
+            distributor=distributor,
+            item_id=item.id,
+            item_label=item.label,
+            client_name=item.client_name,
+            code_type=code_type.value,
+            days=days,
+            code_dec=issued.code_dec,
+            code_hex=issued.code_hex,
+            issued_by_platform=request.identity.platform,
+            issued_by_user=request.identity.user_id,
+            issued_by_name=request.identity.label,
+            request_key=request.request_key,
+            note=note,
+            reconciled=issued.reconciled,
+            issued_at=ctx.now(),
+            approval_id=None,
+        )
+        await codes.record_issue(record)
+    ctx.erm_code = issued.code_hex or None
+    ctx.detail = f"{code_type.value} {days or ''} issued".replace("  ", " ")
+    notes = [f"It {_WHAT[code_type]}. Type it on the device keypad."]
+    if issued.reconciled:
+        notes.append("ERM's answer was lost; this code was found in the item's history.")
+    return _code_reply(_title(code_type, days, item), record, item, notes=tuple(notes))
+
+
+def _title(code_type: CodeType, days: int | None, item: Item) -> str:
+    if code_type is CodeType.DAYS:
+        return f"{days}-day code for {item.label}"
+    return f"{code_type.name.capitalize()} code for {item.label}"
+
+
+def _code_reply(
+    title: str,
+    record: IssuedCodeRecord,
+    item: Item,
+    *,
+    notes: tuple[str, ...] = (),
+    tone: Tone = Tone.OK,
+) -> Reply:
+    fields = [Field("Item", item.label)]
+    if item.client_name or record.client_name:
+        fields.append(Field("Client", item.client_name or record.client_name or ""))
+    kind = CodeType(record.code_type)
+    fields.append(
+        Field("Code", f"{record.days} days" if kind is CodeType.DAYS else kind.name.lower())
+    )
+    if record.note:
+        fields.append(Field("Note", record.note))
+    return Reply(
+        title=title,
+        codes=(Code(keypad_format(record.code_dec), record.code_dec),),
+        fields=tuple(fields),
+        notes=notes,
+        tone=tone,
+    )
+
+
+def _reference(request_key: str) -> str:
+    """A short, stable reference for ERM's description, derived from the request key."""
+    return hashlib.sha256(request_key.encode()).hexdigest()[:8]
+
+
+def _ago(now: datetime, then: datetime) -> str:
+    seconds = max(0, int((now - then).total_seconds()))
+    if seconds < 60:
+        return "just now"
+    if seconds < 3600:
+        minutes = seconds // 60
+        return f"{minutes} minute{'s' if minutes != 1 else ''} ago"
+    if seconds < 86400:
+        hours = seconds // 3600
+        return f"{hours} hour{'s' if hours != 1 else ''} ago"
+    return f"on {then:%Y-%m-%d %H:%M} UTC"

@@ -1,0 +1,171 @@
+"""Read-only lookups: code history, fleets, items and asset accounts."""
+
+from __future__ import annotations
+
+from bot.context import Button, Field, Reply, Tone
+from bot.dispatch import Context
+from bot.errors import UsageError
+from bot.registry import Count, ItemRef, Text, command
+from bot.roles import Role
+from erm.models import AssetAccount, CodeEvent, CodeType, FleetPolicy, Item, Page
+
+ITEMS_PAGE = 10
+MAX_PAGE = 50
+FLEET_ITEMS_SHOWN = 15
+
+
+@command("history", role=Role.VIEWER, example="/history TEST2503000017 10")
+async def history(ctx: Context, item: ItemRef, count: Count = 5) -> Reply:
+    """The newest code events of an item (default 5, at most 50)."""
+    found, events = await ctx.erm.code_history(ctx.distributor, item, count)
+    ctx.item_id = found.id
+    client = f" ({found.client_name})" if found.client_name else ""
+    if not events:
+        return Reply(title=f"No codes yet for {found.label}{client}.", tone=Tone.INFO)
+    return Reply(
+        title=f"Last {len(events)} code{'s' if len(events) != 1 else ''} of {found.label}{client}",
+        lines=tuple(_event_line(e) for e in events),
+        notes=("Newest first. Times in UTC.",),
+    )
+
+
+def _event_line(event: CodeEvent) -> str:
+    when = f"{event.created_at:%Y-%m-%d %H:%M}" if event.created_at else "?"
+    if event.code_type is CodeType.DAYS:
+        kind = f"{event.code_days}d"
+    else:
+        kind = event.code_type.name.lower() if event.code_type else "?"
+    return f"{when}  {kind:<6} {event.keypad}"
+
+
+@command("fleet", role=Role.VIEWER, example="/fleet Nairobi")
+async def fleet(ctx: Context, name: Text | None = None) -> Reply:
+    """The distributor's item fleets; with a name, that fleet's items and code policy."""
+    if name is None:
+        fleets = await ctx.erm.item_fleets(ctx.distributor)
+        if not fleets:
+            return Reply(title=f"{ctx.distributor} has no item fleets.", tone=Tone.INFO)
+        return Reply(
+            title=f"Item fleets of {ctx.distributor} ({len(fleets)})",
+            lines=tuple(f"{f.name}: {_policy_summary(f.policy)}" for f in fleets),
+            notes=("Details: /fleet NAME",),
+        )
+    found = await ctx.erm.fleet(ctx.distributor, name)
+    shown = [i.label for i in found.items[:FLEET_ITEMS_SHOWN]]
+    more = len(found.items) - len(shown)
+    lines = [
+        f"Items ({len(found.items)}): " + ", ".join(shown) + (f" and {more} more" if more else "")
+    ]
+    return Reply(
+        title=f"Fleet {found.name}",
+        lines=tuple(lines),
+        fields=_policy_fields(found.policy),
+        notes=(found.description,) if found.description else (),
+    )
+
+
+def _policy_summary(policy: FleetPolicy) -> str:
+    free = "off" if policy.free_codes is None else str(policy.free_codes)
+    reset = "off" if policy.reset_codes is None else str(policy.reset_codes)
+    return f"free codes {free}, reset codes {reset}, interval {_interval(policy.interval_ms)}"
+
+
+def _interval(ms: int | None) -> str:
+    if ms is None:
+        return "none"
+    seconds = ms // 1000
+    return f"{seconds // 60} min" if seconds >= 60 and seconds % 60 == 0 else f"{seconds} s"
+
+
+def _limit(value: int | None, unit: str = "") -> str:
+    return "no limit" if value is None else f"{value}{unit}"
+
+
+def _policy_fields(policy: FleetPolicy) -> tuple[Field, ...]:
+    return (
+        Field("Free codes per item", _limit(policy.free_codes)),
+        Field("Reset codes per item", _limit(policy.reset_codes)),
+        Field("Interval between codes", _interval(policy.interval_ms)),
+        Field("Codes per item per day", _limit(policy.day_code_limit)),
+        Field("Codes per item in total", _limit(policy.total_code_limit)),
+        Field("Max days of credit stacked", _limit(policy.max_credit_stack_days, " days")),
+    )
+
+
+@command("items", role=Role.VIEWER, example="/items SHSA --page 2", flags=("page",))
+async def items(ctx: Context, search: Text | None = None) -> Reply:
+    """The distributor's items, 10 a page; optionally only those matching a search."""
+    page_number = _page_flag(ctx)
+    after: str | None = None
+    page: Page[Item] = await ctx.erm.client_items(
+        ctx.distributor, search=search, page_size=ITEMS_PAGE
+    )
+    for _ in range(page_number - 1):  # ERM cursors are opaque: walk to the wanted page
+        if not page.has_next:
+            break
+        after = page.end_cursor
+        page = await ctx.erm.client_items(
+            ctx.distributor, search=search, after=after, page_size=ITEMS_PAGE
+        )
+    if not page.nodes:
+        what = f" matching {search!r}" if search else ""
+        return Reply(title=f"No items{what}.", tone=Tone.INFO)
+    total = page.total or len(page.nodes)
+    pages = max(1, -(-total // ITEMS_PAGE))
+    lines = []
+    for item in page.nodes:
+        extra = [x for x in (item.client_name, item.fleet.name if item.fleet else None) if x]
+        lines.append(item.label + (" — " + ", ".join(extra) if extra else ""))
+    notes = [f"Page {page_number} of {pages} ({total} items)."]
+    buttons: tuple[Button, ...] = ()
+    if page.has_next and page_number < MAX_PAGE:
+        next_command = f"/items {search + ' ' if search else ''}--page {page_number + 1}"
+        notes.append(f"Next page: {next_command}")
+        buttons = (Button("Next page", "run", next_command),)
+    return Reply(
+        title=f"Items of {ctx.distributor}" + (f" matching {search!r}" if search else ""),
+        lines=tuple(lines),
+        notes=tuple(notes),
+        buttons=buttons,
+    )
+
+
+def _page_flag(ctx: Context) -> int:
+    raw = ctx.flags.get("page", "1")
+    text = raw if isinstance(raw, str) else "1"
+    if not text.isdigit() or not 1 <= int(text) <= MAX_PAGE:
+        raise UsageError(f"--page must be a number from 1 to {MAX_PAGE}.", ctx.command.usage)
+    return int(text)
+
+
+@command("account", role=Role.VIEWER, example="/account TEST2503000017")
+async def account(ctx: Context, item: ItemRef) -> Reply:
+    """An item's asset account: stage, balance, status, pay plan and last payments."""
+    found = await ctx.erm.asset_account(ctx.distributor, item)
+    ctx.item_id = found.item.id
+    return Reply(
+        title=f"Account of {found.item.label}",
+        fields=_account_fields(found),
+        lines=tuple(
+            f"Paid {p.amount:,.0f} {found.currency or ''} on {p.at:%Y-%m-%d}".replace("  ", " ")
+            for p in found.payments[:3]
+            if p.at
+        ),
+        notes=(f"Account id {found.id}",),
+    )
+
+
+def _account_fields(found: AssetAccount) -> tuple[Field, ...]:
+    fields = []
+    if found.client_name:
+        client = found.client_name + (f", {found.client_phone}" if found.client_phone else "")
+        fields.append(Field("Client", client))
+    if found.stage:
+        fields.append(Field("Stage", found.stage.label))
+    if found.status:
+        fields.append(Field("Status", found.status.lower()))
+    if found.balance is not None:
+        fields.append(Field("Balance", f"{found.balance:,.2f} {found.currency or ''}".strip()))
+    if found.pay_plan and found.pay_plan.name:
+        fields.append(Field("Pay plan", found.pay_plan.name))
+    return tuple(fields)

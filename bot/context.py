@@ -1,0 +1,127 @@
+"""Request and Reply: what adapters hand to the core and what they get back.
+
+A ``Reply`` is data. Adapters render it (Block Kit, Telegram HTML, terminal text) and escape what
+needs escaping; nothing here knows any platform's markup. ``Reply.text()`` is the plain-text form,
+used as the Slack fallback, by the console and in tests.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    """Who is asking: a user id on one platform (``slack``, ``telegram``, ``console``)."""
+
+    platform: str
+    user_id: str
+    name: str | None = None
+
+    @property
+    def key(self) -> str:
+        """``platform:user_id``, the form admins type in ``/grant`` and ``ERM_BOT_ADMINS``."""
+        return f"{self.platform}:{self.user_id}"
+
+    @property
+    def label(self) -> str:
+        return self.name or self.key
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """One command as typed, with where it came from and the platform's request key."""
+
+    identity: Identity
+    text: str
+    request_key: str
+    chat_id: str = ""
+    private_chat: bool = True
+    received_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+
+class Visibility(enum.StrEnum):
+    PRIVATE = "private"  # only the requester sees it (Slack ephemeral, Telegram private chat)
+    PUBLIC = "public"  # everyone in the chat sees it
+
+
+class Tone(enum.StrEnum):
+    OK = "ok"
+    INFO = "info"
+    WARNING = "warning"
+    ERROR = "error"
+
+
+@dataclass(frozen=True, slots=True)
+class Field:
+    label: str
+    value: str
+
+
+@dataclass(frozen=True, slots=True)
+class Code:
+    """An unlock code as a distinct element: ``keypad`` is what the client types."""
+
+    keypad: str
+    digits: str
+    label: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Button:
+    """A button; ``value`` is a short opaque id of state kept server-side."""
+
+    label: str
+    action: str
+    value: str
+    style: str = "default"  # default | primary | danger
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    title: str | None = None
+    lines: tuple[str, ...] = ()
+    fields: tuple[Field, ...] = ()
+    codes: tuple[Code, ...] = ()
+    notes: tuple[str, ...] = ()  # small print: context lines under the body
+    buttons: tuple[Button, ...] = ()
+    visibility: Visibility = Visibility.PRIVATE
+    tone: Tone = Tone.OK
+
+    @classmethod
+    def error(cls, message: str, *, tone: Tone = Tone.ERROR) -> Reply:
+        first, _, rest = message.partition("\n")
+        lines = tuple(line for line in rest.split("\n") if line)
+        return cls(title=first, lines=lines, tone=tone)
+
+    def text(self) -> str:
+        """Plain text, one short block, readable on a phone."""
+        out: list[str] = []
+        if self.title:
+            out.append(self.title)
+        out.extend(self.lines)
+        out.extend(f"{f.label}: {f.value}" for f in self.fields)
+        for code in self.codes:
+            out.append(f"{code.label}: {code.keypad}" if code.label else code.keypad)
+        out.extend(self.notes)
+        return "\n".join(out)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able form, stored with the request key so a redelivery gets the same reply."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Reply:
+        return cls(
+            title=data.get("title"),
+            lines=tuple(data.get("lines") or ()),
+            fields=tuple(Field(**f) for f in data.get("fields") or ()),
+            codes=tuple(Code(**c) for c in data.get("codes") or ()),
+            notes=tuple(data.get("notes") or ()),
+            buttons=tuple(Button(**b) for b in data.get("buttons") or ()),
+            visibility=Visibility(data.get("visibility") or Visibility.PRIVATE),
+            tone=Tone(data.get("tone") or Tone.OK),
+        )

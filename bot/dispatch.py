@@ -1,0 +1,259 @@
+"""Dispatcher: request key -> parse -> authorize -> limit -> run -> audit -> Reply.
+
+It holds the one error policy: user errors are shown verbatim, ERM errors in plain words, anything
+else is logged with its traceback and shown as a short incident id. Every request gets a reply
+and an audit row; a request key seen before returns the stored reply and runs nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import secrets
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from bot.audit import AuditEntry, AuditLog
+from bot.context import Reply, Request, Tone
+from bot.errors import (
+    BusyError,
+    NoAccessError,
+    PermissionDeniedError,
+    RateLimitedError,
+    UsageError,
+    UserError,
+)
+from bot.parse import Parsed, parse
+from bot.permissions import Access, Permissions
+from bot.registry import Command
+from bot.store import Claim, ClaimStatus, CodeStore, GrantStore, RateLimiter, RequestStore
+from erm.errors import (
+    ErmAuthError,
+    ErmError,
+    ErmRejectedError,
+    ErmUnavailableError,
+    InvalidInputError,
+    UncertainOutcomeError,
+    UnknownDistributorError,
+    VaultError,
+)
+from erm.service import ErmService
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """Abuse limits; kept in the database so they hold across processes."""
+
+    duplicate_window_minutes: int = 10
+    codes_per_user_hour: int = 30
+    codes_per_distributor_hour: int = 500
+    lookups_per_user_minute: int = 60
+
+
+@dataclass(slots=True)
+class Core:
+    """Everything a command may use."""
+
+    erm: ErmService
+    grants: GrantStore
+    codes: CodeStore
+    requests: RequestStore
+    rate: RateLimiter
+    audit: AuditLog
+    permissions: Permissions
+    commands: tuple[Command, ...]
+    limits: Limits = field(default_factory=Limits)
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+
+
+@dataclass(slots=True)
+class Context:
+    """One running command: who, for which distributor, with which flags."""
+
+    core: Core
+    request: Request
+    command: Command
+    access: Access
+    flags: dict[str, str | bool]
+    # Filled in by commands for the audit row.
+    item_id: str | None = None
+    erm_code: str | None = None
+    detail: str = ""
+
+    @property
+    def distributor(self) -> str:
+        if self.access.distributor is None:
+            raise UsageError(f"/{self.command.name} needs a distributor: add --dist NAME.")
+        return self.access.distributor
+
+    @property
+    def erm(self) -> ErmService:
+        return self.core.erm
+
+    def now(self) -> datetime:
+        return self.core.clock()
+
+
+def fingerprint(request: Request) -> str:
+    """What makes two deliveries "the same request": the sender and the exact text."""
+    raw = f"{request.identity.key}\n{request.text.strip()}".encode()
+    return hashlib.sha256(raw).hexdigest()
+
+
+class Dispatcher:
+    def __init__(self, core: Core) -> None:
+        self.core = core
+
+    @property
+    def commands(self) -> Sequence[Command]:
+        return self.core.commands
+
+    async def handle(self, request: Request) -> Reply:
+        core = self.core
+        claim = await core.requests.claim(
+            request.request_key, fingerprint(request), now=core.clock()
+        )
+        if claim.status is not ClaimStatus.NEW:
+            return await self._repeat(request, claim)
+        parsed: Parsed | None = None
+        ctx: Context | None = None
+        try:
+            parsed = parse(request.text, core.commands)
+            access = await core.permissions.check(
+                request.identity, parsed.command, parsed.distributor
+            )
+            await self._limit(request, parsed.command, access)
+            ctx = Context(core, request, parsed.command, access, parsed.flags)
+            reply: Reply = await parsed.command.handler(ctx, **parsed.args)
+            outcome = "ok"
+        except UserError as exc:
+            reply, outcome = Reply.error(str(exc), tone=Tone.WARNING), _outcome(exc)
+        except ErmError as exc:
+            reply, outcome = _erm_reply(exc), "erm_error"
+        except Exception:
+            incident = secrets.token_hex(3)
+            log.exception("command failed", extra={"incident": incident})
+            reply = Reply.error(
+                f"Something went wrong on our side (incident {incident}). "
+                "An admin can look it up in the logs."
+            )
+            outcome = "error"
+        await core.requests.finish(request.request_key, reply.to_dict())
+        await self._audit(request, parsed, ctx, outcome, reply)
+        return reply
+
+    async def _repeat(self, request: Request, claim: Claim) -> Reply:
+        if claim.status is ClaimStatus.DONE and claim.reply is not None:
+            reply = Reply.from_dict(claim.reply)
+            outcome = "duplicate"
+        elif claim.status is ClaimStatus.RUNNING:
+            reply = Reply.error(str(BusyError("Still working on this request.")), tone=Tone.INFO)
+            outcome = "busy"
+        else:
+            reply = Reply.error("This request id was already used for another command.")
+            outcome = "invalid"
+        await self._audit(request, None, None, outcome, reply)
+        return reply
+
+    async def _limit(self, request: Request, command: Command, access: Access) -> None:
+        limits, rate, now = self.core.limits, self.core.rate, self.core.clock()
+        user = request.identity.key
+        checks: list[tuple[str, str, int, int]] = []
+        if command.kind == "code":
+            checks.append(("codes:user", user, limits.codes_per_user_hour, 3600))
+            if access.distributor:
+                checks.append(
+                    ("codes:dist", access.distributor, limits.codes_per_distributor_hour, 3600)
+                )
+        elif command.kind == "lookup":
+            checks.append(("lookups:user", user, limits.lookups_per_user_minute, 60))
+        for scope, key, limit, window in checks:
+            decision = await rate.hit(scope, key, limit, window, now=now)
+            if not decision.allowed:
+                wait = max(1, round(decision.retry_after))
+                when = f"{wait} s" if wait < 120 else f"{round(wait / 60)} min"
+                who = "you" if scope.endswith(":user") else f"distributor {key}"
+                raise RateLimitedError(
+                    f"Slow down: {who} reached {limit} {scope.split(':')[0]} per "
+                    f"{'hour' if window == 3600 else 'minute'}. Try again in {when}.",
+                    decision.retry_after,
+                )
+
+    async def _audit(
+        self,
+        request: Request,
+        parsed: Parsed | None,
+        ctx: Context | None,
+        outcome: str,
+        reply: Reply,
+    ) -> None:
+        command = parsed.command.name if parsed else request.text.strip().split(" ", 1)[0][:40]
+        arguments = _audit_arguments(parsed) if parsed else ""
+        detail = (ctx.detail if ctx and ctx.detail else (reply.title or ""))[:300]
+        entry = AuditEntry(
+            at=self.core.clock(),
+            platform=request.identity.platform,
+            chat_id=request.chat_id,
+            user_id=request.identity.user_id,
+            user_name=request.identity.name,
+            command=command,
+            arguments=arguments,
+            outcome=outcome,
+            detail=detail,
+            distributor=ctx.access.distributor if ctx else (parsed.distributor if parsed else None),
+            item_id=ctx.item_id if ctx else None,
+            erm_code_event=ctx.erm_code if ctx else None,
+            approval_id=None,
+            request_key=request.request_key,
+        )
+        try:
+            await self.core.audit.append(entry)
+        except Exception:
+            # The reply (perhaps a code already issued) must still reach the user.
+            log.exception("audit append failed", extra={"request_key": request.request_key})
+
+
+def _audit_arguments(parsed: Parsed) -> str:
+    parts: list[str] = [f"{k}={v}" for k, v in parsed.args.items() if v is not None]
+    parts += [f"--{k}" if v is True else f"--{k}={v}" for k, v in parsed.flags.items()]
+    return " ".join(parts)[:500]
+
+
+def _outcome(exc: UserError) -> str:
+    if isinstance(exc, PermissionDeniedError | NoAccessError):
+        return "denied"
+    if isinstance(exc, RateLimitedError):
+        return "rate_limited"
+    if isinstance(exc, BusyError):
+        return "busy"
+    return "invalid"
+
+
+def _erm_reply(exc: ErmError) -> Reply:
+    """ERM failures in plain words; none of these messages carries a secret."""
+    message: str
+    if isinstance(exc, InvalidInputError | UnknownDistributorError):
+        return Reply.error(str(exc), tone=Tone.WARNING)
+    if isinstance(exc, ErmRejectedError):
+        message = f"ERM refused: {exc.erm_message}"
+    elif isinstance(exc, UncertainOutcomeError):
+        message = (
+            "ERM did not confirm the code and its history could not be checked.\n"
+            "Do not try again yet: look at /history for the item in a minute to see whether "
+            "a code was created."
+        )
+    elif isinstance(exc, ErmAuthError):
+        message = (
+            "erm-bot could not sign in to ERM for this distributor.\n"
+            "An admin must update its credentials (erm-bot distributor add NAME --replace)."
+        )
+    elif isinstance(exc, VaultError):
+        message = f"Stored credentials cannot be used: {exc}"
+    elif isinstance(exc, ErmUnavailableError):
+        message = f"ERM is not answering right now: {exc}"
+    else:
+        message = f"ERM error: {exc}"
+    return Reply.error(message)

@@ -1,0 +1,134 @@
+"""Text -> (Command, arguments, flags), or a ``UserError`` that says exactly what to type.
+
+What phones do to text is undone first: a long dash (em or en dash) typed for ``--`` counts
+as ``--``, curly quotes count as straight ones, and ``/code@mybot`` (Telegram groups) is ``/code``.
+"""
+
+from __future__ import annotations
+
+import difflib
+import shlex
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from bot.errors import UnknownCommandError, UsageError
+from bot.registry import Command
+
+MAX_TEXT = 1000
+_DASHES = str.maketrans({"\u2014": "--", "\u2013": "--", "\u2012": "--", "\u2212": "-"})
+_QUOTES = str.maketrans({"\u201c": '"', "\u201d": '"', "\u2018": "'", "\u2019": "'"})
+# Flags every per-distributor command accepts, and whether they take a value.
+_COMMON_FLAGS = {"dist": True}
+_VALUE_FLAGS = {"dist", "page"}
+
+
+@dataclass(frozen=True, slots=True)
+class Parsed:
+    command: Command
+    args: dict[str, Any]
+    flags: dict[str, str | bool] = field(default_factory=dict)
+
+    @property
+    def distributor(self) -> str | None:
+        value = self.flags.get("dist")
+        return value.lower() if isinstance(value, str) else None
+
+
+def normalise(text: str) -> str:
+    return text.translate(_DASHES).translate(_QUOTES).strip()
+
+
+def tokens(text: str) -> list[str]:
+    try:
+        return shlex.split(text)
+    except ValueError:
+        return text.replace('"', " ").replace("'", " ").split()
+
+
+def parse(text: str, commands: Sequence[Command]) -> Parsed:
+    if len(text) > MAX_TEXT:
+        raise UsageError(f"That message is too long ({len(text)} characters, at most {MAX_TEXT}).")
+    words = tokens(normalise(text))
+    if not words:
+        raise UsageError("Type a command, for example /help.")
+    head = words[0].lstrip("/").split("@", 1)[0].lower()
+    rest = words[1:]
+    family = [c for c in commands if c.path[0] == head]
+    if not family:
+        raise UnknownCommandError(_unknown(head, commands))
+    command = next((c for c in family if len(c.path) == 1), None)
+    if len(family) > 1 or command is None:
+        sub = rest[0].lower() if rest else ""
+        chosen = next((c for c in family if len(c.path) > 1 and c.path[1] == sub), None)
+        if chosen is None:
+            choices = " | ".join(c.path[1] for c in family if len(c.path) > 1)
+            problem = f"/{head} needs one of: {choices}" if not sub else f"/{head} has no {sub!r}"
+            examples = "\n".join(f"{c.usage}  (e.g. {c.example})" for c in family)
+            raise UsageError(f"{problem}.\n{examples}")
+        command, rest = chosen, rest[1:]
+    positional, flags = _split_flags(rest, command)
+    return Parsed(command, _bind(positional, command), flags)
+
+
+def _unknown(head: str, commands: Sequence[Command]) -> str:
+    names = sorted({c.path[0] for c in commands})
+    close = difflib.get_close_matches(head, names, n=1, cutoff=0.6)
+    shown = head if len(head) <= 30 else head[:30] + "…"
+    hint = f" Did you mean /{close[0]}?" if close else " Type /help for the list."
+    return f"Unknown command /{shown}.{hint}"
+
+
+def _split_flags(words: list[str], command: Command) -> tuple[list[str], dict[str, str | bool]]:
+    allowed = set(command.flags) | (set(_COMMON_FLAGS) if command.per_distributor else set())
+    positional: list[str] = []
+    flags: dict[str, str | bool] = {}
+    items = iter(words)
+    for word in items:
+        if not word.startswith("--") or len(word) == 2:
+            positional.append(word)
+            continue
+        name, eq, value = word[2:].partition("=")
+        name = name.lower()
+        if name not in allowed:
+            known = ", ".join(f"--{f}" for f in sorted(allowed)) or "none"
+            raise UsageError(
+                f"/{command.name} has no option --{name[:20]} (options: {known}).",
+                command.usage,
+                command.example,
+            )
+        if name in _VALUE_FLAGS:
+            if not eq:
+                value = next(items, "")
+            if not value or value.startswith("--"):
+                raise UsageError(f"--{name} needs a value.", command.usage, command.example)
+            flags[name] = value
+        else:
+            flags[name] = True
+    return positional, flags
+
+
+def _bind(words: list[str], command: Command) -> dict[str, Any]:
+    args: dict[str, Any] = {}
+    params = command.params
+    for index, param in enumerate(params):
+        if param.arg.rest:
+            text = " ".join(words[index:])
+            words = words[:index]
+            if text:
+                args[param.name] = param.convert(text, command)
+            elif param.required:
+                raise UsageError(f"{param.name} is missing.", command.usage, command.example)
+            else:
+                args[param.name] = param.default
+            break
+        if index < len(words):
+            args[param.name] = param.convert(words[index], command)
+        elif param.required:
+            raise UsageError(f"{param.name} is missing.", command.usage, command.example)
+        else:
+            args[param.name] = param.default
+    if not (params and params[-1].arg.rest) and len(words) > len(params):
+        extra = " ".join(words[len(params) :])[:40]
+        raise UsageError(f"Too many arguments: {extra}", command.usage, command.example)
+    return args

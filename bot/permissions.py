@@ -1,0 +1,129 @@
+"""Who may run what, for which distributor.
+
+Roles are granted per (platform, user id) and distributor. Bootstrap admins (``ERM_BOT_ADMINS``)
+are admins of every configured distributor. A user with one distributor never names it; with
+several, ``--dist NAME`` or a default set with ``/use NAME`` picks one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+
+from bot.context import Identity
+from bot.errors import NoAccessError, PermissionDeniedError, UsageError
+from bot.registry import Command
+from bot.roles import Role
+from bot.store import GrantStore
+
+
+def parse_admins(text: str) -> frozenset[str]:
+    """``slack:U123,telegram:456`` -> {"slack:U123", "telegram:456"}; malformed entries refused."""
+    admins = set()
+    for raw in text.split(","):
+        entry = raw.strip()
+        if not entry:
+            continue
+        platform, sep, user = entry.partition(":")
+        if not sep or not platform or not user:
+            raise ValueError(f"ERM_BOT_ADMINS entries look like slack:U123, not {entry[:30]!r}")
+        admins.add(f"{platform.strip().lower()}:{user.strip()}")
+    return frozenset(admins)
+
+
+@dataclass(frozen=True, slots=True)
+class Access:
+    """What a user may do: their role per distributor, and which distributor this command uses."""
+
+    roles: dict[str, Role]
+    distributor: str | None
+    role: Role | None
+    bootstrap_admin: bool = False
+
+
+class Permissions:
+    def __init__(
+        self,
+        grants: GrantStore,
+        distributors: Callable[[], Awaitable[list[str]]],
+        bootstrap_admins: Iterable[str] = (),
+    ) -> None:
+        self.grants = grants
+        self._distributors = distributors
+        self.bootstrap_admins = frozenset(bootstrap_admins)
+
+    async def roles(self, identity: Identity) -> dict[str, Role]:
+        roles = await self.grants.grants_of(identity.platform, identity.user_id)
+        if identity.key in self.bootstrap_admins:
+            everywhere = [*await self._distributors(), *roles]
+            roles = dict.fromkeys(everywhere, Role.ADMIN)
+        return roles
+
+    async def check(self, identity: Identity, command: Command, wanted: str | None) -> Access:
+        """The access this command runs with, or a ``UserError`` saying what is missing."""
+        roles = await self.roles(identity)
+        bootstrap = identity.key in self.bootstrap_admins
+        if not roles and not bootstrap:
+            raise NoAccessError(
+                "You don't have access to erm-bot yet. Ask your distributor's erm-bot admin to "
+                f"run: /grant {identity.key} agent"
+            )
+        if not command.per_distributor:
+            top = max(roles.values(), default=Role.ADMIN if bootstrap else None)
+            if top is None or top < command.role:
+                raise await self._denied(identity, command, None, top)
+            return Access(roles, None, top, bootstrap)
+        distributor = await self._choose(identity, command, roles, wanted)
+        role = roles[distributor]
+        if role < command.role:
+            raise await self._denied(identity, command, distributor, role)
+        return Access(roles, distributor, role, bootstrap)
+
+    async def _choose(
+        self, identity: Identity, command: Command, roles: dict[str, Role], wanted: str | None
+    ) -> str:
+        if wanted:
+            if wanted not in roles:
+                mine = ", ".join(sorted(roles)) or "none"
+                raise PermissionDeniedError(
+                    f"You have no role at distributor {wanted!r} (yours: {mine}).",
+                    missing_role=command.role.label,
+                    distributor=wanted,
+                )
+            return wanted
+        if len(roles) == 1:
+            return next(iter(roles))
+        default = await self.grants.default_distributor(identity.platform, identity.user_id)
+        if default in roles:
+            assert default is not None
+            return default
+        names = ", ".join(sorted(roles))
+        raise UsageError(
+            f"You work for several distributors ({names}): add --dist NAME, "
+            "or set a default with /use NAME.",
+            command.usage,
+            command.example,
+        )
+
+    async def _denied(
+        self, identity: Identity, command: Command, distributor: str | None, role: Role | None
+    ) -> PermissionDeniedError:
+        where = f" at {distributor}" if distributor else ""
+        yours = f"you are {role.label}{where}" if role else "you have no role"
+        granters = await self.granters(distributor)
+        ask = f"Ask {granters} to grant it." if granters else "Ask an erm-bot admin to grant it."
+        return PermissionDeniedError(
+            f"/{command.name} needs the {command.role.label} role{where}; {yours}. {ask}",
+            missing_role=command.role.label,
+            distributor=distributor,
+        )
+
+    async def granters(self, distributor: str | None) -> str:
+        """Who can grant roles for ``distributor`` (its admins), as a short readable list."""
+        names: list[str] = []
+        if distributor:
+            for grant in await self.grants.holders(distributor, Role.ADMIN):
+                names.append(f"{grant.platform}:{grant.user_id}")
+        names.extend(sorted(self.bootstrap_admins))
+        unique = list(dict.fromkeys(names))
+        return ", ".join(unique[:3]) + (" or another admin" if len(unique) > 3 else "")

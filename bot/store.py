@@ -1,0 +1,944 @@
+"""The bot's state in the database: grants, request claims, issued codes, item locks, rate limits.
+
+Every rule here is held by the database, not by process memory, so it holds when several bot
+processes share one database:
+
+- :class:`GrantStore`: one role per user per distributor (primary key, upsert); a grant names a
+  configured distributor (foreign key to erm's ``erm_distributors``; removing the distributor
+  removes its grants).
+- :class:`RequestStore`: a platform request key is claimed once (primary key + ``INSERT ... ON
+  CONFLICT DO NOTHING``); a redelivery gets the stored reply instead of running again.
+- :class:`CodeStore`: a per-(distributor, item) lock row serialises code requests for one item;
+  issued codes are recorded so a repeat within minutes shows the same code instead of a new one.
+- :class:`RateLimiter`: fixed-window counters, incremented by one atomic upsert.
+
+Each method is one short transaction. On SQLite every transaction starts with ``BEGIN IMMEDIATE``
+(see :mod:`erm.db`), so writers queue; on PostgreSQL the statements themselves are atomic. The
+tables belong to the Alembic branch ``bot`` (``bot/migrations/versions``): run :func:`migrate`.
+
+Unlock codes (``code_dec``, ``code_hex``) are stored as plain text: a code is one-time and has
+already been shown to the user. They are kept out of ``repr`` and log lines all the same.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import json
+import logging
+import secrets
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from alembic.script.revision import RevisionError
+from sqlalchemy import (
+    Boolean,
+    CheckConstraint,
+    Connection,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    Select,
+    SmallInteger,
+    String,
+    Table,
+    Text,
+    delete,
+    func,
+    select,
+    update,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from bot.errors import BusyError, UsageError
+from bot.roles import Role
+from erm import db
+from erm.errors import UnknownDistributorError
+from erm.vault import DistributorRow
+
+__all__ = [
+    "BOT_MIGRATIONS",
+    "PLATFORMS",
+    "BotBase",
+    "Claim",
+    "ClaimStatus",
+    "CodeStore",
+    "Grant",
+    "GrantStore",
+    "IssuedCodeRecord",
+    "ItemLock",
+    "LockBusyError",
+    "RateDecision",
+    "RateLimiter",
+    "RequestStore",
+    "dialect_insert",
+    "is_current",
+    "migrate",
+]
+
+log = logging.getLogger(__name__)
+
+BOT_MIGRATIONS = Path(__file__).parent / "migrations" / "versions"
+"""The bot branch's Alembic revisions, for :func:`erm.db.upgrade` (or use :func:`migrate`)."""
+
+PLATFORMS = frozenset({"slack", "telegram", "console"})
+"""The platforms an identity can be on."""
+
+Clock = Callable[[], datetime]
+
+_MAX_USER_ID = 64
+_MAX_DISTRIBUTOR = 32
+_MAX_KEY = 255
+_MAX_FINGERPRINT = 128
+_MAX_ITEM_ID = 64
+_MAX_HOLDER = 255
+_MAX_SCOPE = 64
+_MAX_CODE_TYPE = 16
+_MAX_CODE = 64
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+async def migrate(engine: AsyncEngine) -> None:
+    """Bring erm's and the bot's tables to their newest revisions (safe on every start)."""
+    await db.upgrade(engine, version_locations=[BOT_MIGRATIONS])
+
+
+async def is_current(engine: AsyncEngine) -> bool:
+    """Whether erm's and the bot's tables are at exactly their newest revisions.
+
+    Not :func:`erm.db.is_current`: ``bot0001`` depends on ``erm0001``, so Alembic records only
+    ``bot0001`` in ``alembic_version`` once both are applied; erm's head is implied, not listed.
+    """
+    async with engine.connect() as connection:
+        return await connection.run_sync(_is_current)
+
+
+def _is_current(connection: Connection) -> bool:
+    script = ScriptDirectory(
+        db.MIGRATIONS_DIR, version_locations=[db.MIGRATIONS_DIR / "versions", BOT_MIGRATIONS]
+    )
+    current = MigrationContext.configure(connection).get_current_heads()
+    try:
+        applied = {revision.revision for revision in script.iterate_revisions(current, "base")}
+    except RevisionError:  # the database is at a revision this code does not know (newer)
+        return False
+    return set(script.get_heads()) <= applied
+
+
+# -- models -------------------------------------------------------------------------------------
+
+
+class BotBase(DeclarativeBase):
+    """Declarative base of the bot's tables.
+
+    A metadata of its own, not erm's: erm's schema (and its migration check) stays exactly erm's
+    branch. The same naming convention keeps constraint names stable for batch migrations.
+    """
+
+    metadata = MetaData(naming_convention=db.NAMING_CONVENTION)
+
+
+_DISTRIBUTOR_NAME = DistributorRow.__table__.c.name
+_PLATFORM_CHECK = "platform IN ('slack', 'telegram', 'console')"
+
+
+class GrantRow(BotBase):
+    """A user's role at one distributor."""
+
+    __tablename__ = "bot_grants"
+    __table_args__ = (
+        CheckConstraint(_PLATFORM_CHECK, name="platform_known"),
+        CheckConstraint("role BETWEEN 1 AND 4", name="role_known"),
+        Index("ix_bot_grants_distributor_role", "distributor", "role"),
+    )
+
+    platform: Mapped[str] = mapped_column(String(16), primary_key=True)
+    user_id: Mapped[str] = mapped_column(String(_MAX_USER_ID), primary_key=True)
+    distributor: Mapped[str] = mapped_column(
+        String(_MAX_DISTRIBUTOR),
+        ForeignKey(_DISTRIBUTOR_NAME, ondelete="CASCADE"),
+        primary_key=True,
+    )
+    role: Mapped[int] = mapped_column(SmallInteger)
+    granted_by: Mapped[str] = mapped_column(String(128))
+    granted_at: Mapped[datetime] = mapped_column(db.UtcDateTime)
+
+
+class UserRow(BotBase):
+    """What the bot remembers about a user besides grants: a default distributor, a name."""
+
+    __tablename__ = "bot_users"
+    __table_args__ = (CheckConstraint(_PLATFORM_CHECK, name="platform_known"),)
+
+    platform: Mapped[str] = mapped_column(String(16), primary_key=True)
+    user_id: Mapped[str] = mapped_column(String(_MAX_USER_ID), primary_key=True)
+    default_distributor: Mapped[str | None] = mapped_column(
+        String(_MAX_DISTRIBUTOR), ForeignKey(_DISTRIBUTOR_NAME, ondelete="SET NULL")
+    )
+    display_name: Mapped[str | None] = mapped_column(String(128))
+    updated_at: Mapped[datetime] = mapped_column(db.UtcDateTime)
+
+
+class RequestRow(BotBase):
+    """A claimed platform request key: running, or done with the reply it got."""
+
+    __tablename__ = "bot_requests"
+    __table_args__ = (
+        CheckConstraint(
+            "(state = 'running' AND reply IS NULL) OR (state = 'done' AND reply IS NOT NULL)",
+            name="state_known",
+        ),
+        Index("ix_bot_requests_claimed_at", "claimed_at"),
+    )
+
+    key: Mapped[str] = mapped_column(String(_MAX_KEY), primary_key=True)
+    fingerprint: Mapped[str] = mapped_column(String(_MAX_FINGERPRINT))
+    state: Mapped[str] = mapped_column(String(8))
+    reply: Mapped[str | None] = mapped_column(Text)  # JSON
+    claimed_at: Mapped[datetime] = mapped_column(db.UtcDateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(db.UtcDateTime)
+
+
+class ItemLockRow(BotBase):
+    """Who is issuing a code for an item right now, until when."""
+
+    __tablename__ = "bot_item_locks"
+
+    distributor: Mapped[str] = mapped_column(String(_MAX_DISTRIBUTOR), primary_key=True)
+    item_id: Mapped[str] = mapped_column(String(_MAX_ITEM_ID), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(_MAX_HOLDER))
+    token: Mapped[str] = mapped_column(String(32))
+    acquired_at: Mapped[datetime] = mapped_column(db.UtcDateTime)
+    expires_at: Mapped[datetime] = mapped_column(db.UtcDateTime)
+
+
+class IssuedCodeRow(BotBase):
+    """A code the bot issued. No foreign key: the record outlives the distributor's removal."""
+
+    __tablename__ = "bot_issued_codes"
+    __table_args__ = (
+        CheckConstraint("days IS NULL OR days > 0", name="days_positive"),
+        Index("ix_bot_issued_codes_item", "distributor", "item_id", "issued_at"),
+        Index("ix_bot_issued_codes_issuer", "issued_by_platform", "issued_by_user", "issued_at"),
+        Index("ix_bot_issued_codes_request_key", "request_key"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    distributor: Mapped[str] = mapped_column(String(_MAX_DISTRIBUTOR))
+    item_id: Mapped[str] = mapped_column(String(_MAX_ITEM_ID))
+    item_label: Mapped[str] = mapped_column(Text)
+    client_name: Mapped[str | None] = mapped_column(Text)
+    code_type: Mapped[str] = mapped_column(String(_MAX_CODE_TYPE))
+    days: Mapped[int | None] = mapped_column(Integer)
+    code_dec: Mapped[str] = mapped_column(String(_MAX_CODE))
+    code_hex: Mapped[str] = mapped_column(String(_MAX_CODE))
+    issued_by_platform: Mapped[str] = mapped_column(String(16))
+    issued_by_user: Mapped[str] = mapped_column(String(_MAX_USER_ID))
+    issued_by_name: Mapped[str] = mapped_column(Text)
+    request_key: Mapped[str | None] = mapped_column(String(_MAX_KEY))
+    note: Mapped[str | None] = mapped_column(Text)
+    reconciled: Mapped[bool] = mapped_column(Boolean)
+    issued_at: Mapped[datetime] = mapped_column(db.UtcDateTime)
+    approval_id: Mapped[str | None] = mapped_column(String(64))
+
+
+class RateHitRow(BotBase):
+    """How many hits one (scope, key) had in the fixed window starting at ``window_start``."""
+
+    __tablename__ = "bot_rate_hits"
+    __table_args__ = (Index("ix_bot_rate_hits_window_start", "window_start"),)
+
+    scope: Mapped[str] = mapped_column(String(_MAX_SCOPE), primary_key=True)
+    key: Mapped[str] = mapped_column(String(_MAX_KEY), primary_key=True)
+    window_start: Mapped[datetime] = mapped_column(db.UtcDateTime, primary_key=True)
+    count: Mapped[int] = mapped_column(Integer)
+
+
+def _table(model: type[BotBase]) -> Table:
+    table = model.__table__
+    assert isinstance(table, Table)  # narrows FromClause for mypy
+    return table
+
+
+def dialect_insert(engine: AsyncEngine, table: Table) -> postgresql.Insert | sqlite.Insert:
+    """The dialect's INSERT, which has ``on_conflict_do_nothing`` / ``on_conflict_do_update``."""
+    name = engine.dialect.name
+    if name == "postgresql":
+        return postgresql.insert(table)
+    if name == "sqlite":
+        return sqlite.insert(table)
+    raise NotImplementedError(f"erm-bot stores its state in SQLite or PostgreSQL, not {name}")
+
+
+def _aware(moment: datetime, what: str) -> datetime:
+    if moment.tzinfo is None or moment.utcoffset() is None:
+        raise ValueError(f"{what} must be timezone-aware")
+    return moment.astimezone(UTC)
+
+
+def _text(value: str, what: str, limit: int) -> str:
+    if not isinstance(value, str) or not value or len(value) > limit:
+        raise ValueError(f"{what} must be 1 to {limit} characters")
+    return value
+
+
+# -- grants -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Grant:
+    """One user's role at one distributor."""
+
+    platform: str
+    user_id: str
+    distributor: str
+    role: Role
+    granted_by: str
+    granted_at: datetime
+
+
+class GrantStore:
+    """Roles per (platform, user id) and distributor, plus each user's default distributor.
+
+    Identities and distributor names are typed by admins (``/grant slack:U123 agent``), so the
+    checks here raise :class:`~bot.errors.UsageError` (shown as is), and a distributor that is not
+    configured raises :class:`~erm.errors.UnknownDistributorError`.
+    """
+
+    def __init__(self, engine: AsyncEngine, *, clock: Clock = _utcnow) -> None:
+        self._engine = engine
+        self._clock = clock
+        self._grants = _table(GrantRow)
+        self._users = _table(UserRow)
+
+    async def grant(
+        self, platform: str, user_id: str, role: Role, distributor: str, granted_by: str
+    ) -> None:
+        """Give the user ``role`` at ``distributor``, replacing the role they had there."""
+        platform, user_id = _identity(platform, user_id)
+        distributor = _distributor(distributor)
+        role = Role(role)
+        granted_by = granted_by.strip()[:128] or "?"
+        insert = dialect_insert(self._engine, self._grants).values(
+            platform=platform,
+            user_id=user_id,
+            distributor=distributor,
+            role=int(role),
+            granted_by=granted_by,
+            granted_at=self._clock(),
+        )
+        statement = insert.on_conflict_do_update(
+            index_elements=["platform", "user_id", "distributor"],
+            set_={
+                "role": insert.excluded.role,
+                "granted_by": insert.excluded.granted_by,
+                "granted_at": insert.excluded.granted_at,
+            },
+        )
+        try:
+            async with self._engine.begin() as connection:
+                await connection.execute(statement)
+        except IntegrityError:  # the foreign key: no such distributor configured
+            raise _unknown_distributor(distributor) from None
+
+    async def revoke(self, platform: str, user_id: str, distributor: str | None = None) -> int:
+        """Take the user's role at ``distributor`` (None: at every distributor); rows removed."""
+        platform, user_id = _identity(platform, user_id)
+        table = self._grants
+        statement = delete(table).where(table.c.platform == platform, table.c.user_id == user_id)
+        if distributor is not None:
+            statement = statement.where(table.c.distributor == _distributor(distributor))
+        async with self._engine.begin() as connection:
+            result = await connection.execute(statement)
+        return int(result.rowcount)
+
+    async def grants_of(self, platform: str, user_id: str) -> dict[str, Role]:
+        """The user's role per distributor (empty if they have none)."""
+        platform, user_id = _identity(platform, user_id)
+        table = self._grants
+        statement = (
+            select(table.c.distributor, table.c.role)
+            .where(table.c.platform == platform, table.c.user_id == user_id)
+            .order_by(table.c.distributor)
+        )
+        async with self._engine.begin() as connection:
+            rows = (await connection.execute(statement)).all()
+        return {str(distributor): Role(role) for distributor, role in rows}
+
+    async def users(self) -> list[Grant]:
+        """Every grant, by platform, user id, then distributor."""
+        table = self._grants
+        statement = select(table).order_by(table.c.platform, table.c.user_id, table.c.distributor)
+        return await self._select_grants(statement)
+
+    async def holders(self, distributor: str, min_role: Role) -> list[Grant]:
+        """Who holds at least ``min_role`` at ``distributor``: highest role first."""
+        table = self._grants
+        statement = (
+            select(table)
+            .where(table.c.distributor == _distributor(distributor), table.c.role >= int(min_role))
+            .order_by(table.c.role.desc(), table.c.granted_at, table.c.platform, table.c.user_id)
+        )
+        return await self._select_grants(statement)
+
+    async def _select_grants(self, statement: Select[Any]) -> list[Grant]:
+        async with self._engine.begin() as connection:
+            rows = (await connection.execute(statement)).mappings().all()
+        return [
+            Grant(
+                platform=row["platform"],
+                user_id=row["user_id"],
+                distributor=row["distributor"],
+                role=Role(row["role"]),
+                granted_by=row["granted_by"],
+                granted_at=row["granted_at"],
+            )
+            for row in rows
+        ]
+
+    async def set_default_distributor(
+        self, platform: str, user_id: str, distributor: str | None
+    ) -> None:
+        """The distributor the user's commands use when they name none (None forgets it)."""
+        platform, user_id = _identity(platform, user_id)
+        name = _distributor(distributor) if distributor is not None else None
+        try:
+            await self._upsert_user(platform, user_id, default_distributor=name)
+        except IntegrityError:  # the foreign key
+            assert name is not None
+            raise _unknown_distributor(name) from None
+
+    async def default_distributor(self, platform: str, user_id: str) -> str | None:
+        return await self._user_column(platform, user_id, "default_distributor")
+
+    async def set_display_name(self, platform: str, user_id: str, name: str | None) -> None:
+        """Remember the user's last known name (for readable audit rows and replies)."""
+        platform, user_id = _identity(platform, user_id)
+        cleaned = " ".join(name.split())[:128] if name else None
+        await self._upsert_user(platform, user_id, display_name=cleaned or None)
+
+    async def display_name(self, platform: str, user_id: str) -> str | None:
+        return await self._user_column(platform, user_id, "display_name")
+
+    async def _upsert_user(self, platform: str, user_id: str, **values: str | None) -> None:
+        now = self._clock()
+        insert = dialect_insert(self._engine, self._users).values(
+            platform=platform, user_id=user_id, updated_at=now, **values
+        )
+        statement = insert.on_conflict_do_update(
+            index_elements=["platform", "user_id"], set_={"updated_at": now, **values}
+        )
+        async with self._engine.begin() as connection:
+            await connection.execute(statement)
+
+    async def _user_column(self, platform: str, user_id: str, column: str) -> str | None:
+        platform, user_id = _identity(platform, user_id)
+        table = self._users
+        statement = select(table.c[column]).where(
+            table.c.platform == platform, table.c.user_id == user_id
+        )
+        async with self._engine.begin() as connection:
+            value = await connection.scalar(statement)
+        return None if value is None else str(value)
+
+
+def _identity(platform: str, user_id: str) -> tuple[str, str]:
+    platform = platform.strip().lower() if isinstance(platform, str) else ""
+    if platform not in PLATFORMS:
+        known = ", ".join(sorted(PLATFORMS))
+        raise UsageError(f"unknown platform {platform[:20]!r} (platforms: {known})")
+    user_id = user_id.strip() if isinstance(user_id, str) else ""
+    if not user_id or len(user_id) > _MAX_USER_ID:
+        raise UsageError(f"a user id is 1 to {_MAX_USER_ID} characters")
+    return platform, user_id
+
+
+def _distributor(name: str) -> str:
+    # Stored names are lower case (erm.vault); anything else simply matches no distributor.
+    return name.strip().lower() if isinstance(name, str) else ""
+
+
+def _unknown_distributor(name: str) -> UnknownDistributorError:
+    shown = name if len(name) <= 40 else name[:39] + "…"
+    return UnknownDistributorError(f"no distributor named {shown!r} is configured")
+
+
+# -- request claims (idempotency) ---------------------------------------------------------------
+
+
+class ClaimStatus(enum.StrEnum):
+    NEW = "new"  # the key is now ours: run the command, then finish() or abandon()
+    DONE = "done"  # it ran before: send ``Claim.reply`` again, run nothing
+    RUNNING = "running"  # someone else is running it now (or crashed while running it)
+    MISMATCH = "mismatch"  # the key was used for a different request: refuse
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """The answer to :meth:`RequestStore.claim`."""
+
+    status: ClaimStatus
+    reply: dict[str, Any] | None = None  # DONE only
+    claimed_at: datetime | None = None  # when the key was first claimed (None for MISMATCH)
+    stale: bool = False  # RUNNING for longer than the store's ``stale_after``
+
+
+_RUNNING = "running"
+_DONE = "done"
+
+
+class RequestStore:
+    """Claims of platform request keys, so a redelivered or repeated request runs at most once.
+
+    Design as in platforms.md §3.4 (IETF Idempotency-Key draft, Stripe): the key is unique in the
+    database and stored with a fingerprint of the request and, once done, the reply.
+
+    A claim that stays RUNNING past ``stale_after`` is reported with ``stale=True`` but is never
+    handed out again: the process that claimed it may have issued a code before it died, and running
+    a code request twice is the one thing this store exists to prevent. Such a key stays RUNNING
+    until :meth:`purge` removes it (after ``retention``); the user sends a new request (a new key)
+    and, for codes, ``/resend`` and the item's history show whether the first one got through.
+    """
+
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        *,
+        stale_after: timedelta = timedelta(minutes=5),
+        retention: timedelta = timedelta(hours=24),
+        clock: Clock = _utcnow,
+    ) -> None:
+        self._engine = engine
+        self._table = _table(RequestRow)
+        self._clock = clock
+        self.stale_after = stale_after
+        self.retention = retention
+
+    async def claim(self, key: str, fingerprint: str, *, now: datetime | None = None) -> Claim:
+        """Claim ``key`` for a request with ``fingerprint``; see :class:`ClaimStatus`."""
+        key = _text(key, "a request key", _MAX_KEY)
+        fingerprint = _text(fingerprint, "a request fingerprint", _MAX_FINGERPRINT)
+        now = _aware(now if now is not None else self._clock(), "now")
+        table = self._table
+        insert = (
+            dialect_insert(self._engine, table)
+            .values(key=key, fingerprint=fingerprint, state=_RUNNING, claimed_at=now)
+            .on_conflict_do_nothing(index_elements=["key"])
+            .returning(table.c.key)
+        )
+        existing = select(
+            table.c.fingerprint, table.c.state, table.c.reply, table.c.claimed_at
+        ).where(table.c.key == key)
+        # The existing row can vanish between the two statements (abandoned, purged) on
+        # PostgreSQL; then the key is free again and the insert is tried once more.
+        for _ in range(3):
+            async with self._engine.begin() as connection:
+                if await connection.scalar(insert) is not None:
+                    return Claim(ClaimStatus.NEW, claimed_at=now)
+                row = (await connection.execute(existing)).one_or_none()
+            if row is None:
+                continue
+            stored_fingerprint, state, reply, claimed_at = row
+            if stored_fingerprint != fingerprint:
+                return Claim(ClaimStatus.MISMATCH)
+            if state == _DONE and reply is not None:
+                return Claim(ClaimStatus.DONE, reply=json.loads(reply), claimed_at=claimed_at)
+            stale = now - claimed_at > self.stale_after
+            return Claim(ClaimStatus.RUNNING, claimed_at=claimed_at, stale=stale)
+        raise RuntimeError("the request key kept disappearing while it was being claimed")
+
+    async def finish(
+        self, key: str, reply: Mapping[str, Any], *, now: datetime | None = None
+    ) -> bool:
+        """Store the reply of a claimed request; a later claim of ``key`` gets it back.
+
+        Returns False (and logs a warning) when ``key`` has no running claim (finished, abandoned
+        or purged already): finishing comes after the work is done and must not undo its success.
+        ``reply`` must be JSON-able (a ``TypeError`` / ``ValueError`` says otherwise).
+        """
+        payload = json.dumps(
+            dict(reply), ensure_ascii=False, separators=(",", ":"), allow_nan=False
+        )
+        finished_at = _aware(now if now is not None else self._clock(), "now")
+        table = self._table
+        statement = (
+            update(table)
+            .where(table.c.key == key, table.c.state == _RUNNING)
+            .values(state=_DONE, reply=payload, finished_at=finished_at)
+        )
+        async with self._engine.begin() as connection:
+            result = await connection.execute(statement)
+        if result.rowcount != 1:
+            log.warning("request key %.60r had no running claim to finish", key)
+            return False
+        return True
+
+    async def abandon(self, key: str) -> bool:
+        """Forget a running claim whose run failed before doing anything irreversible.
+
+        The next delivery of ``key`` runs afresh. Done claims are kept. True if one was removed.
+        """
+        table = self._table
+        statement = delete(table).where(table.c.key == key, table.c.state == _RUNNING)
+        async with self._engine.begin() as connection:
+            result = await connection.execute(statement)
+        return bool(result.rowcount)
+
+    async def purge(self, older_than: datetime | None = None) -> int:
+        """Forget claims made before ``older_than`` (default: ``retention`` ago); rows removed.
+
+        Running claims that old are removed too: nothing runs for a day.
+        """
+        cutoff = older_than if older_than is not None else self._clock() - self.retention
+        table = self._table
+        statement = delete(table).where(table.c.claimed_at < _aware(cutoff, "older_than"))
+        async with self._engine.begin() as connection:
+            result = await connection.execute(statement)
+        return int(result.rowcount)
+
+
+# -- issued codes and item locks ----------------------------------------------------------------
+
+
+class LockBusyError(BusyError):
+    """Another code request for the same item held its lock for longer than we could wait."""
+
+    def __init__(
+        self, distributor: str, item_id: str, holder: str | None, since: datetime | None
+    ) -> None:
+        super().__init__(
+            "Another code request for this item is still in progress. "
+            "Wait a moment, then check /resend before asking again."
+        )
+        self.distributor = distributor
+        self.item_id = item_id
+        self.holder = holder  # the other request's holder id (not shown to users)
+        self.since = since
+
+
+@dataclass(frozen=True, slots=True)
+class ItemLock:
+    """A held item lock: valid until ``expires_at`` unless released earlier."""
+
+    distributor: str
+    item_id: str
+    holder: str
+    acquired_at: datetime
+    expires_at: datetime
+    token: str = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class IssuedCodeRecord:
+    """A code the bot issued, as recorded; ``id`` is set on records read back."""
+
+    distributor: str
+    item_id: str
+    item_label: str
+    client_name: str | None = None
+    code_type: str  # CodeType value: DAYSCODE, FREECODE, RESETCODE, ...
+    days: int | None = None
+    code_dec: str = field(repr=False)
+    code_hex: str = field(repr=False)
+    issued_by_platform: str
+    issued_by_user: str
+    issued_by_name: str
+    request_key: str | None = None
+    note: str | None = None
+    reconciled: bool = False
+    issued_at: datetime
+    approval_id: str | None = None
+    id: int | None = None
+
+
+_RECORD_FIELDS = (
+    "distributor",
+    "item_id",
+    "item_label",
+    "client_name",
+    "code_type",
+    "days",
+    "code_dec",
+    "code_hex",
+    "issued_by_platform",
+    "issued_by_user",
+    "issued_by_name",
+    "request_key",
+    "note",
+    "reconciled",
+    "issued_at",
+    "approval_id",
+)
+
+
+class CodeStore:
+    """Issued codes, and the per-item lock that keeps two code requests for one item apart."""
+
+    def __init__(
+        self, engine: AsyncEngine, *, clock: Clock = _utcnow, poll_interval: float = 0.05
+    ) -> None:
+        self._engine = engine
+        self._clock = clock
+        self._poll_interval = poll_interval
+        self._codes = _table(IssuedCodeRow)
+        self._locks = _table(ItemLockRow)
+
+    @asynccontextmanager
+    async def item_lock(
+        self,
+        distributor: str,
+        item_id: str,
+        holder: str,
+        *,
+        ttl: float = 60.0,
+        wait: float = 10.0,
+    ) -> AsyncIterator[ItemLock]:
+        """Hold the exclusive lock of (distributor, item) for the ``async with`` body.
+
+        Waits up to ``wait`` seconds for another holder to leave, then raises
+        :class:`LockBusyError`. A lock not released within ``ttl`` seconds (its process died) is
+        taken over by the next one to ask, so ``ttl`` must outlast the work inside (an ERM code
+        request takes at most its total timeout, 20 s by default). ``holder`` names who holds it
+        (e.g. the request key), for diagnostics; the lock is not re-entrant.
+        """
+        if ttl <= 0 or wait < 0:
+            raise ValueError("ttl must be positive and wait not negative")
+        distributor = _text(distributor, "a distributor", _MAX_DISTRIBUTOR)
+        item_id = _text(item_id, "an item id", _MAX_ITEM_ID)
+        holder = holder[:_MAX_HOLDER] or "?"
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + wait
+        while True:
+            lock = await self._try_lock(distributor, item_id, holder, ttl)
+            if isinstance(lock, ItemLock):
+                break
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                other_holder, since = lock
+                raise LockBusyError(distributor, item_id, other_holder, since)
+            await asyncio.sleep(min(self._poll_interval, remaining))
+        try:
+            yield lock
+        finally:
+            await self._unlock(lock)
+
+    async def _try_lock(
+        self, distributor: str, item_id: str, holder: str, ttl: float
+    ) -> ItemLock | tuple[str | None, datetime | None]:
+        """The lock if it was free or expired, else who holds it since when."""
+        now = self._clock()
+        lock = ItemLock(
+            distributor=distributor,
+            item_id=item_id,
+            holder=holder,
+            acquired_at=now,
+            expires_at=now + timedelta(seconds=ttl),
+            token=secrets.token_hex(16),
+        )
+        table = self._locks
+        insert = dialect_insert(self._engine, table).values(
+            distributor=distributor,
+            item_id=item_id,
+            holder=holder,
+            token=lock.token,
+            acquired_at=lock.acquired_at,
+            expires_at=lock.expires_at,
+        )
+        # One atomic statement: insert a new lock, or take over an expired one; either way the
+        # row comes back with our token. A live lock is left alone and nothing comes back.
+        statement = insert.on_conflict_do_update(
+            index_elements=["distributor", "item_id"],
+            set_={
+                "holder": insert.excluded.holder,
+                "token": insert.excluded.token,
+                "acquired_at": insert.excluded.acquired_at,
+                "expires_at": insert.excluded.expires_at,
+            },
+            where=table.c.expires_at <= insert.excluded.acquired_at,
+        ).returning(table.c.token)
+        current = select(table.c.holder, table.c.acquired_at).where(
+            table.c.distributor == distributor, table.c.item_id == item_id
+        )
+        async with self._engine.begin() as connection:
+            if await connection.scalar(statement) == lock.token:
+                return lock
+            row = (await connection.execute(current)).one_or_none()
+        return (None, None) if row is None else (row[0], row[1])
+
+    async def _unlock(self, lock: ItemLock) -> None:
+        table = self._locks
+        statement = delete(table).where(
+            table.c.distributor == lock.distributor,
+            table.c.item_id == lock.item_id,
+            table.c.token == lock.token,
+        )
+        try:
+            async with self._engine.begin() as connection:
+                result = await connection.execute(statement)
+        except Exception:
+            # The work inside is done (maybe a code issued): failing now would hide that. The lock
+            # expires by itself at expires_at.
+            log.warning("could not release an item lock; it expires by itself", exc_info=True)
+            return
+        if result.rowcount != 1:
+            log.warning(
+                "item lock of %s/%s expired while held (holder %.60r); it was taken over",
+                lock.distributor,
+                lock.item_id,
+                lock.holder,
+            )
+
+    async def record_issue(self, record: IssuedCodeRecord) -> int:
+        """Keep a code the bot issued; returns its row id."""
+        if record.days is not None and record.days <= 0:
+            raise ValueError("days must be positive (or None for a free or reset code)")
+        values = {name: getattr(record, name) for name in _RECORD_FIELDS}
+        values["issued_at"] = _aware(record.issued_at, "issued_at")
+        _text(record.distributor, "a distributor", _MAX_DISTRIBUTOR)
+        _text(record.item_id, "an item id", _MAX_ITEM_ID)
+        _text(record.code_type, "a code type", _MAX_CODE_TYPE)
+        table = self._codes
+        statement = table.insert().values(values).returning(table.c.id)
+        async with self._engine.begin() as connection:
+            row_id = await connection.scalar(statement)
+        assert row_id is not None
+        return int(row_id)
+
+    async def recent_issue(
+        self,
+        distributor: str,
+        item_id: str,
+        code_type: str,
+        days: int | None,
+        *,
+        since: datetime,
+    ) -> IssuedCodeRecord | None:
+        """The newest code of this type (and days) issued for the item at or after ``since``."""
+        table = self._codes
+        same_days = table.c.days.is_(None) if days is None else table.c.days == days
+        statement = select(table).where(
+            table.c.distributor == distributor,
+            table.c.item_id == item_id,
+            table.c.code_type == code_type,
+            same_days,
+            table.c.issued_at >= _aware(since, "since"),
+        )
+        return await self._newest(statement)
+
+    async def last_issue(self, distributor: str, item_id: str) -> IssuedCodeRecord | None:
+        """The newest code the bot issued for the item (what ``/resend`` shows), if any."""
+        table = self._codes
+        statement = select(table).where(
+            table.c.distributor == distributor, table.c.item_id == item_id
+        )
+        return await self._newest(statement)
+
+    async def _newest(self, statement: Select[Any]) -> IssuedCodeRecord | None:
+        table = self._codes
+        statement = statement.order_by(table.c.issued_at.desc(), table.c.id.desc()).limit(1)
+        async with self._engine.begin() as connection:
+            row = (await connection.execute(statement)).mappings().one_or_none()
+        if row is None:
+            return None
+        return IssuedCodeRecord(id=row["id"], **{name: row[name] for name in _RECORD_FIELDS})
+
+    async def count_issued_by(self, platform: str, user_id: str, since: datetime) -> int:
+        """How many codes the user was issued at or after ``since``."""
+        table = self._codes
+        statement = select(func.count()).where(
+            table.c.issued_by_platform == platform,
+            table.c.issued_by_user == user_id,
+            table.c.issued_at >= _aware(since, "since"),
+        )
+        async with self._engine.begin() as connection:
+            count = await connection.scalar(statement)
+        return int(count or 0)
+
+
+# -- rate limits --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class RateDecision:
+    """Whether a hit is allowed; if not, how many seconds until its window ends."""
+
+    allowed: bool
+    retry_after: float
+    count: int  # hits counted in the current window, this one included when allowed
+
+
+class RateLimiter:
+    """Fixed-window counters per (scope, key), kept in the database.
+
+    Windows are aligned to the Unix epoch (a 3600 s window runs from one full hour to the next).
+    A hit over the limit is refused and not counted, so a user who keeps trying is let in again as
+    soon as the window ends.
+    """
+
+    def __init__(self, engine: AsyncEngine, *, clock: Clock = _utcnow) -> None:
+        self._engine = engine
+        self._clock = clock
+        self._table = _table(RateHitRow)
+
+    async def hit(
+        self,
+        scope: str,
+        key: str,
+        limit: int,
+        window_seconds: int,
+        *,
+        now: datetime | None = None,
+    ) -> RateDecision:
+        """Count one hit of ``key`` in ``scope`` unless it already reached ``limit`` this window."""
+        if limit < 1 or window_seconds < 1:
+            raise ValueError("a rate limit needs limit >= 1 and window_seconds >= 1")
+        scope = _text(scope, "a rate-limit scope", _MAX_SCOPE)
+        key = _text(key, "a rate-limit key", _MAX_KEY)
+        now = _aware(now if now is not None else self._clock(), "now")
+        epoch = now.timestamp()
+        start = int(epoch // window_seconds) * window_seconds
+        window_start = datetime.fromtimestamp(start, UTC)
+        table = self._table
+        insert = dialect_insert(self._engine, table).values(
+            scope=scope, key=key, window_start=window_start, count=1
+        )
+        statement = insert.on_conflict_do_update(
+            index_elements=["scope", "key", "window_start"],
+            set_={"count": table.c.count + 1},
+            where=table.c.count < limit,
+        ).returning(table.c.count)
+        current = select(table.c.count).where(
+            table.c.scope == scope, table.c.key == key, table.c.window_start == window_start
+        )
+        async with self._engine.begin() as connection:
+            counted = await connection.scalar(statement)
+            if counted is None:
+                count = await connection.scalar(current)
+        if counted is not None:
+            return RateDecision(allowed=True, retry_after=0.0, count=int(counted))
+        retry_after = max(0.0, start + window_seconds - epoch)
+        return RateDecision(allowed=False, retry_after=retry_after, count=int(count or limit))
+
+    async def purge(self, before: datetime) -> int:
+        """Forget windows that started before ``before``; rows removed.
+
+        Pass a time at least one longest window ago (e.g. now minus a day).
+        """
+        table = self._table
+        statement = delete(table).where(table.c.window_start < _aware(before, "before"))
+        async with self._engine.begin() as connection:
+            result = await connection.execute(statement)
+        return int(result.rowcount)

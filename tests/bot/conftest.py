@@ -1,0 +1,167 @@
+"""Fixtures for the bot core: a seeded sandbox ERM in-process, a migrated store, a wired Core.
+
+``bot`` runs on SQLite only (fast); ``any_bot`` runs on every backend of the ``engine`` fixture
+(SQLite and PostgreSQL) and is meant for the concurrency tests.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine
+from support import TOKEN_TTL, CountingTransport, FakeClock, make_service
+
+from bot.audit import AuditLog
+from bot.commands import COMMANDS
+from bot.context import Identity, Reply, Request
+from bot.dispatch import Core, Dispatcher, Limits
+from bot.permissions import Permissions
+from bot.roles import Role
+from bot.store import CodeStore, GrantStore, RateLimiter, RequestStore, migrate
+from erm.client import ClientConfig, ErmClient
+from erm.db import create_engine
+from erm.sandbox import ACME, SUNBRIGHT, create_app, seed_state
+from erm.sandbox.state import SandboxConfig, SandboxState
+from erm.vault import SecretBox, TokenVault
+
+ROLES = (Role.VIEWER, Role.AGENT, Role.SUPERVISOR, Role.ADMIN)
+_BAD_INPUT_CODES = {"BAD_USER_INPUT", "GRAPHQL_VALIDATION_FAILED"}
+_keys = itertools.count()
+
+
+class RejectionRecorder(httpx.AsyncBaseTransport):
+    """Passes requests on and records every answer in which ERM rejected the request's input."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport) -> None:
+        self.inner = inner
+        self.rejections: list[tuple[int, str, str]] = []
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        response = await self.inner.handle_async_request(request)
+        content = await response.aread()
+        await response.aclose()
+        bad = response.status_code == 400
+        try:
+            body = json.loads(content)
+        except ValueError:
+            body = None
+        if isinstance(body, dict):
+            for error in body.get("errors") or ():
+                code = (
+                    (error.get("extensions") or {}).get("code") if isinstance(error, dict) else None
+                )
+                bad = bad or code in _BAD_INPUT_CODES
+        if bad:
+            self.rejections.append(
+                (response.status_code, request.content.decode(errors="replace"), content.decode())
+            )
+        return httpx.Response(
+            response.status_code,
+            headers=[(k, v) for k, v in response.headers.items() if k.lower() != "content-length"],
+            content=content,
+            request=request,
+        )
+
+
+@dataclass
+class Bot:
+    core: Core
+    dispatcher: Dispatcher
+    sandbox: SandboxState
+    transport: CountingTransport
+    recorder: RejectionRecorder
+    engine: AsyncEngine
+    audit: AuditLog = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.audit = self.core.audit
+
+    async def say(self, user: str, text: str, key: str | None = None) -> Reply:
+        request = Request(Identity("console", user), text, request_key=key or f"test:{next(_keys)}")
+        return await self.dispatcher.handle(request)
+
+    async def grant(self, user: str, role: Role, distributor: str = ACME.name) -> None:
+        await self.core.grants.grant("console", user, role, distributor, "tests")
+
+    def code_events(self, oem_id: str) -> int:
+        return len(self.sandbox.item_by_oem_id(oem_id).code_generator.events)
+
+
+BotFactory = Callable[..., Awaitable[Bot]]
+
+
+@pytest.fixture
+async def make_bot(secret_keys: list[str]) -> AsyncIterator[BotFactory]:
+    """Builds bots over a given engine; closes their ERM clients afterwards."""
+    clients: list[ErmClient] = []
+
+    async def build(
+        engine: AsyncEngine, *, sunbright: bool = False, limits: Limits | None = None
+    ) -> Bot:
+        await migrate(engine)
+        clock = FakeClock()
+        sandbox = seed_state(0, SandboxConfig(clock=clock, token_ttl_seconds=TOKEN_TTL))
+        counting = CountingTransport(httpx.ASGITransport(app=create_app(sandbox)))
+        recorder = RejectionRecorder(counting)
+        config = ClientConfig(
+            url="http://sandbox.test/graphql", total_timeout=5.0, retry_backoff=0.0
+        )
+        client = ErmClient(config, transport=recorder)
+        await client.__aenter__()
+        clients.append(client)
+        vault = TokenVault(engine, SecretBox(secret_keys))
+        service = make_service(client, vault, clock)
+        await service.add_distributor(ACME.name, ACME.email, ACME.password)
+        if sunbright:
+            await service.add_distributor(SUNBRIGHT.name, SUNBRIGHT.email, SUNBRIGHT.password)
+        grants = GrantStore(engine)
+        core = Core(
+            erm=service,
+            grants=grants,
+            codes=CodeStore(engine),
+            requests=RequestStore(engine),
+            rate=RateLimiter(engine),
+            audit=AuditLog(engine),
+            permissions=Permissions(grants, vault.names, ()),
+            commands=COMMANDS,
+            limits=limits or Limits(),
+        )
+        for role in ROLES:
+            await grants.grant("console", role.label, role, ACME.name, "tests")
+        return Bot(core, Dispatcher(core), sandbox, counting, recorder, engine)
+
+    yield build
+    for client in clients:
+        await client.__aexit__(None, None, None)
+
+
+@pytest.fixture
+async def bot_engine(tmp_path: Path) -> AsyncIterator[AsyncEngine]:
+    """A SQLite engine private to the test (migrated by ``make_bot``)."""
+    engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'bot.db'}")
+    yield engine
+    await engine.dispose()
+
+
+@pytest.fixture
+async def bot(make_bot: BotFactory, bot_engine: AsyncEngine) -> Bot:
+    """The bot on SQLite, ACME configured, console users viewer/agent/supervisor/admin at acme."""
+    return await make_bot(bot_engine)
+
+
+@pytest.fixture
+async def any_bot(make_bot: BotFactory, engine: AsyncEngine) -> Bot:
+    """The bot on each database backend (SQLite and PostgreSQL)."""
+    return await make_bot(engine)
+
+
+@pytest.fixture
+async def multi_bot(make_bot: BotFactory, bot_engine: AsyncEngine) -> Bot:
+    """The bot with ACME and SUNBRIGHT configured."""
+    return await make_bot(bot_engine, sunbright=True)

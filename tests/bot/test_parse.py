@@ -1,0 +1,151 @@
+"""parse(): text -> command, arguments and flags, or a UsageError that says what to type."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from bot.commands import COMMANDS
+from bot.errors import UnknownCommandError, UsageError
+from bot.parse import MAX_TEXT, parse
+
+ITEM = "TEST2503000001"
+
+
+def test_code_days_parsed() -> None:
+    parsed = parse(f"/code days {ITEM} 30", COMMANDS)
+    assert parsed.command.name == "code days"
+    assert parsed.args == {"item": ITEM, "days": 30, "note": None}
+    assert parsed.flags == {}
+
+
+def test_days_with_suffix() -> None:
+    assert parse(f"/code days {ITEM} 30d", COMMANDS).args["days"] == 30
+
+
+def test_missing_argument_is_a_usage_error() -> None:
+    with pytest.raises(UsageError) as caught:
+        parse(f"/code days {ITEM}", COMMANDS)
+    assert caught.value.problem == "days is missing."
+    assert caught.value.usage is not None
+    assert caught.value.usage.startswith("/code days")
+    assert caught.value.example
+
+
+def test_bad_argument_is_a_usage_error() -> None:
+    with pytest.raises(UsageError, match="days must be a number"):
+        parse(f"/code days {ITEM} lots", COMMANDS)
+
+
+def test_subcommand_missing_lists_choices() -> None:
+    with pytest.raises(UsageError, match=re.escape("/code needs one of: days | free | reset.")):
+        parse("/code", COMMANDS)
+
+
+def test_unknown_subcommand() -> None:
+    with pytest.raises(UsageError, match="/code has no 'weeks'"):
+        parse(f"/code weeks {ITEM}", COMMANDS)
+
+
+def test_unknown_command_did_you_mean() -> None:
+    with pytest.raises(UnknownCommandError, match=r"Did you mean /history\?"):
+        parse("/histroy x", COMMANDS)
+
+
+def test_unknown_command_far_from_any_points_to_help() -> None:
+    with pytest.raises(UnknownCommandError, match="Type /help for the list"):
+        parse("/zzzzqqq", COMMANDS)
+
+
+def test_dist_flag_with_space() -> None:
+    parsed = parse(f"/history {ITEM} --dist SunBright", COMMANDS)
+    assert parsed.flags == {"dist": "SunBright"}
+    assert parsed.distributor == "sunbright"
+
+
+def test_dist_flag_with_equals() -> None:
+    parsed = parse(f"/history {ITEM} --dist=acme", COMMANDS)
+    assert parsed.distributor == "acme"
+    assert parsed.args["item"] == ITEM
+
+
+def test_dist_flag_without_value() -> None:
+    with pytest.raises(UsageError, match="--dist needs a value"):
+        parse(f"/history {ITEM} --dist", COMMANDS)
+
+
+def test_unknown_flag() -> None:
+    with pytest.raises(UsageError, match=r"/history has no option --force \(options: --dist\)"):
+        parse(f"/history {ITEM} --force", COMMANDS)
+
+
+def test_flag_not_offered_by_a_command_is_unknown() -> None:
+    with pytest.raises(UsageError, match="has no option --again"):
+        parse(f"/history {ITEM} --again", COMMANDS)
+
+
+def test_boolean_flag() -> None:
+    assert parse(f"/code days {ITEM} 30 --again", COMMANDS).flags == {"again": True}
+
+
+def test_long_dash_is_double_dash() -> None:
+    assert parse(f"/code days {ITEM} 30 \u2014again", COMMANDS).flags == {"again": True}
+    assert parse(f"/code days {ITEM} 30 \u2013again", COMMANDS).flags == {"again": True}
+
+
+def test_bot_suffix_dropped() -> None:
+    assert parse(f"/code@mybot days {ITEM} 30", COMMANDS).command.name == "code days"
+
+
+def test_rest_of_line_note() -> None:
+    parsed = parse(f"/code days {ITEM} 30 cash 500 from Jane", COMMANDS)
+    assert parsed.args["note"] == "cash 500 from Jane"
+
+
+def test_rest_of_line_keeps_flags_out() -> None:
+    parsed = parse(f"/code days {ITEM} 30 cash 500 --again", COMMANDS)
+    assert parsed.args["note"] == "cash 500"
+    assert parsed.flags == {"again": True}
+
+
+def test_too_many_arguments() -> None:
+    with pytest.raises(UsageError, match="Too many arguments: extra words"):
+        parse(f"/resend {ITEM} extra words", COMMANDS)
+
+
+def test_curly_quotes_group_words() -> None:
+    parsed = parse("/items \u201cSHSA 24\u201d", COMMANDS)
+    assert parsed.args["search"] == "SHSA 24"
+
+
+def test_unbalanced_quote_still_parses() -> None:
+    parsed = parse("/items \u201cSHSA", COMMANDS)
+    assert parsed.args["search"] == "SHSA"
+
+
+@pytest.mark.parametrize("typed", ["", "   ", "\n\t"])
+def test_empty_text(typed: str) -> None:
+    with pytest.raises(UsageError, match="Type a command"):
+        parse(typed, COMMANDS)
+
+
+def test_text_over_the_limit() -> None:
+    typed = "/help " + "x" * (MAX_TEXT + 1 - len("/help "))
+    assert len(typed) == 1001
+    with pytest.raises(UsageError, match=r"too long \(1001 characters, at most 1000\)"):
+        parse(typed, COMMANDS)
+
+
+def test_text_at_the_limit_is_parsed() -> None:
+    typed = "/help code" + " " * (MAX_TEXT - len("/help code"))
+    assert len(typed) == MAX_TEXT
+    assert parse(typed, COMMANDS).args == {"topic": "code"}
+
+
+def test_command_name_is_case_insensitive() -> None:
+    assert parse(f"/CODE Days {ITEM} 30", COMMANDS).command.name == "code days"
+
+
+def test_optional_argument_default() -> None:
+    assert parse(f"/history {ITEM}", COMMANDS).args == {"item": ITEM, "count": 5}
