@@ -134,7 +134,7 @@ async def issue(
         )
         await codes.record_issue(record)
     ctx.erm_code = issued.code_hex or None
-    ctx.detail = f"{code_type.value} {days or ''} issued".replace("  ", " ")
+    ctx.detail = f"{code_type.value} {days} days issued" if days else f"{code_type.value} issued"
     notes = [f"It {_WHAT[code_type]}. Type it on the device keypad."]
     if issued.reconciled:
         notes.append("ERM's answer was lost; this code was found in the item's history.")
