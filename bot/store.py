@@ -34,13 +34,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
-from alembic.script.revision import RevisionError
 from sqlalchemy import (
     Boolean,
     CheckConstraint,
-    Connection,
     ForeignKey,
     Index,
     Integer,
@@ -117,25 +113,8 @@ async def migrate(engine: AsyncEngine) -> None:
 
 
 async def is_current(engine: AsyncEngine) -> bool:
-    """Whether erm's and the bot's tables are at exactly their newest revisions.
-
-    Not :func:`erm.db.is_current`: ``bot0001`` depends on ``erm0001``, so Alembic records only
-    ``bot0001`` in ``alembic_version`` once both are applied; erm's head is implied, not listed.
-    """
-    async with engine.connect() as connection:
-        return await connection.run_sync(_is_current)
-
-
-def _is_current(connection: Connection) -> bool:
-    script = ScriptDirectory(
-        db.MIGRATIONS_DIR, version_locations=[db.MIGRATIONS_DIR / "versions", BOT_MIGRATIONS]
-    )
-    current = MigrationContext.configure(connection).get_current_heads()
-    try:
-        applied = {revision.revision for revision in script.iterate_revisions(current, "base")}
-    except RevisionError:  # the database is at a revision this code does not know (newer)
-        return False
-    return set(script.get_heads()) <= applied
+    """Whether erm's and the bot's tables are at their newest revisions."""
+    return await db.is_current(engine, [BOT_MIGRATIONS])
 
 
 # -- models -------------------------------------------------------------------------------------
