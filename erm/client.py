@@ -357,11 +357,8 @@ class ErmClient:
 
 def _graphql_error(errors: object) -> ErmError:
     """Map the first GraphQL error (Apollo shape) to the error tree, keeping ERM's message."""
-    first = errors[0] if isinstance(errors, list) and errors else {}
-    if not isinstance(first, dict):
-        first = {}
-    extensions = first.get("extensions") if isinstance(first.get("extensions"), dict) else {}
-    assert isinstance(extensions, dict)
+    first = _dict(errors[0] if isinstance(errors, list) and errors else None)
+    extensions = _dict(first.get("extensions"))
     code = extensions.get("code") if isinstance(extensions.get("code"), str) else None
     message = _validation_message(extensions) or first.get("message") or "unknown error"
     message = str(message)[:500]
@@ -372,14 +369,18 @@ def _graphql_error(errors: object) -> ErmError:
 
 def _validation_message(extensions: Mapping[str, Any]) -> str | None:
     """NestJS class-validator messages sit in ``extensions.(exception.)response.message``."""
-    for holder in (extensions.get("response"), (extensions.get("exception") or {}).get("response")):
-        if isinstance(holder, dict):
-            message = holder.get("message")
-            if isinstance(message, list) and message:
-                return "; ".join(str(m) for m in message)
-            if isinstance(message, str) and message:
-                return message
+    for holder in (extensions.get("response"), _dict(extensions.get("exception")).get("response")):
+        message = _dict(holder).get("message")
+        if isinstance(message, list) and message:
+            return "; ".join(str(m) for m in message)
+        if isinstance(message, str) and message:
+            return message
     return None
+
+
+def _dict(value: object) -> Mapping[str, Any]:
+    """``value`` if it is a JSON object, else an empty one: error payloads are not trusted."""
+    return value if isinstance(value, dict) else {}
 
 
 def _describe(exc: BaseException) -> str:
