@@ -20,6 +20,7 @@ from adapters import demo
 from adapters.console import PLATFORM, Console
 from adapters.runtime import open_engine, open_runtime
 from bot.audit import AuditLog
+from bot.errors import UserError
 from bot.roles import Role
 from bot.settings import Settings
 from bot.store import GrantStore
@@ -167,15 +168,13 @@ async def _console(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def _users_grant(args: argparse.Namespace, settings: Settings) -> int:
+    """Needs no encryption key: an unknown distributor is refused by the grant itself."""
     platform, user_id = _split_user(args.user)
-    async with open_runtime(settings) as runtime:
-        distributor = args.distributor.lower()
-        if distributor not in await runtime.vault.names():
-            raise InvalidInputError(f"no distributor {distributor!r} is configured")
-        await runtime.core().grants.grant(
-            platform, user_id, Role.parse(args.role), distributor, "cli"
+    async with open_engine(settings) as engine:
+        await GrantStore(engine).grant(
+            platform, user_id, Role.parse(args.role), args.distributor, "cli"
         )
-    print(f"{platform}:{user_id} is now {args.role} at {distributor}")
+    print(f"{platform}:{user_id} is now {args.role} at {args.distributor.lower()}")
     return 0
 
 
@@ -265,7 +264,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if inspect.iscoroutine(outcome):
             outcome = asyncio.run(outcome)
         return int(outcome)
-    except ErmError as exc:
+    except (ErmError, UserError) as exc:
         print(f"erm-bot: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

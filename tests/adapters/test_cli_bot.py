@@ -70,7 +70,12 @@ def test_users_grant_list_and_revoke(demo_dir: Path) -> None:
     assert "telegram:42\tsupervisor\tacme" in listed.stdout
     revoked = erm_bot(demo_dir, "users", "revoke", "telegram:42", env=env)
     assert "removed 1 grant(s)" in revoked.stdout
-    bad = erm_bot(demo_dir, "users", "grant", "nobody", "agent", "acme", env=env)
-    assert bad.returncode == 1
-    assert "platform:id" in bad.stderr
-    assert "Traceback" not in bad.stderr
+    for user, distributor, message in [
+        ("nobody", "acme", "platform:id"),
+        ("fax:42", "acme", "unknown platform"),
+        ("slack:U1", "nowhere", "no distributor"),
+    ]:
+        bad = erm_bot(demo_dir, "users", "grant", user, "agent", distributor, env=env)
+        assert bad.returncode == 1
+        assert message in bad.stderr
+        assert "Traceback" not in bad.stderr
