@@ -10,6 +10,7 @@ import httpx
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.audit import AuditLog
+from bot.cards import ButtonStore, InviteStore
 from bot.commands import COMMANDS
 from bot.dispatch import Core, Dispatcher
 from bot.permissions import Permissions
@@ -43,6 +44,8 @@ class Runtime:
             audit=AuditLog(engine),
             permissions=Permissions(grants, self.vault.names, self.settings.admins),
             commands=COMMANDS,
+            buttons=ButtonStore(engine),
+            invites=InviteStore(engine),
             limits=self.settings.limits(),
         )
 

@@ -41,6 +41,21 @@ class Request:
     chat_id: str = ""
     private_chat: bool = True
     received_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    # When the user sent it, if the platform says (a phone may hold a message in its outbox for an
+    # hour): code commands sent long ago ask for confirmation instead of running.
+    sent_at: datetime | None = None
+    confirmed: bool = False  # set by the core only, when the user confirmed a stale command
+
+
+@dataclass(frozen=True, slots=True)
+class Click:
+    """A button pressed: who pressed which stored button, with the platform's request key."""
+
+    identity: Identity
+    button_id: str
+    request_key: str
+    chat_id: str = ""
+    private_chat: bool = True
 
 
 class Visibility(enum.StrEnum):
@@ -72,7 +87,9 @@ class Code:
 
 @dataclass(frozen=True, slots=True)
 class Button:
-    """A button; ``value`` is a short opaque id of state kept server-side."""
+    """A button. Commands put what it does in ``value`` (e.g. the command to run); the dispatcher
+    stores that server-side and hands adapters a short opaque id (``[A-Za-z0-9_-]``, at most 16
+    characters) in its place, so it fits Telegram's 64-byte ``callback_data``."""
 
     label: str
     action: str
@@ -90,6 +107,12 @@ class Reply:
     buttons: tuple[Button, ...] = ()
     visibility: Visibility = Visibility.PRIVATE
     tone: Tone = Tone.OK
+    confidential: bool = False  # shown only to the requester, like a code (e.g. an invite)
+
+    @property
+    def private_only(self) -> bool:
+        """Never shown in a group or channel: it carries a code or is confidential."""
+        return self.confidential or bool(self.codes)
 
     @classmethod
     def error(cls, message: str, *, tone: Tone = Tone.ERROR) -> Reply:
@@ -124,4 +147,19 @@ class Reply:
             buttons=tuple(Button(**b) for b in data.get("buttons") or ()),
             visibility=Visibility(data.get("visibility") or Visibility.PRIVATE),
             tone=Tone(data.get("tone") or Tone.OK),
+            confidential=bool(data.get("confidential")),
         )
+
+
+@dataclass(frozen=True, slots=True)
+class Pressed:
+    """What a button press changes.
+
+    ``card`` replaces the message that holds the button (``None``: leave it; a card without
+    buttons removes them). ``reply`` is a new message for the presser (visibility rules apply).
+    ``notice`` is a short note only the presser sees (Slack ephemeral, Telegram callback answer).
+    """
+
+    reply: Reply | None = None
+    card: Reply | None = None
+    notice: str | None = None

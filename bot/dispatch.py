@@ -10,12 +10,13 @@ from __future__ import annotations
 import hashlib
 import logging
 import secrets
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
 
 from bot.audit import AuditEntry, AuditLog
-from bot.context import Reply, Request, Tone
+from bot.cards import ButtonStore, InviteStore, StoredButton
+from bot.context import Button, Click, Pressed, Reply, Request, Tone
 from bot.errors import (
     BusyError,
     NoAccessError,
@@ -51,6 +52,8 @@ class Limits:
     codes_per_user_hour: int = 30
     codes_per_distributor_hour: int = 500
     lookups_per_user_minute: int = 60
+    stale_minutes: int = 10  # code commands sent longer ago than this ask for confirmation
+    invite_hours: int = 24
 
 
 @dataclass(slots=True)
@@ -65,8 +68,12 @@ class Core:
     audit: AuditLog
     permissions: Permissions
     commands: tuple[Command, ...]
+    buttons: ButtonStore
+    invites: InviteStore
     limits: Limits = field(default_factory=Limits)
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+    # platform -> invite link template with "{code}" (a Telegram deep link); adapters set it.
+    deep_links: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -103,9 +110,18 @@ def fingerprint(request: Request) -> str:
     return hashlib.sha256(raw).hexdigest()
 
 
+ButtonAction = Callable[["Dispatcher", Click, StoredButton], Awaitable[Pressed]]
+BUTTON_TTL = timedelta(days=2)
+
+
 class Dispatcher:
     def __init__(self, core: Core) -> None:
         self.core = core
+        self.button_actions: dict[str, ButtonAction] = {
+            "run": _run_button,
+            "confirm": _confirm_button,
+            "cancel": _cancel_button,
+        }
 
     @property
     def commands(self) -> Sequence[Command]:
@@ -127,8 +143,12 @@ class Dispatcher:
             )
             await self._limit(request, parsed.command, access)
             ctx = Context(core, request, parsed.command, access, parsed.flags)
-            reply: Reply = await parsed.command.handler(ctx, **parsed.args)
-            outcome = "ok"
+            stale = self._stale(request, parsed.command)
+            if stale is not None:
+                reply, outcome = stale, "stale"
+            else:
+                reply = await parsed.command.handler(ctx, **parsed.args)
+                outcome = "ok"
         except UserError as exc:
             reply, outcome = Reply.error(str(exc), tone=Tone.WARNING), _outcome(exc)
         except ErmError as exc:
@@ -141,9 +161,63 @@ class Dispatcher:
                 "An admin can look it up in the logs."
             )
             outcome = "error"
+        if reply.buttons:
+            reply = await self._store_buttons(reply, request.identity.key)
         await core.requests.finish(request.request_key, reply.to_dict())
         await self._audit(request, parsed, ctx, outcome, reply)
         return reply
+
+    def _stale(self, request: Request, command: Command) -> Reply | None:
+        """A code command the user sent long ago asks to be confirmed instead of running."""
+        if command.kind != "code" or request.sent_at is None or request.confirmed:
+            return None
+        age = self.core.clock() - request.sent_at
+        if age <= timedelta(minutes=self.core.limits.stale_minutes):
+            return None
+        minutes = int(age.total_seconds() // 60)
+        ago = f"{minutes} minutes" if minutes < 120 else f"{minutes // 60} hours"
+        text = request.text.strip()
+        return Reply(
+            title=f"You sent this {ago} ago. Issue it now?",
+            lines=(text,),
+            notes=("Nothing has been issued yet.",),
+            buttons=(
+                Button("Confirm", "confirm", text, "primary"),
+                Button("Cancel", "cancel", text, "danger"),
+            ),
+            tone=Tone.WARNING,
+        )
+
+    async def _store_buttons(self, reply: Reply, owner: str) -> Reply:
+        """Keep what each button does server-side; the reply carries short ids instead."""
+        ids = await self.core.buttons.save(
+            # "private": the card itself went to its owner only, so private answers may replace it
+            [(b.action, {"value": b.value, "private": reply.private_only}) for b in reply.buttons],
+            owner=owner,
+            now=self.core.clock(),
+            ttl=BUTTON_TTL,
+        )
+        buttons = tuple(replace(b, value=i) for b, i in zip(reply.buttons, ids, strict=True))
+        return replace(reply, buttons=buttons)
+
+    async def press(self, click: Click) -> Pressed:
+        """Run a stored button for whoever pressed it; refusals come back as a ``notice``."""
+        try:
+            stored = await self.core.buttons.get(click.button_id, now=self.core.clock())
+            if stored is None:
+                return Pressed(notice="This button has expired. Run the command again.")
+            action = self.button_actions.get(stored.action)
+            if action is None:
+                return Pressed(notice="This button no longer works. Run the command again.")
+            return await action(self, click, stored)
+        except UserError as exc:
+            return Pressed(notice=str(exc))
+        except ErmError as exc:
+            return Pressed(reply=_erm_reply(exc))
+        except Exception:
+            incident = secrets.token_hex(3)
+            log.exception("button failed", extra={"incident": incident})
+            return Pressed(notice=f"Something went wrong on our side (incident {incident}).")
 
     async def _repeat(self, request: Request, claim: Claim) -> Reply:
         if claim.status is ClaimStatus.DONE and claim.reply is not None:
@@ -214,6 +288,68 @@ class Dispatcher:
         except Exception:
             # The reply (perhaps a code already issued) must still reach the user.
             log.exception("audit append failed", extra={"request_key": request.request_key})
+
+
+def _as_request(click: Click, text: str, key: str, *, confirmed: bool = False) -> Request:
+    return Request(
+        click.identity,
+        text,
+        request_key=key,
+        chat_id=click.chat_id,
+        private_chat=click.private_chat,
+        confirmed=confirmed,
+    )
+
+
+async def _run_button(dispatcher: Dispatcher, click: Click, stored: StoredButton) -> Pressed:
+    """Run the stored command as the presser (with their permissions): paging and the like.
+
+    The presser's own card is replaced by the answer (unless the answer is private and the card
+    is not); anyone else gets the answer as a new message.
+    """
+    request = _as_request(click, str(stored.payload["value"]), click.request_key)
+    reply = await dispatcher.handle(request)
+    private_card = bool(stored.payload.get("private"))
+    if stored.owner == click.identity.key and (private_card or not reply.private_only):
+        return Pressed(card=reply)
+    return Pressed(reply=reply)
+
+
+async def _owner_decides(
+    dispatcher: Dispatcher, click: Click, stored: StoredButton, decision: str
+) -> Pressed | None:
+    """Decide the card for its owner; a ``Pressed`` refusal when someone else or too late."""
+    if stored.owner != click.identity.key:
+        return Pressed(notice="Only the person who sent this command can answer it.")
+    core = dispatcher.core
+    outcome = await core.buttons.decide(
+        stored.card, decision, by=click.identity.label, now=core.clock()
+    )
+    if not outcome.won:
+        return Pressed(
+            notice=f"Already {outcome.decision} at {outcome.decided_at:%H:%M} UTC.",
+        )
+    return None
+
+
+async def _confirm_button(dispatcher: Dispatcher, click: Click, stored: StoredButton) -> Pressed:
+    refused = await _owner_decides(dispatcher, click, stored, "confirmed")
+    if refused is not None:
+        return refused
+    text = str(stored.payload["value"])
+    # The card id makes the key: however the confirmation is delivered, it runs once.
+    request = _as_request(click, text, f"confirm:{stored.card}", confirmed=True)
+    reply = await dispatcher.handle(request)
+    card = Reply(title=f"Confirmed: {text}", tone=Tone.INFO)
+    return Pressed(reply=reply, card=card)
+
+
+async def _cancel_button(dispatcher: Dispatcher, click: Click, stored: StoredButton) -> Pressed:
+    refused = await _owner_decides(dispatcher, click, stored, "cancelled")
+    if refused is not None:
+        return refused
+    text = str(stored.payload["value"])
+    return Pressed(card=Reply(title=f"Cancelled: {text}", lines=("Nothing was issued.",)))
 
 
 def _audit_arguments(parsed: Parsed) -> str:

@@ -118,6 +118,7 @@ class Command:
     flags: frozenset[str] = frozenset()
     per_distributor: bool = True  # runs for one distributor (chosen or implied)
     kind: str = "lookup"  # lookup | code | admin | meta: picks the rate limit
+    anyone: bool = False  # runs for users without any role (onboarding: /start)
 
     @property
     def name(self) -> str:
@@ -137,6 +138,7 @@ def command(
     flags: tuple[str, ...] = (),
     per_distributor: bool = True,
     kind: str = "lookup",
+    anyone: bool = False,
 ) -> Callable[[Handler], Command]:
     """Declare a command; see the module docstring."""
 
@@ -171,6 +173,7 @@ def command(
             flags=frozenset(flags),
             per_distributor=per_distributor,
             kind=kind,
+            anyone=anyone,
         )
 
     return decorate

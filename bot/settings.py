@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from bot.dispatch import Limits
@@ -17,7 +18,9 @@ from erm.service import ServiceConfig
 class Settings(BaseSettings):
     """Typed configuration; every field is documented in ``.env.example``."""
 
-    model_config = SettingsConfigDict(env_file=".env", extra="ignore", frozen=True)
+    model_config = SettingsConfigDict(
+        env_file=".env", extra="ignore", frozen=True, env_ignore_empty=True
+    )
 
     erm_api_url: str = PRODUCTION_URL
     erm_connect_timeout: float = Field(5.0, gt=0)
@@ -36,12 +39,39 @@ class Settings(BaseSettings):
     erm_bot_codes_per_user_hour: int = Field(30, ge=1)
     erm_bot_codes_per_distributor_hour: int = Field(500, ge=1)
     erm_bot_lookups_per_user_minute: int = Field(60, ge=1)
+    # A code command sent longer ago than this (Telegram outbox) asks for confirmation first.
+    erm_bot_stale_minutes: int = Field(10, ge=1, le=24 * 60)
+    erm_bot_invite_hours: int = Field(24, ge=1, le=24 * 30)
 
-    @field_validator("erm_api_url")
+    slack_bot_token: SecretStr | None = None
+    slack_signing_secret: SecretStr | None = None
+    slack_app_token: SecretStr | None = None  # set for Socket Mode
+    slack_api_url: str = "https://slack.com/api/"
+
+    telegram_bot_token: SecretStr | None = None
+    telegram_webhook_url: str | None = None  # unset: long polling
+    telegram_webhook_secret: SecretStr | None = None
+    telegram_api_url: str = "https://api.telegram.org/bot"
+
+    @field_validator("erm_api_url", "slack_api_url", "telegram_api_url", "telegram_webhook_url")
     @classmethod
-    def _http_url(cls, value: str) -> str:
-        if not value.startswith(("http://", "https://")):
-            raise ValueError("ERM_API_URL must start with http:// or https://")
+    def _http_url(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError(
+                f"{(info.field_name or '').upper()} must start with http:// or https://"
+            )
+        return value
+
+    @field_validator("telegram_webhook_secret")
+    @classmethod
+    def _webhook_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        # Telegram accepts 1-256 characters from A-Z, a-z, 0-9, _ and -.
+        if value is not None and not re.fullmatch(
+            r"[A-Za-z0-9_-]{1,256}", value.get_secret_value()
+        ):
+            raise ValueError(
+                "TELEGRAM_WEBHOOK_SECRET must be 1-256 characters of A-Z, a-z, 0-9, _ and -"
+            )
         return value
 
     @field_validator("erm_bot_admins")
@@ -60,6 +90,8 @@ class Settings(BaseSettings):
             codes_per_user_hour=self.erm_bot_codes_per_user_hour,
             codes_per_distributor_hour=self.erm_bot_codes_per_distributor_hour,
             lookups_per_user_minute=self.erm_bot_lookups_per_user_minute,
+            stale_minutes=self.erm_bot_stale_minutes,
+            invite_hours=self.erm_bot_invite_hours,
         )
 
     @property

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bot.commands import admin, codes, help, lookups
+from bot.commands import admin, codes, help, lookups, onboarding
 from bot.registry import Command
 
 COMMANDS: tuple[Command, ...] = (
@@ -21,4 +21,6 @@ COMMANDS: tuple[Command, ...] = (
     admin.revoke,
     admin.users,
     admin.audit,
+    onboarding.invite,
+    onboarding.start,
 )

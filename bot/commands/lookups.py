@@ -8,24 +8,39 @@ from bot.errors import UsageError
 from bot.registry import Count, ItemRef, Text, command
 from bot.roles import Role
 from erm.models import AssetAccount, CodeEvent, CodeType, FleetPolicy, Item, Page
+from erm.service import MAX_HISTORY
 
 ITEMS_PAGE = 10
 MAX_PAGE = 50
 FLEET_ITEMS_SHOWN = 15
 
 
-@command("history", role=Role.VIEWER, example="/history TEST2503000017 10")
+@command("history", role=Role.VIEWER, example="/history TEST2503000017 10", flags=("page",))
 async def history(ctx: Context, item: ItemRef, count: Count = 5) -> Reply:
-    """The newest code events of an item (default 5, at most 50)."""
-    found, events = await ctx.erm.code_history(ctx.distributor, item, count)
+    """The newest code events of an item, ``count`` a page (default 5; 50 events at most)."""
+    page = _page_flag(ctx, MAX_HISTORY // count)
+    wanted = min(MAX_HISTORY, count * page + 1)  # one more shows whether a next page exists
+    found, events = await ctx.erm.code_history(ctx.distributor, item, wanted)
     ctx.item_id = found.id
     client = f" ({found.client_name})" if found.client_name else ""
-    if not events:
-        return Reply(title=f"No codes yet for {found.label}{client}.", tone=Tone.INFO)
+    shown = events[count * (page - 1) : count * page]
+    if not shown:
+        what = "No codes yet" if page == 1 else f"No codes on page {page}"
+        return Reply(title=f"{what} for {found.label}{client}.", tone=Tone.INFO)
+    notes = ["Newest first. Times in UTC."]
+    buttons: tuple[Button, ...] = ()
+    if len(events) > count * page:
+        next_command = f"/history {item} {count} --page {page + 1}"
+        notes.append(f"Older: {next_command}")
+        buttons = (Button("Older", "run", next_command),)
+    first = count * (page - 1) + 1
+    span = f"{first}-{first + len(shown) - 1}" if page > 1 else f"Last {len(shown)}"
     return Reply(
-        title=f"Last {len(events)} code{'s' if len(events) != 1 else ''} of {found.label}{client}",
-        lines=tuple(_event_line(e) for e in events),
-        notes=("Newest first. Times in UTC.",),
+        title=f"{span} code{'s' if len(shown) != 1 else ''} of {found.label}{client}",
+        lines=tuple(_event_line(e) for e in shown),
+        notes=tuple(notes),
+        buttons=buttons,
+        confidential=True,  # past codes are codes too: never shown to a group
     )
 
 
@@ -130,11 +145,11 @@ async def items(ctx: Context, search: Text | None = None) -> Reply:
     )
 
 
-def _page_flag(ctx: Context) -> int:
+def _page_flag(ctx: Context, last: int = MAX_PAGE) -> int:
     raw = ctx.flags.get("page", "1")
     text = raw if isinstance(raw, str) else "1"
-    if not text.isdigit() or not 1 <= int(text) <= MAX_PAGE:
-        raise UsageError(f"--page must be a number from 1 to {MAX_PAGE}.", ctx.command.usage)
+    if not text.isdigit() or not 1 <= int(text) <= last:
+        raise UsageError(f"--page must be a number from 1 to {last}.", ctx.command.usage)
     return int(text)
 
 

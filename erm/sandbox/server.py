@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator
 from typing import Any, TextIO
 
 import uvicorn
+from uvicorn.config import LifespanType
 
 from erm.sandbox.app import DROPPED_CONNECTION_FILTER, create_app
 from erm.sandbox.faults import FaultConfig
@@ -31,12 +32,21 @@ SHUTDOWN_GRACE_SECONDS = 1
 async def serve(app: Any, host: str = "127.0.0.1", port: int = 0) -> AsyncIterator[str]:
     """Serve ``app`` with uvicorn in this event loop; yields ``http://host:port/graphql``."""
     async with _running(app, host, port) as (url, _task):
+        yield f"{url}/graphql"
+
+
+@contextlib.asynccontextmanager
+async def serve_app(app: Any, host: str = "127.0.0.1", port: int = 0) -> AsyncIterator[str]:
+    """Serve any ASGI app, lifespan included, in this event loop; yields ``http://host:port``."""
+    async with _running(app, host, port, lifespan="on") as (url, _task):
         yield url
 
 
 @contextlib.asynccontextmanager
-async def _running(app: Any, host: str, port: int) -> AsyncIterator[tuple[str, asyncio.Task[None]]]:
-    """Start uvicorn as a task; yields the URL and the task (which ends on SIGINT/SIGTERM)."""
+async def _running(
+    app: Any, host: str, port: int, *, lifespan: LifespanType = "off"
+) -> AsyncIterator[tuple[str, asyncio.Task[None]]]:
+    """Start uvicorn as a task; yields the base URL and the task (which ends on SIGINT/SIGTERM)."""
     config = uvicorn.Config(
         app,
         host=host,
@@ -44,7 +54,7 @@ async def _running(app: Any, host: str, port: int) -> AsyncIterator[tuple[str, a
         log_config=None,  # leave the process's logging setup alone
         log_level="warning",
         access_log=False,
-        lifespan="off",
+        lifespan=lifespan,
         timeout_graceful_shutdown=SHUTDOWN_GRACE_SECONDS,
     )
     server = uvicorn.Server(config)
@@ -66,7 +76,7 @@ async def _running(app: Any, host: str, port: int) -> AsyncIterator[tuple[str, a
                 raise OSError(f"the server on {host}:{port} stopped before it started")
             await asyncio.sleep(0.01)
         bound_port = server.servers[0].sockets[0].getsockname()[1]
-        yield f"http://{host}:{bound_port}/graphql", task
+        yield f"http://{host}:{bound_port}", task
     finally:
         server.should_exit = True
         with contextlib.suppress(OSError):  # already raised above when it failed to start
@@ -90,7 +100,7 @@ def run_sandbox(
 
     async def main() -> None:
         async with _running(app, host, port) as (url, server_task):
-            _announce(stream, url, json_output, state.faults)
+            _announce(stream, f"{url}/graphql", json_output, state.faults)
             await server_task  # uvicorn ends it on Ctrl-C / SIGTERM
 
     if not logging.getLogger().handlers:

@@ -6,94 +6,26 @@
 
 from __future__ import annotations
 
-import itertools
-import json
-from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
 import pytest
+from bot_harness import ROLES, Bot, BotFactory, RejectionRecorder
 from sqlalchemy.ext.asyncio import AsyncEngine
 from support import TOKEN_TTL, CountingTransport, FakeClock, make_service
 
 from bot.audit import AuditLog
+from bot.cards import ButtonStore, InviteStore
 from bot.commands import COMMANDS
-from bot.context import Identity, Reply, Request
 from bot.dispatch import Core, Dispatcher, Limits
 from bot.permissions import Permissions
-from bot.roles import Role
 from bot.store import CodeStore, GrantStore, RateLimiter, RequestStore, migrate
 from erm.client import ClientConfig, ErmClient
 from erm.db import create_engine
 from erm.sandbox import ACME, SUNBRIGHT, create_app, seed_state
-from erm.sandbox.state import SandboxConfig, SandboxState
+from erm.sandbox.state import SandboxConfig
 from erm.vault import SecretBox, TokenVault
-
-ROLES = (Role.VIEWER, Role.AGENT, Role.SUPERVISOR, Role.ADMIN)
-_BAD_INPUT_CODES = {"BAD_USER_INPUT", "GRAPHQL_VALIDATION_FAILED"}
-_keys = itertools.count()
-
-
-class RejectionRecorder(httpx.AsyncBaseTransport):
-    """Passes requests on and records every answer in which ERM rejected the request's input."""
-
-    def __init__(self, inner: httpx.AsyncBaseTransport) -> None:
-        self.inner = inner
-        self.rejections: list[tuple[int, str, str]] = []
-
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        response = await self.inner.handle_async_request(request)
-        content = await response.aread()
-        await response.aclose()
-        bad = response.status_code == 400
-        try:
-            body = json.loads(content)
-        except ValueError:
-            body = None
-        if isinstance(body, dict):
-            for error in body.get("errors") or ():
-                code = (
-                    (error.get("extensions") or {}).get("code") if isinstance(error, dict) else None
-                )
-                bad = bad or code in _BAD_INPUT_CODES
-        if bad:
-            self.rejections.append(
-                (response.status_code, request.content.decode(errors="replace"), content.decode())
-            )
-        return httpx.Response(
-            response.status_code,
-            headers=[(k, v) for k, v in response.headers.items() if k.lower() != "content-length"],
-            content=content,
-            request=request,
-        )
-
-
-@dataclass
-class Bot:
-    core: Core
-    dispatcher: Dispatcher
-    sandbox: SandboxState
-    transport: CountingTransport
-    recorder: RejectionRecorder
-    engine: AsyncEngine
-    audit: AuditLog = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.audit = self.core.audit
-
-    async def say(self, user: str, text: str, key: str | None = None) -> Reply:
-        request = Request(Identity("console", user), text, request_key=key or f"test:{next(_keys)}")
-        return await self.dispatcher.handle(request)
-
-    async def grant(self, user: str, role: Role, distributor: str = ACME.name) -> None:
-        await self.core.grants.grant("console", user, role, distributor, "tests")
-
-    def code_events(self, oem_id: str) -> int:
-        return len(self.sandbox.item_by_oem_id(oem_id).code_generator.events)
-
-
-BotFactory = Callable[..., Awaitable[Bot]]
 
 
 @pytest.fixture
@@ -130,6 +62,8 @@ async def make_bot(secret_keys: list[str]) -> AsyncIterator[BotFactory]:
             audit=AuditLog(engine),
             permissions=Permissions(grants, vault.names, ()),
             commands=COMMANDS,
+            buttons=ButtonStore(engine),
+            invites=InviteStore(engine),
             limits=limits or Limits(),
         )
         for role in ROLES:

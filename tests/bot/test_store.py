@@ -135,8 +135,8 @@ async def test_migrate_from_two_processes_at_once_and_again(database: TestDataba
         assert await is_current(second) is True
         async with first.connect() as connection:
             result = await connection.execute(text("SELECT version_num FROM alembic_version"))
-            # bot0001 depends on erm0001, so Alembic lists only bot0001: erm0001 is implied.
-            assert list(result.scalars()) == ["bot0001"]
+            # The bot branch depends on erm0001, so Alembic lists only its head: erm0001 is implied.
+            assert list(result.scalars()) == ["bot0002"]
     finally:
         await first.dispose()
         await second.dispose()
