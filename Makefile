@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
-PY_DIRS := bot adapters erm tests bench
+PY_DIRS := $(wildcard bot adapters erm tests bench)
 
 .PHONY: install demo test check lint format types sandbox clean
 

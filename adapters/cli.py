@@ -10,6 +10,8 @@ import argparse
 import asyncio
 import getpass
 import inspect
+import logging
+import os
 import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -45,6 +47,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("console", help="type bot commands in the terminal, as a console user")
     p.add_argument("--as", dest="user", default="admin", help="console user name (default admin)")
     p.set_defaults(run=_console)
+
+    for name, summary in (
+        ("run", "run the bot: every platform the configuration enables"),
+        ("serve", "the same as run (serves Slack, Telegram and /healthz over HTTP)"),
+    ):
+        p = sub.add_parser(name, help=summary)
+        p.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: all)")
+        p.add_argument("--port", type=int, default=8080)
+        p.set_defaults(run=_serve)
 
     p = sub.add_parser("users", help="grant and revoke roles")
     users = p.add_subparsers(dest="action", required=True, metavar="ACTION")
@@ -159,6 +170,17 @@ def _split_user(text: str) -> tuple[str, str]:
     return platform.lower(), user_id
 
 
+async def _serve(args: argparse.Namespace, settings: Settings) -> int:
+    from adapters.serve import serve  # the chat libraries load only for the bot itself
+
+    if not logging.getLogger().handlers:
+        logging.basicConfig(
+            level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+        )
+        logging.getLogger("alembic").setLevel(logging.WARNING)
+    return await serve(settings, args.host, args.port)
+
+
 async def _console(args: argparse.Namespace, settings: Settings) -> int:
     async with open_runtime(settings) as runtime:
         console = Console(runtime.dispatcher(), user=args.user, color=sys.stdout.isatty())
@@ -250,6 +272,8 @@ async def _distributor_remove(args: argparse.Namespace, settings: Settings) -> i
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # python-telegram-bot 22: RetryAfter.retry_after as a timedelta, without a deprecation warning.
+    os.environ.setdefault("PTB_TIMEDELTA", "true")
     args = build_parser().parse_args(argv)
     try:
         settings = Settings()

@@ -2,6 +2,7 @@
 
 What phones do to text is undone first: a long dash (em or en dash) typed for ``--`` counts
 as ``--``, curly quotes count as straight ones, and ``/code@mybot`` (Telegram groups) is ``/code``.
+``/erm X`` (Slack's umbrella command) is ``/X`` everywhere.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ _QUOTES = str.maketrans({"\u201c": '"', "\u201d": '"', "\u2018": "'", "\u2019": 
 # Flags every per-distributor command accepts, and whether they take a value.
 _COMMON_FLAGS = {"dist": True}
 _VALUE_FLAGS = {"dist", "page"}
+UMBRELLA = "erm"
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +52,9 @@ def parse(text: str, commands: Sequence[Command]) -> Parsed:
     if len(text) > MAX_TEXT:
         raise UsageError(f"That message is too long ({len(text)} characters, at most {MAX_TEXT}).")
     words = tokens(normalise(text))
+    if words and words[0].lstrip("/").split("@", 1)[0].lower() == UMBRELLA:
+        # Slack's /erm umbrella, typed (or forwarded from Slack) anywhere: /erm start X = /start X
+        words = [f"/{words[1].lstrip('/')}", *words[2:]] if len(words) > 1 else ["/help"]
     if not words:
         raise UsageError("Type a command, for example /help.")
     head = words[0].lstrip("/").split("@", 1)[0].lower()

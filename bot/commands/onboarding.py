@@ -40,7 +40,7 @@ async def invite(ctx: Context, role: Word, distributor: Word | None = None) -> R
         f"{platform.capitalize()}: {template.format(code=code)}"
         for platform, template in sorted(ctx.core.deep_links.items())
     ]
-    lines.append(f"Or send the bot: /start {code}  (in Slack: /erm start {code})")
+    lines.append(f"Or send the bot: /start {code}")
     return Reply(
         title=f"Invite: {wanted.label} at {target}",
         fields=(

@@ -711,3 +711,25 @@ async def test_demo_issues_a_code_from_scratch_and_runs_again(cli: Cli, tmp_path
     assert ACME.password.encode() not in raw_bytes(demo_db)
     async with open_vault(demo_db, [demo_key]) as vault:
         assert await vault.names() == ["acme"]
+
+
+@pytest.mark.parametrize(
+    ("env", "fragments"),
+    [
+        ({}, ("no chat platform", "SLACK_BOT_TOKEN", "TELEGRAM_BOT_TOKEN")),
+        ({"SLACK_BOT_TOKEN": "xoxb-test-token"}, ("SLACK_SIGNING_SECRET",)),
+        (
+            {"TELEGRAM_BOT_TOKEN": "123:abc", "TELEGRAM_WEBHOOK_SECRET": "no spaces allowed"},
+            ("TELEGRAM_WEBHOOK_SECRET",),
+        ),
+        ({"TELEGRAM_BOT_TOKEN": "123:abc", "TELEGRAM_API_URL": "api.example"}, ("http://",)),
+    ],
+)
+async def test_run_with_bad_platform_settings_exits_2_saying_what_to_set(
+    configured: Cli, env: dict[str, str], fragments: tuple[str, ...]
+) -> None:
+    result = await configured("run", "--port", "0", env=dict(env))
+
+    assert result.returncode == 2
+    assert_one_line_error(result, "bad configuration", *fragments)
+    assert "xoxb-test-token" not in result.stderr

@@ -76,8 +76,8 @@ def test_dist_flag_without_value() -> None:
 
 
 def test_unknown_flag() -> None:
-    with pytest.raises(UsageError, match=r"/history has no option --force \(options: --dist\)"):
-        parse(f"/history {ITEM} --force", COMMANDS)
+    with pytest.raises(UsageError, match=r"/fleet has no option --force \(options: --dist\)"):
+        parse("/fleet --force", COMMANDS)
 
 
 def test_flag_not_offered_by_a_command_is_unknown() -> None:
@@ -149,3 +149,12 @@ def test_command_name_is_case_insensitive() -> None:
 
 def test_optional_argument_default() -> None:
     assert parse(f"/history {ITEM}", COMMANDS).args == {"item": ITEM, "count": 5}
+
+
+@pytest.mark.parametrize("text", ["/erm history TEST2503000017", "/erm /history TEST2503000017"])
+def test_the_slack_umbrella_word_works_everywhere(text: str) -> None:
+    assert parse(text, COMMANDS).command.name == "history"
+
+
+def test_the_umbrella_alone_is_help() -> None:
+    assert parse("/erm", COMMANDS).command.name == "help"

@@ -1,0 +1,91 @@
+"""``erm-bot run`` / ``erm-bot serve``: every platform the configuration enables, on one ASGI app.
+
+Slack answers at ``/slack/events`` (or over Socket Mode when ``SLACK_APP_TOKEN`` is set); Telegram
+through its webhook at ``/telegram/webhook`` (when ``TELEGRAM_WEBHOOK_URL`` is set) or long
+polling. uvicorn serves the app and turns SIGTERM / Ctrl-C into a graceful shutdown: the app's
+lifespan stops each platform, which finishes the commands in flight.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from dataclasses import dataclass
+
+import uvicorn
+
+from adapters.runtime import Runtime, open_runtime
+from adapters.slack import SlackAdapter, SlackConfig
+from adapters.telegram import TelegramAdapter, TelegramConfig
+from adapters.web import WebService, create_app
+from bot.dispatch import Dispatcher
+from bot.settings import Settings
+
+log = logging.getLogger(__name__)
+
+SHUTDOWN_GRACE_SECONDS = 25
+"""How long in-flight HTTP requests may take after SIGTERM (Kubernetes waits 30 s by default)."""
+
+
+class ConfigurationError(ValueError):
+    """The settings do not describe a bot that can run; the message says what to set."""
+
+
+@dataclass(frozen=True, slots=True)
+class Platforms:
+    slack: SlackConfig | None
+    telegram: TelegramConfig | None
+
+
+def platforms(settings: Settings) -> Platforms:
+    """What the settings enable, checked before anything starts; ``ConfigurationError`` if bad."""
+    try:
+        slack = SlackConfig.from_settings(settings) if settings.slack_bot_token else None
+        if slack is not None:
+            slack.check()
+        telegram = TelegramConfig.from_settings(settings) if settings.telegram_bot_token else None
+    except ValueError as exc:
+        raise ConfigurationError(str(exc)) from None
+    if slack is None and telegram is None:
+        raise ConfigurationError(
+            "no chat platform is configured: set SLACK_BOT_TOKEN and/or TELEGRAM_BOT_TOKEN"
+        )
+    return Platforms(slack, telegram)
+
+
+def platform_services(
+    enabled: Platforms, runtime: Runtime, dispatcher: Dispatcher
+) -> list[WebService]:
+    services: list[WebService] = []
+    if enabled.slack is not None:
+        services.append(SlackAdapter(dispatcher, enabled.slack))
+    if enabled.telegram is not None:
+        services.append(TelegramAdapter(dispatcher, enabled.telegram, runtime.engine))
+    return services
+
+
+async def serve(settings: Settings, host: str, port: int) -> int:
+    """Run until SIGTERM / Ctrl-C; 2 on bad configuration."""
+    try:
+        enabled = platforms(settings)
+    except ConfigurationError as exc:
+        print(f"erm-bot: bad configuration: {exc}", file=sys.stderr)
+        return 2
+    async with open_runtime(settings) as runtime:
+        dispatcher = runtime.dispatcher()
+        services = platform_services(enabled, runtime, dispatcher)
+        config = uvicorn.Config(
+            create_app(services),
+            host=host,
+            port=port,
+            log_config=None,
+            access_log=False,
+            lifespan="on",
+            timeout_graceful_shutdown=SHUTDOWN_GRACE_SECONDS,
+        )
+        server = uvicorn.Server(config)
+        names = ", ".join(type(s).__name__.removesuffix("Adapter") for s in services)
+        log.info("erm-bot serving %s on http://%s:%d", names, host, port)
+        await server.serve()
+        # uvicorn reports a failed startup (a platform refused to start) by not starting.
+        return 0 if server.started else 1
