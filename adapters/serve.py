@@ -9,8 +9,10 @@ lifespan stops each platform, which finishes the commands in flight.
 from __future__ import annotations
 
 import logging
+import signal
 import sys
 from dataclasses import dataclass
+from types import FrameType
 
 import uvicorn
 
@@ -25,6 +27,17 @@ log = logging.getLogger(__name__)
 
 SHUTDOWN_GRACE_SECONDS = 25
 """How long in-flight HTTP requests may take after SIGTERM (Kubernetes waits 30 s by default)."""
+
+
+class _Server(uvicorn.Server):
+    """uvicorn re-raises a captured SIGTERM once it has shut down, so the process would end "killed
+    by SIGTERM" (status -15) after a clean shutdown; a bot that stopped cleanly exits 0."""
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        super().handle_exit(sig, frame)
+        captured: list[int] | None = getattr(self, "_captured_signals", None)
+        if sig == signal.SIGTERM and captured and captured[-1] == sig:
+            captured.pop()
 
 
 class ConfigurationError(ValueError):
@@ -83,7 +96,7 @@ async def serve(settings: Settings, host: str, port: int) -> int:
             lifespan="on",
             timeout_graceful_shutdown=SHUTDOWN_GRACE_SECONDS,
         )
-        server = uvicorn.Server(config)
+        server = _Server(config)
         names = ", ".join(type(s).__name__.removesuffix("Adapter") for s in services)
         log.info("erm-bot serving %s on http://%s:%d", names, host, port)
         await server.serve()
