@@ -16,6 +16,7 @@ from types import FrameType
 
 import uvicorn
 
+from adapters.housekeeping import Housekeeping
 from adapters.runtime import Runtime, open_runtime
 from adapters.slack import SlackAdapter, SlackConfig
 from adapters.telegram import TelegramAdapter, TelegramConfig
@@ -87,6 +88,8 @@ async def serve(settings: Settings, host: str, port: int) -> int:
     async with open_runtime(settings) as runtime:
         dispatcher = runtime.dispatcher()
         services = platform_services(enabled, runtime, dispatcher)
+        names = ", ".join(type(s).__name__.removesuffix("Adapter") for s in services)
+        services.append(Housekeeping(dispatcher.core))
         config = uvicorn.Config(
             create_app(services),
             host=host,
@@ -97,7 +100,6 @@ async def serve(settings: Settings, host: str, port: int) -> int:
             timeout_graceful_shutdown=SHUTDOWN_GRACE_SECONDS,
         )
         server = _Server(config)
-        names = ", ".join(type(s).__name__.removesuffix("Adapter") for s in services)
         log.info("erm-bot serving %s on http://%s:%d", names, host, port)
         await server.serve()
         # uvicorn reports a failed startup (a platform refused to start) by not starting.

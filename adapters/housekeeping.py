@@ -1,0 +1,64 @@
+"""Housekeeping: forget what no longer matters, on a timer, in every bot process.
+
+Request keys are kept for a day (a platform redelivers within hours: Telegram keeps undelivered
+updates 24 hours), rate-limit windows for a day, buttons until they expire. Each purge is one
+DELETE, safe to run from several processes at once. The audit log and issued codes are kept.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from datetime import timedelta
+
+from starlette.routing import BaseRoute
+
+from bot.dispatch import Core
+
+log = logging.getLogger(__name__)
+
+INTERVAL_SECONDS = 600.0
+RATE_WINDOW_RETENTION = timedelta(days=1)
+
+
+async def tidy(core: Core) -> dict[str, int]:
+    """One round of purges; how many rows each removed."""
+    now = core.clock()
+    return {
+        "requests": await core.requests.purge(now - core.requests.retention),
+        "rate_windows": await core.rate.purge(now - RATE_WINDOW_RETENTION),
+        "buttons": await core.buttons.purge(now=now),
+    }
+
+
+class Housekeeping:
+    """A ``WebService`` running :func:`tidy` every ``interval`` seconds (first round at start)."""
+
+    def __init__(self, core: Core, interval: float = INTERVAL_SECONDS) -> None:
+        self.core = core
+        self.interval = interval
+        self._task: asyncio.Task[None] | None = None
+
+    def routes(self) -> list[BaseRoute]:
+        return []
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._loop(), name="erm-bot housekeeping")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def _loop(self) -> None:
+        while True:
+            try:
+                removed = await tidy(self.core)
+                if any(removed.values()):
+                    log.info("housekeeping removed %s", removed)
+            except Exception:  # the database may be down for a while: try again next round
+                log.warning("housekeeping failed; will retry", exc_info=True)
+            await asyncio.sleep(self.interval)
