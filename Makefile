@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 PY_DIRS := $(wildcard bot adapters erm tests bench)
 
-.PHONY: install demo test check lint format types sandbox clean
+.PHONY: install demo test check lint format types sandbox clean bench
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "erm-bot needs Python 3.11 or newer (set PYTHON=python3.11)")'
@@ -34,6 +34,9 @@ types: $(STAMP)
 	$(BIN)/mypy
 
 check: lint types test
+
+bench: $(STAMP)
+	$(BIN)/python -m bench
 
 sandbox: $(STAMP)
 	$(BIN)/erm-bot sandbox --port 8765

@@ -20,9 +20,11 @@ from pydantic import ValidationError
 
 from adapters import demo
 from adapters.console import PLATFORM, Console
+from adapters.logs import configure_from_settings, configure_logging, settings_secrets
 from adapters.runtime import open_engine, open_runtime
+from bot.approvals import POLICY_SETTINGS, POLICY_USAGE, ApprovalStore, apply_setting
 from bot.audit import AuditLog
-from bot.errors import UserError
+from bot.errors import UsageError, UserError
 from bot.roles import Role
 from bot.settings import Settings
 from bot.store import GrantStore
@@ -57,6 +59,12 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--port", type=int, default=8080)
         p.set_defaults(run=_serve)
 
+    p = sub.add_parser(
+        "doctor",
+        help="check configuration, database, keys, ERM, Slack and Telegram; say what to fix",
+    )
+    p.set_defaults(run=_doctor)
+
     p = sub.add_parser("users", help="grant and revoke roles")
     users = p.add_subparsers(dest="action", required=True, metavar="ACTION")
     g = users.add_parser("grant", help="give USER (platform:id) a ROLE at DISTRIBUTOR")
@@ -78,6 +86,18 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--since", type=_date, help="YYYY-MM-DD (UTC)")
     e.add_argument("--until", type=_date, help="YYYY-MM-DD (UTC), exclusive")
     e.set_defaults(run=_audit_export)
+
+    p = sub.add_parser("approvals", help="which code requests need a supervisor's approval")
+    approvals = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    ap = approvals.add_parser(
+        "policy",
+        help="show DISTRIBUTOR's approval policy, or change one SETTING to VALUE",
+        description=f"Settings: {POLICY_USAGE}.",
+    )
+    ap.add_argument("distributor")
+    ap.add_argument("setting", nargs="?", choices=POLICY_SETTINGS)
+    ap.add_argument("value", nargs="?", help="on, off or a number")
+    ap.set_defaults(run=_approvals_policy)
 
     p = sub.add_parser("sandbox", help="serve the stand-in ERM GraphQL API")
     p.add_argument("--host", default="127.0.0.1")
@@ -173,12 +193,20 @@ def _split_user(text: str) -> tuple[str, str]:
 async def _serve(args: argparse.Namespace, settings: Settings) -> int:
     from adapters.serve import serve  # the chat libraries load only for the bot itself
 
-    if not logging.getLogger().handlers:
-        logging.basicConfig(
-            level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-        )
-        logging.getLogger("alembic").setLevel(logging.WARNING)
+    configure_from_settings(settings)
     return await serve(settings, args.host, args.port)
+
+
+async def _doctor(args: argparse.Namespace, settings: Settings) -> int:
+    from adapters.doctor import run_doctor  # the chat libraries load only when needed
+
+    # Library warnings only: the checks print their own lines on standard output.
+    configure_logging(
+        level=max(settings.log_level, logging.WARNING),
+        log_format=settings.erm_bot_log_format,
+        secrets_=settings_secrets(settings),
+    )
+    return await run_doctor(settings)
 
 
 async def _console(args: argparse.Namespace, settings: Settings) -> int:
@@ -215,6 +243,26 @@ async def _users_list(args: argparse.Namespace, settings: Settings) -> int:
         print(f"{grant.platform}:{grant.user_id}\t{grant.role.label}\t{grant.distributor}")
     if not grants:
         print("no grants yet: `erm-bot users grant slack:U0123 admin DISTRIBUTOR`")
+    return 0
+
+
+async def _approvals_policy(args: argparse.Namespace, settings: Settings) -> int:
+    """Needs no encryption key, like ``users grant``; the same settings as ``/approvals policy``."""
+    distributor = args.distributor.strip().lower()
+    async with open_engine(settings) as engine:
+        store = ApprovalStore(engine)
+        if not await store.distributor_known(distributor):
+            raise UsageError(f"no distributor {distributor!r} is configured")
+        policy = await store.policy(distributor)
+        if args.setting is not None:
+            policy = apply_setting(policy, args.setting, args.value)
+            await store.set_policy(distributor, policy, by="cli", now=datetime.now(UTC))
+        channels = await store.channels(distributor)
+    print(f"approval policy of {distributor}")
+    for field in policy.fields():
+        print(f"  {field.label}: {field.value}")
+    for channel in channels:
+        print(f"  Approval chat: {channel.platform} {channel.chat_id}")
     return 0
 
 

@@ -32,10 +32,15 @@ async def tidy(core: Core) -> dict[str, int]:
     }
 
 
-class Housekeeping:
-    """A ``WebService`` running :func:`tidy` every ``interval`` seconds (first round at start)."""
+class Periodic:
+    """A ``WebService`` running :meth:`run_once` every ``interval`` seconds, from start to stop.
 
-    def __init__(self, core: Core, interval: float = INTERVAL_SECONDS) -> None:
+    A round that fails is logged and tried again next round: the database may be down a while.
+    """
+
+    name = "periodic work"
+
+    def __init__(self, core: Core, interval: float) -> None:
         self.core = core
         self.interval = interval
         self._task: asyncio.Task[None] | None = None
@@ -43,8 +48,12 @@ class Housekeeping:
     def routes(self) -> list[BaseRoute]:
         return []
 
+    def enabled(self) -> bool:
+        return True
+
     async def start(self) -> None:
-        self._task = asyncio.create_task(self._loop(), name="erm-bot housekeeping")
+        if self.enabled():
+            self._task = asyncio.create_task(self._loop(), name=f"erm-bot {self.name}")
 
     async def stop(self) -> None:
         if self._task is not None:
@@ -53,12 +62,27 @@ class Housekeeping:
                 await self._task
             self._task = None
 
+    async def run_once(self) -> None:
+        raise NotImplementedError
+
     async def _loop(self) -> None:
         while True:
             try:
-                removed = await tidy(self.core)
-                if any(removed.values()):
-                    log.info("housekeeping removed %s", removed)
-            except Exception:  # the database may be down for a while: try again next round
-                log.warning("housekeeping failed; will retry", exc_info=True)
+                await self.run_once()
+            except Exception:
+                log.warning("%s failed; will retry", self.name, exc_info=True)
             await asyncio.sleep(self.interval)
+
+
+class Housekeeping(Periodic):
+    """:func:`tidy` every ``interval`` seconds (first round at start)."""
+
+    name = "housekeeping"
+
+    def __init__(self, core: Core, interval: float = INTERVAL_SECONDS) -> None:
+        super().__init__(core, interval)
+
+    async def run_once(self) -> None:
+        removed = await tidy(self.core)
+        if any(removed.values()):
+            log.info("housekeeping removed %s", removed)

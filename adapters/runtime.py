@@ -9,6 +9,8 @@ from dataclasses import dataclass
 import httpx
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from bot import metrics
+from bot.approvals import ApprovalService, ApprovalStore
 from bot.audit import AuditLog
 from bot.cards import ButtonStore, InviteStore
 from bot.commands import COMMANDS
@@ -47,6 +49,7 @@ class Runtime:
             buttons=ButtonStore(engine),
             invites=InviteStore(engine),
             limits=self.settings.limits(),
+            approvals=ApprovalService(ApprovalStore(engine)),
         )
 
     def dispatcher(self) -> Dispatcher:
@@ -84,6 +87,10 @@ async def open_runtime(
     box = secret_box(settings)
     async with open_engine(settings) as engine:
         vault = TokenVault(engine, box)
-        async with ErmClient(settings.erm_client_config(), transport=erm_transport) as client:
+        async with ErmClient(
+            settings.erm_client_config(),
+            transport=erm_transport,
+            observer=metrics.observe_erm_call,
+        ) as client:
             service = ErmService(client, vault, settings.erm_service_config())
             yield Runtime(settings, engine, vault, client, service)

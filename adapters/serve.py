@@ -8,19 +8,23 @@ lifespan stops each platform, which finishes the commands in flight.
 
 from __future__ import annotations
 
+import gc
 import logging
 import signal
 import sys
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from types import FrameType
 
 import uvicorn
 
+from adapters.approvals import ApprovalSweeper
 from adapters.housekeeping import Housekeeping
+from adapters.logs import bind_request_once
 from adapters.runtime import Runtime, open_runtime
 from adapters.slack import SlackAdapter, SlackConfig
 from adapters.telegram import TelegramAdapter, TelegramConfig
-from adapters.web import WebService, create_app
+from adapters.web import Readiness, WebService, create_app
 from bot.dispatch import Dispatcher
 from bot.settings import Settings
 
@@ -72,7 +76,9 @@ def platform_services(
 ) -> list[WebService]:
     services: list[WebService] = []
     if enabled.slack is not None:
-        services.append(SlackAdapter(dispatcher, enabled.slack))
+        slack = SlackAdapter(dispatcher, enabled.slack)
+        slack.app.use(_slack_request_context)
+        services.append(slack)
     if enabled.telegram is not None:
         services.append(TelegramAdapter(dispatcher, enabled.telegram, runtime.engine))
     return services
@@ -90,8 +96,13 @@ async def serve(settings: Settings, host: str, port: int) -> int:
         services = platform_services(enabled, runtime, dispatcher)
         names = ", ".join(type(s).__name__.removesuffix("Adapter") for s in services)
         services.append(Housekeeping(dispatcher.core))
+        # After the platforms: their notifiers are registered when the first sweep runs.
+        services.append(ApprovalSweeper(dispatcher.core, settings.erm_bot_approval_sweep_seconds))
+        readiness = Readiness(
+            runtime.engine, settings.erm_api_url, timeout=settings.erm_bot_ready_timeout
+        )
         config = uvicorn.Config(
-            create_app(services),
+            create_app(services, readiness=readiness),
             host=host,
             port=port,
             log_config=None,
@@ -101,6 +112,17 @@ async def serve(settings: Settings, host: str, port: int) -> int:
         )
         server = _Server(config)
         log.info("erm-bot serving %s on http://%s:%d", names, host, port)
+        # What start-up built (modules, classes, clients: most of the heap) lives as long as the
+        # process: keep it out of the cyclic GC, whose full collections otherwise walk all of it
+        # and stall the event loop for ~100 ms under load (bench/findings.md).
+        gc.collect()
+        gc.freeze()
         await server.serve()
         # uvicorn reports a failed startup (a platform refused to start) by not starting.
         return 0 if server.started else 1
+
+
+async def _slack_request_context(next: Callable[[], Awaitable[None]]) -> None:
+    """bolt middleware: a request id for Socket Mode requests (HTTP ones have one already)."""
+    bind_request_once("slack")
+    await next()

@@ -12,6 +12,9 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+CONTROLS_TO_SPACES = str.maketrans(dict.fromkeys([*range(0x20), *range(0x7F, 0xA0)], " "))
+"""For ``str.translate``: control characters (NUL, escapes, C1) become spaces."""
+
 
 @dataclass(frozen=True, slots=True)
 class Identity:
@@ -20,6 +23,13 @@ class Identity:
     platform: str
     user_id: str
     name: str | None = None
+
+    def __post_init__(self) -> None:
+        # A display name is whatever the platform says: control characters (NUL, which
+        # PostgreSQL refuses in text) never reach a stored row or a message through it.
+        if self.name is not None:
+            cleaned = " ".join(self.name.translate(CONTROLS_TO_SPACES).split())[:128]
+            object.__setattr__(self, "name", cleaned or None)
 
     @property
     def key(self) -> str:
@@ -45,6 +55,9 @@ class Request:
     # hour): code commands sent long ago ask for confirmation instead of running.
     sent_at: datetime | None = None
     confirmed: bool = False  # set by the core only, when the user confirmed a stale command
+    # Set by the core only: the approval this request carries out (it skips the approval policy
+    # and quotas; the request key "approval:<id>" makes it run once).
+    approval_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

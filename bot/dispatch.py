@@ -14,6 +14,10 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
+from sqlalchemy.exc import SQLAlchemyError
+
+from bot import metrics
+from bot.approvals import ApprovalService, Notifier, approve_button, deny_button
 from bot.audit import AuditEntry, AuditLog
 from bot.cards import ButtonStore, InviteStore, StoredButton
 from bot.context import Button, Click, Pressed, Reply, Request, Tone
@@ -54,6 +58,7 @@ class Limits:
     lookups_per_user_minute: int = 60
     stale_minutes: int = 10  # code commands sent longer ago than this ask for confirmation
     invite_hours: int = 24
+    approval_hours: int = 24  # a pending approval request expires after this (reminder at half)
 
 
 @dataclass(slots=True)
@@ -74,6 +79,10 @@ class Core:
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
     # platform -> invite link template with "{code}" (a Telegram deep link); adapters set it.
     deep_links: dict[str, str] = field(default_factory=dict)
+    # Approval requests (None: no approval flow; free and reset codes are then supervisors' only).
+    approvals: ApprovalService | None = None
+    # platform -> how to post cards and private messages there; each adapter sets its own at start.
+    notifiers: dict[str, Notifier] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -85,10 +94,13 @@ class Context:
     command: Command
     access: Access
     flags: dict[str, str | bool]
+    # Set by the dispatcher: why a code command over a quota goes to approval instead of refused.
+    over_quota: str | None = None
     # Filled in by commands for the audit row.
     item_id: str | None = None
     erm_code: str | None = None
     detail: str = ""
+    approval_id: str | None = None
 
     @property
     def distributor(self) -> str:
@@ -110,6 +122,18 @@ def fingerprint(request: Request) -> str:
     return hashlib.sha256(raw).hexdigest()
 
 
+# What a store call raises when the database is unreachable: SQLAlchemy's errors, or the driver's
+# own socket errors (asyncpg's refused connection comes through unwrapped). Only around calls that
+# touch nothing but the database: ERM and chat platforms raise OSErrors too.
+STORAGE_ERRORS = (SQLAlchemyError, OSError)
+STORAGE_DOWN = (
+    "erm-bot cannot reach its database right now, so nothing was done. Try again in a minute."
+)
+STORAGE_LOST = (
+    "erm-bot lost its database while working on this. Try again in a minute; "
+    "for a code, check /resend and /history first"
+)
+
 ButtonAction = Callable[["Dispatcher", Click, StoredButton], Awaitable[Pressed]]
 BUTTON_TTL = timedelta(days=2)
 
@@ -121,7 +145,11 @@ class Dispatcher:
             "run": _run_button,
             "confirm": _confirm_button,
             "cancel": _cancel_button,
+            "approve": approve_button,
+            "deny": deny_button,
         }
+        if core.approvals is not None:
+            core.approvals.bind(core, self.handle)
 
     @property
     def commands(self) -> Sequence[Command]:
@@ -129,9 +157,14 @@ class Dispatcher:
 
     async def handle(self, request: Request) -> Reply:
         core = self.core
-        claim = await core.requests.claim(
-            request.request_key, fingerprint(request), now=core.clock()
-        )
+        try:
+            claim = await core.requests.claim(
+                request.request_key, fingerprint(request), now=core.clock()
+            )
+        except STORAGE_ERRORS:
+            # Nothing ran and nothing can be recorded: say so plainly (no traceback, no incident).
+            log.warning("database unavailable: request not run", exc_info=True)
+            return Reply.error(STORAGE_DOWN)
         if claim.status is not ClaimStatus.NEW:
             return await self._repeat(request, claim)
         parsed: Parsed | None = None
@@ -141,8 +174,8 @@ class Dispatcher:
             access = await core.permissions.check(
                 request.identity, parsed.command, parsed.distributor
             )
-            await self._limit(request, parsed.command, access)
-            ctx = Context(core, request, parsed.command, access, parsed.flags)
+            over_quota = await self._limit(request, parsed.command, access)
+            ctx = Context(core, request, parsed.command, access, parsed.flags, over_quota)
             stale = self._stale(request, parsed.command)
             if stale is not None:
                 reply, outcome = stale, "stale"
@@ -153,6 +186,10 @@ class Dispatcher:
             reply, outcome = Reply.error(str(exc), tone=Tone.WARNING), _outcome(exc)
         except ErmError as exc:
             reply, outcome = _erm_reply(exc), "erm_error"
+        except SQLAlchemyError:  # not OSError here: a command's own network calls raise those too
+            incident = secrets.token_hex(3)
+            log.exception("command failed: database unavailable", extra={"incident": incident})
+            reply, outcome = Reply.error(f"{STORAGE_LOST} (incident {incident})"), "error"
         except Exception:
             incident = secrets.token_hex(3)
             log.exception("command failed", extra={"incident": incident})
@@ -162,8 +199,20 @@ class Dispatcher:
             )
             outcome = "error"
         if reply.buttons:
-            reply = await self._store_buttons(reply, request.identity.key)
-        await core.requests.finish(request.request_key, reply.to_dict())
+            try:
+                reply = await self._store_buttons(reply, request.identity.key)
+            except STORAGE_ERRORS:
+                log.warning("buttons not stored: database unavailable", exc_info=True)
+                reply = replace(reply, buttons=())
+        try:
+            await core.requests.finish(request.request_key, reply.to_dict())
+        except STORAGE_ERRORS:
+            # The work is done (perhaps a code issued): the reply must still reach the user.
+            log.warning(
+                "request %.60r not marked done: database unavailable",
+                request.request_key,
+                exc_info=True,
+            )
         await self._audit(request, parsed, ctx, outcome, reply)
         return reply
 
@@ -224,7 +273,12 @@ class Dispatcher:
             reply = Reply.from_dict(claim.reply)
             outcome = "duplicate"
         elif claim.status is ClaimStatus.RUNNING:
-            reply = Reply.error(str(BusyError("Still working on this request.")), tone=Tone.INFO)
+            # Running elsewhere, or its process died mid-way (a code may exist): never run again.
+            busy = BusyError(
+                "Still working on this request, or it was interrupted. If no answer comes, "
+                "check /resend and /history before sending it again."
+            )
+            reply = Reply.error(str(busy), tone=Tone.INFO)
             outcome = "busy"
         else:
             reply = Reply.error("This request id was already used for another command.")
@@ -232,7 +286,10 @@ class Dispatcher:
         await self._audit(request, None, None, outcome, reply)
         return reply
 
-    async def _limit(self, request: Request, command: Command, access: Access) -> None:
+    async def _limit(self, request: Request, command: Command, access: Access) -> str | None:
+        """Refuse a request over a quota; a code command goes to approval instead (returns why)."""
+        if request.approval_id is not None:
+            return None  # a supervisor approved it, quotas included
         limits, rate, now = self.core.limits, self.core.rate, self.core.clock()
         user = request.identity.key
         checks: list[tuple[str, str, int, int]] = []
@@ -246,6 +303,10 @@ class Dispatcher:
             checks.append(("lookups:user", user, limits.lookups_per_user_minute, 60))
         for scope, key, limit, window in checks:
             decision = await rate.hit(scope, key, limit, window, now=now)
+            if not decision.allowed and command.kind == "code" and self.core.approvals:
+                per = "hour" if window == 3600 else "minute"
+                whose = "the requester's" if scope.endswith(":user") else f"{key}'s"
+                return f"over {whose} quota of {limit} codes per {per}"
             if not decision.allowed:
                 wait = max(1, round(decision.retry_after))
                 when = f"{wait} s" if wait < 120 else f"{round(wait / 60)} min"
@@ -255,6 +316,7 @@ class Dispatcher:
                     f"{'hour' if window == 3600 else 'minute'}. Try again in {when}.",
                     decision.retry_after,
                 )
+        return None
 
     async def _audit(
         self,
@@ -280,9 +342,10 @@ class Dispatcher:
             distributor=ctx.access.distributor if ctx else (parsed.distributor if parsed else None),
             item_id=ctx.item_id if ctx else None,
             erm_code_event=ctx.erm_code if ctx else None,
-            approval_id=None,
+            approval_id=(ctx.approval_id if ctx else None) or request.approval_id,
             request_key=request.request_key,
         )
+        metrics.record_command(entry, parsed.command if parsed else None)
         try:
             await self.core.audit.append(entry)
         except Exception:

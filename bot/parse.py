@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from bot.context import CONTROLS_TO_SPACES
 from bot.errors import UnknownCommandError, UsageError
 from bot.registry import Command
 
@@ -38,7 +39,9 @@ class Parsed:
 
 
 def normalise(text: str) -> str:
-    return text.translate(_DASHES).translate(_QUOTES).strip()
+    # Control characters never reach an argument, a note sent to ERM, a stored row (PostgreSQL
+    # refuses NUL in text) or a chat message.
+    return text.translate(CONTROLS_TO_SPACES).translate(_DASHES).translate(_QUOTES).strip()
 
 
 def tokens(text: str) -> list[str]:
@@ -63,7 +66,8 @@ def parse(text: str, commands: Sequence[Command]) -> Parsed:
     if not family:
         raise UnknownCommandError(_unknown(head, commands))
     command = next((c for c in family if len(c.path) == 1), None)
-    if len(family) > 1 or command is None:
+    # A family with a bare command too (``/approvals``) runs it when no sub-command word follows.
+    if command is None or (len(family) > 1 and rest):
         sub = rest[0].lower() if rest else ""
         chosen = next((c for c in family if len(c.path) > 1 and c.path[1] == sub), None)
         if chosen is None:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 import re
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -42,6 +44,16 @@ class Settings(BaseSettings):
     # A code command sent longer ago than this (Telegram outbox) asks for confirmation first.
     erm_bot_stale_minutes: int = Field(10, ge=1, le=24 * 60)
     erm_bot_invite_hours: int = Field(24, ge=1, le=24 * 30)
+    # A code request waiting for approval expires after this (a reminder goes out at half time).
+    erm_bot_approval_hours: int = Field(24, ge=1, le=24 * 14)
+    # How often `erm-bot run` expires, reminds and re-posts approval requests.
+    erm_bot_approval_sweep_seconds: float = Field(60.0, ge=1, le=3600)
+
+    # Logs: json (one object a line, for collectors), console (for people), auto (console on a tty).
+    erm_bot_log_format: Literal["auto", "json", "console"] = "auto"
+    erm_bot_log_level: str = "INFO"
+    # /readyz: seconds each check (database, ERM) may take before it counts as failed.
+    erm_bot_ready_timeout: float = Field(3.0, gt=0, le=60)
 
     slack_bot_token: SecretStr | None = None
     slack_signing_secret: SecretStr | None = None
@@ -74,6 +86,18 @@ class Settings(BaseSettings):
             )
         return value
 
+    @field_validator("erm_bot_log_level")
+    @classmethod
+    def _log_level(cls, value: str) -> str:
+        level = value.strip().upper()
+        if level not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
+            raise ValueError("ERM_BOT_LOG_LEVEL must be DEBUG, INFO, WARNING, ERROR or CRITICAL")
+        return level
+
+    @property
+    def log_level(self) -> int:
+        return logging.getLevelNamesMapping()[self.erm_bot_log_level]
+
     @field_validator("erm_bot_admins")
     @classmethod
     def _admins(cls, value: str) -> str:
@@ -92,6 +116,7 @@ class Settings(BaseSettings):
             lookups_per_user_minute=self.erm_bot_lookups_per_user_minute,
             stale_minutes=self.erm_bot_stale_minutes,
             invite_hours=self.erm_bot_invite_hours,
+            approval_hours=self.erm_bot_approval_hours,
         )
 
     @property

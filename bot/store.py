@@ -786,6 +786,10 @@ class CodeStore:
             raise ValueError("days must be positive (or None for a free or reset code)")
         values = {name: getattr(record, name) for name in _RECORD_FIELDS}
         values["issued_at"] = _aware(record.issued_at, "issued_at")
+        for name in ("item_label", "client_name", "issued_by_name", "note"):
+            # Names come from ERM and chat platforms: PostgreSQL refuses NUL in text.
+            if isinstance(values[name], str):
+                values[name] = values[name].replace("\x00", "\ufffd")
         _text(record.distributor, "a distributor", _MAX_DISTRIBUTOR)
         _text(record.item_id, "an item id", _MAX_ITEM_ID)
         _text(record.code_type, "a code type", _MAX_CODE_TYPE)

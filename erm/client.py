@@ -55,6 +55,10 @@ _CODE_MUTATIONS = {
     CodeType.RESET: (ops.GENERATE_RESET_CODE, "generateResetCodeInput"),
 }
 
+CallObserver = Callable[[str, float, ErmError | None], None]
+"""Told about every HTTP call to ERM (each attempt): the operation's name, how many seconds it
+took, and the error it ended with (None: it succeeded). For metrics; it must not raise or block."""
+
 # Transport failures that prove the request never left this process.
 _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.UnsupportedProtocol)
 
@@ -82,8 +86,10 @@ class ErmClient:
         config: ClientConfig | None = None,
         *,
         transport: httpx.AsyncBaseTransport | None = None,
+        observer: CallObserver | None = None,
     ) -> None:
         self.config = config or ClientConfig()
+        self._observer = observer
         cfg = self.config
         self._http = httpx.AsyncClient(
             transport=transport,
@@ -302,21 +308,37 @@ class ErmClient:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         body = {"operationName": op.name, "query": op.document, "variables": dict(variables)}
         started = time.perf_counter()
+        failure: ErmError | None = None
+        try:
+            return self._unwrap(op, await self._post(op, body, headers))
+        except ErmError as exc:
+            failure = exc
+            raise
+        finally:
+            seconds = time.perf_counter() - started
+            log.debug("erm call", extra={"operation": op.name, "ms": round(seconds * 1e3, 1)})
+            self._observe(op.name, seconds, failure)
+
+    async def _post(
+        self, op: ops.Operation, body: Mapping[str, Any], headers: Mapping[str, str]
+    ) -> httpx.Response:
         try:
             async with asyncio.timeout(self.config.total_timeout):
-                response = await self._http.post(self.config.url, json=body, headers=headers)
+                return await self._http.post(self.config.url, json=body, headers=headers)
         except _NOT_SENT as exc:
             raise ErmUnavailableError(f"cannot reach ERM ({_describe(exc)})") from exc
         except (httpx.TransportError, TimeoutError) as exc:
             if op.mutation:
                 raise UncertainOutcomeError(op.root_field, _describe(exc)) from exc
             raise ErmUnavailableError(f"ERM did not answer ({_describe(exc)})") from exc
-        finally:
-            log.debug(
-                "erm call",
-                extra={"operation": op.name, "ms": round((time.perf_counter() - started) * 1e3, 1)},
-            )
-        return self._unwrap(op, response)
+
+    def _observe(self, operation: str, seconds: float, failure: ErmError | None) -> None:
+        if self._observer is None:
+            return
+        try:
+            self._observer(operation, seconds, failure)
+        except Exception:  # an observer's bug must not fail the call it watches
+            log.exception("the ERM call observer failed")
 
     def _unwrap(self, op: ops.Operation, response: httpx.Response) -> Mapping[str, Any]:
         status = response.status_code

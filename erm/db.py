@@ -120,7 +120,9 @@ def create_engine(url: str, *, connect_args: Mapping[str, Any] | None = None) ->
     elif backend == "postgresql" and not driver:
         parsed = parsed.set(drivername="postgresql+asyncpg")
 
-    options: dict[str, Any] = {"connect_args": dict(connect_args or {})}
+    # hide_parameters: a failed statement's message (logged with its traceback) would otherwise
+    # carry its values, e.g. an unlock code or a stored reply.
+    options: dict[str, Any] = {"connect_args": dict(connect_args or {}), "hide_parameters": True}
     if backend == "postgresql":
         options["pool_pre_ping"] = True  # the bot runs for weeks; servers drop idle connections
     engine = create_async_engine(parsed, **options)

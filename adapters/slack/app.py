@@ -46,8 +46,9 @@ from starlette.requests import Request as HttpRequest
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from adapters.slack.outbound import ChannelPacer, Outbound, ResponseUrls, Target
+from adapters.slack.outbound import ChannelPacer, Outbound, ResponseUrls, SlackSendError, Target
 from adapters.slack.render import ACTION_PREFIX, escape, render, respell
+from bot.approvals import NotifyError
 from bot.context import Click, Identity, Pressed, Reply, Request, Visibility
 from bot.dispatch import Dispatcher
 
@@ -165,6 +166,35 @@ def _form_body_quirk(request: AsyncBoltRequest) -> None:
     request.context = build_async_context(AsyncBoltContext({}), form)
 
 
+_PASSED_TO_BOLT = frozenset({"url_verification", "event_callback", "ssl_check"})
+_OBJECT_FIELDS = ("user", "container", "channel", "team", "message", "enterprise")
+
+
+def payload_problem(body: object) -> str | None:
+    """Why a (signed) body cannot be a slash command or a button click of ours, or None.
+
+    Bolt trusts the shape of a signed body: a payload that is not an object, or a button click
+    whose ``actions`` or ``user`` are not objects, makes it fail with a 500. Interactivity other
+    than button clicks is never configured for this app.
+    """
+    if not isinstance(body, dict):
+        return "the body is not an object"
+    kind = body.get("type")
+    if kind is None or kind in _PASSED_TO_BOLT:
+        return None  # a slash command (form fields), or what bolt answers itself
+    if kind != "block_actions":
+        return f"unexpected payload type {str(kind)[:40]!r}"
+    actions = body.get("actions")
+    if not isinstance(actions, list) or not actions:
+        return "a button click without actions"
+    if not all(isinstance(a, dict) and isinstance(a.get("action_id"), str) for a in actions):
+        return "a button click with malformed actions"
+    for name in _OBJECT_FIELDS:
+        if body.get(name) is not None and not isinstance(body[name], dict):
+            return f"a button click whose {name} is not an object"
+    return None
+
+
 class SlackAdapter:
     """Serves the dispatcher on Slack; a ``WebService`` for :func:`adapters.web.create_app`."""
 
@@ -242,6 +272,8 @@ class SlackAdapter:
                     f"{CONNECT_TIMEOUT:g} s (check SLACK_APP_TOKEN and connections:write)"
                 ) from None
             log.info("Slack Socket Mode connected")
+        # The core posts approval cards and private messages through this adapter.
+        self.dispatcher.core.notifiers[PLATFORM] = self
 
     async def stop(self) -> None:
         """Stop taking requests, let answers in flight finish, close connections."""
@@ -254,6 +286,8 @@ class SlackAdapter:
             task.cancel()
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self.dispatcher.core.notifiers.get(PLATFORM) is self:
+            del self.dispatcher.core.notifiers[PLATFORM]  # after the work in flight used it
         await self.outbound.close()
 
     async def drain(self, seconds: float = DRAIN_TIMEOUT) -> None:
@@ -279,12 +313,21 @@ class SlackAdapter:
             raw = body.decode("utf-8")
         except UnicodeDecodeError:
             return JSONResponse({"error": "invalid request"}, status_code=400)
-        bolt_request = AsyncBoltRequest(
-            body=raw,
-            query=dict(request.query_params),
-            headers=dict(request.headers),
-        )
-        _form_body_quirk(bolt_request)
+        try:
+            bolt_request = AsyncBoltRequest(
+                body=raw,
+                query=dict(request.query_params),
+                headers=dict(request.headers),
+            )
+            _form_body_quirk(bolt_request)
+            problem = payload_problem(bolt_request.body)
+        except Exception as exc:  # bolt's parsing of a payload that is not JSON, or not an object
+            problem = f"unreadable body ({type(exc).__name__})"
+        if problem is not None:
+            # Signed, so from Slack or a holder of the secret; bolt would answer 500 with a
+            # traceback in the log. Nothing runs.
+            log.warning("Slack request refused: %s", problem)
+            return JSONResponse({"error": "invalid request"}, status_code=400)
         bolt_response = await self.app.async_dispatch(bolt_request)
         return Response(
             status_code=bolt_response.status,
@@ -435,6 +478,32 @@ class SlackAdapter:
         if pressed.notice:
             notice = escape(pressed.notice)
             await self.outbound.deliver(target, {"text": notice}, public=False)
+
+    # -- Notifier (bot.approvals): cards in channels, private messages ------------------------
+
+    async def post_card(self, chat_id: str, reply: Reply) -> str:
+        """chat.postMessage into a channel; the message's ts is its ref."""
+        try:
+            answer = await self.outbound.post_message(chat_id, self.render(reply))
+        except SlackSendError as exc:
+            raise NotifyError(f"Slack {exc.method}: {exc.error}") from None
+        ts = answer.get("ts")
+        if not ts:
+            raise NotifyError("Slack chat.postMessage gave no message ts")
+        return str(ts)
+
+    async def update_card(self, chat_id: str, message_ref: str, reply: Reply) -> None:
+        try:
+            await self.outbound.update(chat_id, message_ref, self.render(reply))
+        except SlackSendError as exc:
+            raise NotifyError(f"Slack {exc.method}: {exc.error}") from None
+
+    async def send_private(self, user_id: str, reply: Reply) -> None:
+        """A DM from the bot: chat.postMessage to the user's id opens the app's DM with them."""
+        try:
+            await self.outbound.post_message(user_id, self.render(reply))
+        except SlackSendError as exc:
+            raise NotifyError(f"Slack {exc.method}: {exc.error}") from None
 
 
 def _withheld(card: Reply) -> Reply:

@@ -25,6 +25,8 @@ import aiohttp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot import metrics
+
 log = logging.getLogger(__name__)
 
 RESPONSE_URL_USES = 5
@@ -188,6 +190,7 @@ class Outbound:
                     error,
                     extra={"slack_method": method, "slack_error": error, "channel": channel},
                 )
+                metrics.count_send_failure("slack", method, error)
                 raise SlackSendError(method, error, status) from exc
             except (aiohttp.ClientError, TimeoutError) as exc:
                 log.warning(
@@ -196,6 +199,7 @@ class Outbound:
                     type(exc).__name__,
                     extra={"slack_method": method, "slack_error": "network", "channel": channel},
                 )
+                metrics.count_send_failure("slack", method, "network")
                 raise SlackSendError(method, "network") from exc
             answer = response.data
             return answer if isinstance(answer, dict) else {}
@@ -232,6 +236,7 @@ class Outbound:
                     type(exc).__name__,
                     extra={"slack_method": "response_url", "slack_error": "network"},
                 )
+                metrics.count_send_failure("slack", "response_url", "network")
                 return False
             if status == 429 and attempt == 1:
                 wait = _retry_after(headers)
@@ -247,6 +252,7 @@ class Outbound:
                 error,
                 extra={"slack_method": "response_url", "slack_error": error},
             )
+            metrics.count_send_failure("slack", "response_url", f"http_{status}")
             return False
         return False  # pragma: no cover - the loop always returns
 

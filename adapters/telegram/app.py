@@ -22,11 +22,12 @@ import asyncio
 import hmac
 import logging
 import re
+import secrets
 import warnings
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import timedelta
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.requests import Request as HttpRequest
@@ -55,11 +56,14 @@ from telegram.ext import (
 from telegram.request import HTTPXRequest
 from telegram.warnings import PTBDeprecationWarning
 
+from adapters.logs import bind_request
 from adapters.telegram.config import TelegramConfig
 from adapters.telegram.lock import Leader, polling_lock
 from adapters.telegram.ordering import ChatOrderedProcessor
 from adapters.telegram.redact import TOKEN_FILTER, protect
 from adapters.telegram.render import button_id, escape, keyboard, render
+from bot import metrics
+from bot.approvals import NotifyError
 from bot.context import Click, Identity, Reply, Request
 from bot.dispatch import Dispatcher
 from bot.registry import Command
@@ -105,6 +109,40 @@ def command_text(text: str, username: str, *, ours: Callable[[str], bool]) -> st
         return None
     rest = (rest or "").strip()
     return f"/{word} {rest}" if rest else f"/{word}"
+
+
+def malformed(update: Update) -> str | None:
+    """Why an update cannot be handled, or None. Telegram never sends these; PTB's parsing does
+    not check types, so a forged or broken update (text that is a list, a message without a
+    chat) would otherwise fail deep in a handler with a traceback. (Hence ``object``: the
+    annotations are what Telegram promises, not what arrived.)"""
+    message, query = update.message, update.callback_query
+    if message is not None:
+        if not _has_int_id(message.chat, Chat):
+            return "a message without a chat"
+        if not isinstance(cast(object, message.chat.type), str):
+            return "a message in a chat of no type"
+        text: object = message.text
+        if text is not None and not isinstance(text, str):
+            return "a message whose text is not text"
+        if message.from_user is not None and not _has_int_id(message.from_user, User):
+            return "a message from no one"
+    if query is not None:
+        query_id: object = query.id
+        if not isinstance(query_id, str) or not query_id:
+            return "a button press without an id"
+        if not _has_int_id(query.from_user, User):
+            return "a button press from no one"
+        data: object = query.data
+        if data is not None and not isinstance(data, str):
+            return "a button press whose data is not text"
+        if query.message is not None and not _has_int_id(query.message.chat, Chat):
+            return "a button press on a message without a chat"
+    return None
+
+
+def _has_int_id(value: object, kind: type[Chat] | type[User]) -> bool:
+    return isinstance(value, kind) and isinstance(cast(object, value.id), int)
 
 
 def retry_seconds(exc: RetryAfter) -> float:
@@ -210,6 +248,8 @@ class TelegramAdapter:
         await application.start()
         self._application = application
         self._accepting = True
+        # The core posts approval cards and private messages through this adapter.
+        self._dispatcher.core.notifiers[PLATFORM] = self
         if config.polling:
             name = f"telegram-polling:{application.bot.id}"
             self._leader = Leader(
@@ -235,6 +275,8 @@ class TelegramAdapter:
             if application is not None and application.running:
                 await application.stop()  # processes what is queued, waits for all of it
         finally:
+            if self._dispatcher.core.notifiers.get(PLATFORM) is self:
+                del self._dispatcher.core.notifiers[PLATFORM]  # after the updates in flight
             self._application, self._leader = None, None
             if leader is not None:
                 await leader.release()
@@ -288,8 +330,11 @@ class TelegramAdapter:
             update = Update.de_json(data, application.bot) if isinstance(data, dict) else None
         except Exception:  # not JSON, or not an Update: PTB raises whatever its parsing hits
             update = None
-        if update is None:
+        problem = "not an update" if update is None else malformed(update)
+        if problem is not None:
+            log.warning("Telegram webhook post refused: %s", problem)
             return Response("bad update", status_code=400)
+        assert update is not None
         await application.update_queue.put(update)
         return Response(status_code=200)
 
@@ -306,9 +351,12 @@ class TelegramAdapter:
         return True
 
     async def _on_message(self, update: Update, context: Context) -> None:
+        bind_request(PLATFORM, telegram_update=update.update_id)
         message, user = update.message, update.effective_user
         if message is None or user is None or user.is_bot or message.text is None:
             return
+        if malformed(update) is not None:
+            return  # only a broken or forged update looks like this; nothing to answer
         if not self._first_time(update):
             return
         private = message.chat.type == ChatType.PRIVATE
@@ -329,7 +377,18 @@ class TelegramAdapter:
             private_chat=private,
             sent_at=message.date,
         )
-        reply = await self._dispatcher.handle(request)
+        try:
+            reply = await self._dispatcher.handle(request)
+        except Exception:
+            # The core answers every request itself; should it ever fail, the user still hears.
+            incident = secrets.token_hex(3)
+            log.exception(
+                "Telegram update %s failed", update.update_id, extra={"incident": incident}
+            )
+            reply = Reply.error(
+                f"Something went wrong on our side (incident {incident}). "
+                "An admin can look it up in the logs."
+            )
         await self._deliver(
             reply,
             chat=message.chat,
@@ -338,8 +397,9 @@ class TelegramAdapter:
         )
 
     async def _on_callback(self, update: Update, context: Context) -> None:
+        bind_request(PLATFORM, telegram_update=update.update_id)
         query = update.callback_query
-        if query is None:
+        if query is None or malformed(update) is not None:
             return
         if not self._first_time(update):
             return  # the first delivery answered it
@@ -424,16 +484,19 @@ class TelegramAdapter:
         for index, part in enumerate(parts[1:], start=2):
             await self._send_html(chat.id, part, markup=markup if index == len(parts) else None)
 
-    async def _send(self, chat_id: int, reply: Reply, reply_to: int | None = None) -> None:
+    async def _send(self, chat_id: int, reply: Reply, reply_to: int | None = None) -> int:
+        """Send the reply (in parts if long); the id of the last part, which holds the buttons."""
         parts = render(reply)
         markup = keyboard(reply.buttons)
+        last = 0
         for index, part in enumerate(parts, start=1):
-            await self._send_html(
+            last = await self._send_html(
                 chat_id,
                 part,
                 reply_to if index == 1 else None,
                 markup=markup if index == len(parts) else None,
             )
+        return last
 
     async def _send_html(
         self,
@@ -442,12 +505,12 @@ class TelegramAdapter:
         reply_to: int | None = None,
         *,
         markup: InlineKeyboardMarkup | None = None,
-    ) -> None:
+    ) -> int:
         bot = self.application.bot
         reply_parameters = (
             ReplyParameters(reply_to, allow_sending_without_reply=True) if reply_to else None
         )
-        await self._call(
+        sent = await self._call(
             "sendMessage",
             lambda: bot.send_message(
                 chat_id,
@@ -458,6 +521,31 @@ class TelegramAdapter:
                 link_preview_options=_NO_PREVIEW,
             ),
         )
+        return int(sent.message_id)
+
+    # -- Notifier (bot.approvals): cards in groups, private messages ----------------------------
+
+    async def post_card(self, chat_id: str, reply: Reply) -> str:
+        """sendMessage into a group; the message id (of the part with the buttons) is its ref."""
+        try:
+            return str(await self._send(int(chat_id), reply))
+        except (TelegramError, ValueError) as exc:
+            raise NotifyError(_why(exc)) from None
+
+    async def update_card(self, chat_id: str, message_ref: str, reply: Reply) -> None:
+        parts = render(reply)
+        markup = keyboard(reply.buttons) if len(parts) == 1 else None
+        try:
+            await self._edit(int(chat_id), int(message_ref), parts[0], markup)
+        except (TelegramError, ValueError) as exc:
+            raise NotifyError(_why(exc)) from None
+
+    async def send_private(self, user_id: str, reply: Reply) -> None:
+        """To the user's private chat with the bot (its id is the user's id)."""
+        try:
+            await self._send(int(user_id), reply)
+        except (TelegramError, ValueError) as exc:
+            raise NotifyError(_why(exc)) from None
 
     async def _edit(
         self, chat_id: int, message_id: int, html_text: str, markup: InlineKeyboardMarkup | None
@@ -481,16 +569,30 @@ class TelegramAdapter:
             # Same content again (a repeated decision): that is what we wanted.
 
     async def _call(self, what: str, make: Callable[[], Awaitable[T]]) -> T:
-        """One Bot API call; on 429 wait ``retry_after`` (if reasonable) and retry once."""
+        """One Bot API call; on 429 wait ``retry_after`` (if reasonable) and retry once.
+
+        A call that still fails is counted in the send-failure metric and raised.
+        """
         try:
-            return await make()
-        except RetryAfter as exc:
-            wait = retry_seconds(exc)
-            if wait > MAX_RETRY_WAIT:
-                raise
-            log.warning("Telegram flood control: waiting %.0f s, then %s again", wait, what)
-            await asyncio.sleep(wait)
-            return await make()
+            try:
+                return await make()
+            except RetryAfter as exc:
+                wait = retry_seconds(exc)
+                if wait > MAX_RETRY_WAIT:
+                    raise
+                log.warning("Telegram flood control: waiting %.0f s, then %s again", wait, what)
+                await asyncio.sleep(wait)
+                return await make()
+        except TelegramError as exc:
+            if "message is not modified" not in exc.message.lower():  # an edit that is a no-op
+                metrics.count_send_failure(PLATFORM, what, type(exc).__name__)
+            raise
+
+
+def _why(exc: Exception) -> str:
+    if isinstance(exc, TelegramError):
+        return f"Telegram {type(exc).__name__}: {TOKEN_FILTER.redact(exc.message)}"
+    return f"not a Telegram chat id ({type(exc).__name__})"
 
 
 def _identity(user: User) -> Identity:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bot.commands import admin, codes, help, lookups, onboarding
+from bot.commands import admin, approvals, codes, help, lookups, onboarding
 from bot.registry import Command
 
 COMMANDS: tuple[Command, ...] = (
@@ -23,4 +23,10 @@ COMMANDS: tuple[Command, ...] = (
     admin.audit,
     onboarding.invite,
     onboarding.start,
+    approvals.approvals,
+    approvals.here,
+    approvals.policy,
+    approvals.approve,
+    approvals.deny,
+    approvals.cancel,
 )

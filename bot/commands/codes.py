@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 from datetime import datetime, timedelta
 
 from bot.context import Code, Field, Reply, Tone
-from bot.dispatch import Context
+from bot.dispatch import STORAGE_ERRORS, Context
+from bot.errors import PermissionDeniedError
 from bot.registry import Days, ItemRef, Text, command
 from bot.roles import Role
 from bot.store import IssuedCodeRecord
 from erm.models import CodeType, Item, keypad_format
+
+log = logging.getLogger(__name__)
 
 _WHAT = {
     CodeType.DAYS: "adds days of use",
@@ -35,26 +39,26 @@ async def code_days(ctx: Context, item: ItemRef, days: Days, note: Text | None =
 @command(
     "code",
     "free",
-    role=Role.SUPERVISOR,
+    role=Role.AGENT,  # agents' free codes go to a supervisor for approval
     example="/code free TEST2503000017 plan paid off",
     flags=("again",),
     kind="code",
 )
 async def code_free(ctx: Context, item: ItemRef, note: Text | None = None) -> Reply:
-    """Generate a free code: unlocks a device for good."""
+    """Generate a free code: unlocks a device for good (agents: once a supervisor approves)."""
     return await issue(ctx, CodeType.FREE, item, None, note)
 
 
 @command(
     "code",
     "reset",
-    role=Role.SUPERVISOR,
+    role=Role.AGENT,  # agents' reset codes go to a supervisor for approval
     example="/code reset TEST2503000017 repossessed",
     flags=("again",),
     kind="code",
 )
 async def code_reset(ctx: Context, item: ItemRef, note: Text | None = None) -> Reply:
-    """Generate a reset code: returns a device to the locked state."""
+    """Generate a reset code: locks a device again (agents: once a supervisor approves)."""
     return await issue(ctx, CodeType.RESET, item, None, note)
 
 
@@ -84,8 +88,15 @@ async def issue(
 ) -> Reply:
     """Issue one code, unless the same code was issued moments ago (then show that one)."""
     distributor = ctx.distributor
+    approvals = ctx.core.approvals
+    if approvals is None and code_type is not CodeType.DAYS:
+        _supervisors_only(ctx, code_type)
     item = await ctx.erm.resolve_item(distributor, item_ref)
     ctx.item_id = item.id
+    if approvals is not None:
+        pending = await approvals.gate(ctx, code_type, item, days, note)
+        if pending is not None:
+            return pending  # stored for approval (the requester was told privately)
     codes = ctx.core.codes
     request = ctx.request
     # The lock outlives one ERM call plus reconciliation; a dead holder's lock expires.
@@ -130,15 +141,38 @@ async def issue(
             note=note,
             reconciled=issued.reconciled,
             issued_at=ctx.now(),
-            approval_id=None,
+            approval_id=request.approval_id,
         )
-        await codes.record_issue(record)
+        try:
+            await codes.record_issue(record)
+        except STORAGE_ERRORS:
+            # ERM made the code: the user must get it even when it cannot be recorded here.
+            log.exception("an issued code could not be recorded", extra={"item": item.id})
+            recorded = False
+        else:
+            recorded = True
     ctx.erm_code = issued.code_hex or None
     ctx.detail = f"{code_type.value} {days} days issued" if days else f"{code_type.value} issued"
     notes = [f"It {_WHAT[code_type]}. Type it on the device keypad."]
     if issued.reconciled:
         notes.append("ERM's answer was lost; this code was found in the item's history.")
+    if not recorded:
+        ctx.detail += " (not recorded: database unavailable)"
+        notes.append("erm-bot could not record it: /resend will not show it, /history will.")
     return _code_reply(_title(code_type, days, item), record, item, notes=tuple(notes))
+
+
+def _supervisors_only(ctx: Context, code_type: CodeType) -> None:
+    """Without an approval flow, free and reset codes are for supervisors and admins."""
+    role = ctx.access.role
+    if role is None or role < Role.SUPERVISOR:
+        yours = role.label if role else "no role"
+        raise PermissionDeniedError(
+            f"/code {code_type.name.lower()} needs the supervisor role at {ctx.distributor}; "
+            f"you are {yours}.",
+            missing_role=Role.SUPERVISOR.label,
+            distributor=ctx.distributor,
+        )
 
 
 def _title(code_type: CodeType, days: int | None, item: Item) -> str:

@@ -31,9 +31,7 @@ def erm_bot(
 def demo_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     cwd = tmp_path_factory.mktemp("demo")
     script = cwd / "script.txt"
-    script.write_text(
-        "/whoami\n/code days TEST2503000001 30 cash\n!@agent /code free TEST2503000001\n"
-    )
+    script.write_text("/whoami\n/code days TEST2503000001 30 cash\n!@agent /users\n")
     result = erm_bot(cwd, "demo", "--script", str(script))
     assert result.returncode == 0, result.stdout + result.stderr
     return cwd

@@ -136,7 +136,7 @@ async def test_migrate_from_two_processes_at_once_and_again(database: TestDataba
         async with first.connect() as connection:
             result = await connection.execute(text("SELECT version_num FROM alembic_version"))
             # The bot branch depends on erm0001, so Alembic lists only its head: erm0001 is implied.
-            assert list(result.scalars()) == ["bot0002"]
+            assert list(result.scalars()) == ["bot0003"]
     finally:
         await first.dispose()
         await second.dispose()

@@ -98,6 +98,7 @@ async def test_when_the_poller_dies_another_takes_over_within_seconds(
             text(
                 "SELECT count(pg_terminate_backend(pid)) FROM pg_locks "
                 "WHERE locktype = 'advisory' AND granted "
+                "AND database = (SELECT oid FROM pg_database WHERE datname = current_database()) "
                 "AND ((classid::bigint << 32) | objid::bigint) = :key"
             ),
             {"key": key},

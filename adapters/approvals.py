@@ -1,0 +1,51 @@
+"""The approval sweep: expiry, half-time reminders and late cards, on a timer in every bot process.
+
+:meth:`bot.approvals.ApprovalService.sweep` does the work; every step of it is a compare-and-set in
+the database, so several processes sweeping at once expire, remind and post each thing once. It
+starts after the platform adapters (the app's lifespan starts services in order), so their
+notifiers are registered by the first round.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from adapters.housekeeping import Periodic
+from bot.dispatch import Core
+
+log = logging.getLogger(__name__)
+
+SWEEP_SECONDS = 60.0
+
+
+class ApprovalSweeper(Periodic):
+    """The approval sweep every ``interval`` seconds (when the core has approvals)."""
+
+    name = "approval sweep"
+
+    def __init__(self, core: Core, interval: float = SWEEP_SECONDS) -> None:
+        super().__init__(core, interval)
+
+    def enabled(self) -> bool:
+        return self.core.approvals is not None
+
+    async def sweep_once(self) -> None:
+        """One round; a failure is logged, not raised (the next round tries again)."""
+        try:
+            await self.run_once()
+        except Exception:
+            log.warning("approval sweep failed; will retry", exc_info=True)
+
+    async def run_once(self) -> None:
+        approvals = self.core.approvals
+        if approvals is None:
+            return
+        report = await approvals.sweep(self.core.clock())
+        if report.expired or report.reminded or report.posted or report.settled:
+            log.info(
+                "approval sweep: %d expired, %d reminded, %d cards posted, %d cards settled",
+                report.expired,
+                report.reminded,
+                report.posted,
+                report.settled,
+            )

@@ -1,0 +1,204 @@
+"""Helpers of the harness: percentiles, child processes, peak RSS, the machine description."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gc
+import importlib.metadata
+import os
+import platform
+import signal
+import socket
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+import aiohttp
+
+LIBRARIES = (
+    "slack_bolt",
+    "slack_sdk",
+    "python-telegram-bot",
+    "httpx",
+    "aiohttp",
+    "uvicorn",
+    "starlette",
+    "SQLAlchemy",
+    "aiosqlite",
+    "asyncpg",
+    "graphql-core",
+)
+
+
+def percentile(values: Sequence[float], p: float) -> float:
+    """The ``p``-th percentile (0..100), linear between the closest ranks; NaN when empty."""
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    rank = (len(ordered) - 1) * p / 100
+    low = int(rank)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
+
+
+@contextlib.contextmanager
+def no_gc_pauses() -> Iterator[None]:
+    """The harness's cyclic GC off while a cell runs, after a collection that is not timed.
+
+    The fakes record every call, so the harness's heap grows; one full collection of it took
+    230 ms here, stopping the load generator's clock for both systems alike.
+    """
+    gc.collect()
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def memory_mb(pid: int) -> tuple[float, float]:
+    """``(VmHWM, VmRSS)`` of ``pid`` in MB (peak and current resident set); NaN when unknown."""
+    values = {"VmHWM": float("nan"), "VmRSS": float("nan")}
+    with contextlib.suppress(OSError):
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            name, _, rest = line.partition(":")
+            if name in values:
+                values[name] = int(rest.split()[0]) / 1024
+    return values["VmHWM"], values["VmRSS"]
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of ``pid`` so far (from /proc/<pid>/stat); NaN when unknown."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return float("nan")
+    ticks = os.sysconf("SC_CLK_TCK")
+    return (int(fields[11]) + int(fields[12])) / ticks
+
+
+@dataclass
+class Child:
+    """A process the harness started, with its output in a log file."""
+
+    name: str
+    process: asyncio.subprocess.Process
+    log_path: Path
+    log_file: IO[bytes] = field(repr=False)
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def memory(self) -> tuple[float, float]:
+        return memory_mb(self.pid)
+
+    def log_tail(self, chars: int = 3000) -> str:
+        self.log_file.flush()
+        return self.log_path.read_text(errors="replace")[-chars:]
+
+    async def stop(self, within: float = 20.0, sig: int = signal.SIGTERM) -> int | None:
+        """``sig``, then SIGKILL when it does not end ``within`` seconds; the exit status."""
+        if self.process.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                self.process.send_signal(sig)
+            try:
+                await asyncio.wait_for(self.process.wait(), within)
+            except TimeoutError:
+                with contextlib.suppress(ProcessLookupError):
+                    self.process.kill()
+                await self.process.wait()
+        self.log_file.close()
+        return self.process.returncode
+
+
+async def start(
+    name: str, argv: Sequence[str], *, env: dict[str, str], cwd: Path, logs: Path
+) -> Child:
+    log_path = logs / f"{name}.log"
+    log_file = log_path.open("wb")
+    process = await asyncio.create_subprocess_exec(
+        *argv,
+        cwd=cwd,
+        env=env,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=log_file,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    return Child(name, process, log_path, log_file)
+
+
+async def wait_healthy(child: Child, url: str, within: float = 60.0) -> None:
+    """Until ``GET url`` answers 200; RuntimeError with the log tail if the process ends."""
+    deadline = time.monotonic() + within
+    async with aiohttp.ClientSession() as http:
+        while time.monotonic() < deadline:
+            if child.process.returncode is not None:
+                raise RuntimeError(
+                    f"{child.name} exited with {child.process.returncode}:\n{child.log_tail()}"
+                )
+            with contextlib.suppress(aiohttp.ClientError, OSError):
+                async with http.get(url) as response:
+                    if response.status == 200:
+                        return
+            await asyncio.sleep(0.1)
+    raise RuntimeError(f"{child.name} did not answer {url} within {within:g} s")
+
+
+def child_environment(**overrides: str) -> dict[str, str]:
+    """The harness's environment without any bot or platform setting, plus ``overrides``."""
+    prefixes = ("ERM_", "SLACK_", "TELEGRAM_", "BENCH_")
+    base = {k: v for k, v in os.environ.items() if not k.startswith(prefixes)}
+    return {**base, **overrides}
+
+
+def _cpu_model() -> str:
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or "unknown"
+
+
+def _os_name() -> str:
+    with contextlib.suppress(OSError):
+        for line in Path("/etc/os-release").read_text().splitlines():
+            if line.startswith("PRETTY_NAME="):
+                return line.split("=", 1)[1].strip().strip('"')
+    return platform.system()
+
+
+def _memory_total() -> str:
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                return f"{int(line.split()[1]) / 1024 / 1024:.1f} GB"
+    return "unknown"
+
+
+def machine() -> dict[str, str]:
+    """What the figures were measured on."""
+    versions = []
+    for name in LIBRARIES:
+        try:
+            versions.append(f"{name} {importlib.metadata.version(name)}")
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    return {
+        "CPU": f"{os.cpu_count()} x {_cpu_model()}",
+        "Memory": _memory_total(),
+        "OS": f"{_os_name()} (kernel {platform.release()})",
+        "Python": f"{platform.python_implementation()} {platform.python_version()}",
+        "Libraries": ", ".join(versions),
+        "Load average at start": load,
+    }

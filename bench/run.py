@@ -1,0 +1,548 @@
+"""Run the benchmarks: start the processes, warm up, measure every cell, write the results.
+
+Processes (2 cores here, so placement matters):
+
+- this one: the load generator, the fake Slack (one, shared) and two fake Telegram Bot APIs (one
+  per bot, so two pollers never conflict), all on one event loop;
+- the ERM sandbox (``bench.erm_server``), alone, so its GraphQL work does not delay the load
+  generator's clock readings;
+- the system under test, ``erm-bot serve`` (Slack over HTTP and Telegram by long polling in one
+  process; a SQLite file in a temporary directory, or a fresh PostgreSQL database with
+  ``--postgres``), configured only by its environment;
+- the baselines: a bare bolt ``AsyncApp`` under uvicorn and a bare PTB ``Application``.
+
+Cells are interleaved (erm-bot and the baseline back to back, alternating who goes first) so
+that a noisy neighbour hurts both sides of a ratio alike.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import gc
+import json
+import os
+import re
+import secrets
+import signal
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiohttp
+from fakes.slack import SIGNING_SECRET
+
+from bench import REPO
+from bench.common import (
+    Child,
+    child_environment,
+    cpu_seconds,
+    free_port,
+    machine,
+    no_gc_pauses,
+    percentile,
+    start,
+    wait_healthy,
+)
+from bench.erm_server import DISTRIBUTOR, bench_items, bench_state
+from bench.report import OURS, SLACK_BASE, TELEGRAM_BASE, Results, markdown, summary_lines
+from bench.slack_bench import (
+    BenchSlack,
+    DaysAllocator,
+    SlackCell,
+    make_jobs,
+    run_cell,
+    slack_user,
+)
+from bench.telegram_bench import BenchTelegram, TelegramCell, plan, telegram_user
+from bench.telegram_bench import run_cell as run_telegram_cell
+
+RESULTS = Path(__file__).with_name("RESULTS.md")
+FINDINGS = Path(__file__).with_name("findings.md")
+BIN = Path(sys.executable).parent
+RAISED_LIMIT = "1000000"
+WARM_UP_CONCURRENCY = 10
+MAX_ITEMS = 100
+
+
+@dataclass(frozen=True)
+class Options:
+    n: int
+    telegram_n: int
+    chats: int
+    concurrency: tuple[int, ...]
+    latencies: tuple[int, ...]
+    commands: tuple[str, ...]
+    paths: tuple[str, ...]
+    items: int
+    database_url: str | None
+    postgres: str | None
+    out: Path | None
+    log_level: str
+    workdir: Path | None
+    profile: Path | None
+    notes: tuple[str, ...] = ()
+
+
+def parse_options(argv: Sequence[str] | None) -> Options:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="tiny N: a smoke run of seconds")
+    parser.add_argument("-n", type=int, help="Slack commands per cell (default 200)")
+    parser.add_argument("--telegram-n", type=int, help="updates per Telegram burst (default 200)")
+    parser.add_argument("--chats", type=int, help="Telegram chats per burst (default 50)")
+    parser.add_argument("--concurrency", help="comma-separated (default 1,10,50)")
+    parser.add_argument("--latencies", help="added ERM latency in ms, comma-separated (0,50)")
+    parser.add_argument("--commands", help="code,history (default both)")
+    parser.add_argument("--paths", default="slack,telegram", help="slack,telegram (default both)")
+    parser.add_argument(
+        "--items", type=int, help="acme items to spread commands over (default 100; quick 20)"
+    )
+    parser.add_argument(
+        "--postgres",
+        metavar="ADMIN_URL",
+        help="run erm-bot on PostgreSQL: a fresh database is created through ADMIN_URL (e.g. "
+        "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres) and dropped afterwards",
+    )
+    parser.add_argument(
+        "--database-url",
+        help="the bot's database (default: a SQLite file in a temporary directory); an empty "
+        "PostgreSQL database works too",
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        help=f"where to write the results (default {RESULTS.relative_to(REPO)}; "
+        "with --quick: nowhere unless given)",
+    )
+    parser.add_argument("--log-level", default="INFO", help="erm-bot's ERM_BOT_LOG_LEVEL (INFO)")
+    parser.add_argument(
+        "--note", action="append", default=[], help="a line for the results (repeatable)"
+    )
+    parser.add_argument(
+        "--workdir",
+        type=Path,
+        help="keep the database and the process logs here (default: a "
+        "temporary directory, removed afterwards)",
+    )
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        metavar="DIR",
+        help="run erm-bot and the baselines under cProfile; stats go to DIR/<name>.prof",
+    )
+    args = parser.parse_args(argv)
+
+    def ints(text: str | None, default: tuple[int, ...]) -> tuple[int, ...]:
+        return tuple(int(x) for x in text.split(",")) if text else default
+
+    quick = args.quick
+    options = Options(
+        n=args.n or (8 if quick else 200),
+        telegram_n=args.telegram_n or (12 if quick else 200),
+        chats=args.chats or (4 if quick else 50),
+        concurrency=ints(args.concurrency, (1, 4) if quick else (1, 10, 50)),
+        latencies=ints(args.latencies, (0, 50)),
+        commands=tuple((args.commands or "code,history").split(",")),
+        paths=tuple(args.paths.split(",")),
+        items=args.items or (20 if quick else 100),
+        database_url=args.database_url,
+        postgres=args.postgres,
+        out=args.out if args.out is not None or quick else RESULTS,
+        log_level=args.log_level,
+        workdir=args.workdir,
+        profile=args.profile,
+        notes=tuple(args.note),
+    )
+    if options.items > MAX_ITEMS:
+        parser.error(f"--items: the sandbox has {MAX_ITEMS} acme items without code limits")
+    if options.postgres and options.database_url:
+        parser.error("give --postgres or --database-url, not both")
+    if max(options.concurrency) > options.items or options.chats > options.items:
+        parser.error(
+            "every concurrent command and every chat needs an item of its own: raise --items"
+        )
+    unknown = (set(options.commands) - {"code", "history"}) | (
+        set(options.paths) - {"slack", "telegram"}
+    )
+    if unknown:
+        parser.error(f"unknown command or path: {', '.join(sorted(unknown))}")
+    return options
+
+
+@dataclass
+class Rig:
+    options: Options
+    http: aiohttp.ClientSession
+    slack: BenchSlack
+    telegram_ours: BenchTelegram
+    telegram_base: BenchTelegram
+    erm_base: str  # the sandbox's base URL (no /graphql)
+    ours: Child
+    ours_url: str
+    base_slack: Child
+    base_slack_url: str
+    base_telegram: Child
+    pool: list[str]
+    days: DaysAllocator
+
+    async def set_latency(self, ms: int) -> None:
+        url = f"{self.erm_base}/_sandbox/faults"
+        async with self.http.post(url, json={"latency_ms": ms}) as response:
+            response.raise_for_status()
+
+
+async def _prepare_database(env: dict[str, str], options: Options) -> None:
+    """Add distributor acme (one sign-in) and grant every bench user, before the bot starts.
+
+    Bench users are supervisors: they issue days codes directly. Agents' days codes go to
+    approval above 30 days or after 10 codes in 24 hours (the default approval policy), which is a
+    different path from the one measured here.
+    """
+    from adapters.runtime import open_runtime
+    from bot.roles import Role
+    from bot.settings import Settings
+    from bot.store import GrantStore
+    from erm.sandbox import ACME
+
+    settings = Settings.model_validate({name.lower(): value for name, value in env.items()})
+    async with open_runtime(settings) as runtime:
+        await runtime.service.add_distributor(ACME.name, ACME.email, ACME.password)
+        grants = GrantStore(runtime.engine)
+        for worker in range(max(*options.concurrency, WARM_UP_CONCURRENCY)):
+            await grants.grant("slack", slack_user(worker), Role.SUPERVISOR, DISTRIBUTOR, "bench")
+        for chat in range(options.chats):
+            user = str(telegram_user(chat).id)
+            await grants.grant("telegram", user, Role.SUPERVISOR, DISTRIBUTOR, "bench")
+
+
+async def _wait_polling(fake: BenchTelegram, child: Child, within: float = 60.0) -> None:
+    deadline = time.monotonic() + within
+    while not fake.calls_to("getUpdates"):
+        if child.process.returncode is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"{child.name} never polled Telegram:\n{child.log_tail()}")
+        await asyncio.sleep(0.1)
+
+
+def _profiled(options: Options, name: str, argv: list[str]) -> list[str]:
+    """``argv`` under cProfile when ``--profile`` is given (the stats are written at exit)."""
+    if options.profile is None:
+        return argv
+    options.profile.mkdir(parents=True, exist_ok=True)
+    out = ["-o", str(options.profile / f"{name}.prof")]
+    if argv[0] == sys.executable:  # python -m module ...
+        return [sys.executable, "-m", "cProfile", *out, *argv[1:]]
+    return [sys.executable, "-m", "cProfile", *out, *argv]
+
+
+@contextlib.asynccontextmanager
+async def postgres_database(admin_url: str) -> AsyncIterator[str]:
+    """A new, empty PostgreSQL database for one run (its URL); dropped afterwards."""
+    from sqlalchemy import make_url
+
+    from erm.db import create_engine
+
+    name = f"erm_bot_bench_{secrets.token_hex(4)}"
+    admin = create_engine(admin_url).execution_options(isolation_level="AUTOCOMMIT")
+    try:
+        async with admin.connect() as connection:
+            await connection.exec_driver_sql(f'CREATE DATABASE "{name}"')
+        try:
+            url = make_url(admin_url).set(database=name)
+            yield url.render_as_string(hide_password=False)
+        finally:
+            async with admin.connect() as connection:
+                await connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await admin.dispose()
+
+
+@contextlib.asynccontextmanager
+async def rig(options: Options, workdir: Path) -> AsyncIterator[Rig]:
+    from erm.sandbox import ACME
+    from erm.vault import SecretBox
+
+    logs = workdir / "logs"
+    logs.mkdir()
+    state = bench_state()
+    items = bench_items(state)[: options.items]
+    items_file = workdir / "items.json"
+    items_file.write_text(json.dumps(dict(items)))
+    children: list[Child] = []
+    async with (
+        contextlib.AsyncExitStack() as stack,
+        aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=0), timeout=aiohttp.ClientTimeout(total=60)
+        ) as http,
+        BenchSlack() as slack,
+        BenchTelegram() as telegram_ours,
+        BenchTelegram() as telegram_base,
+    ):
+        try:
+            erm_port = free_port()
+            erm = await start(
+                "erm-sandbox",
+                [sys.executable, "-m", "bench.erm_server", "--port", str(erm_port)],
+                env=child_environment(),
+                cwd=REPO,
+                logs=logs,
+            )
+            children.append(erm)
+            erm_base = f"http://127.0.0.1:{erm_port}"
+            await wait_healthy(erm, f"{erm_base}/_sandbox/health")
+
+            if options.postgres:
+                database = await stack.enter_async_context(postgres_database(options.postgres))
+            else:
+                database = options.database_url or f"sqlite+aiosqlite:///{workdir / 'erm-bot.db'}"
+            ours_env = {
+                "ERM_API_URL": f"{erm_base}/graphql",
+                "ERM_BOT_DATABASE_URL": database,
+                "ERM_BOT_SECRET_KEYS": SecretBox.generate_key(),
+                "ERM_BOT_CODES_PER_USER_HOUR": RAISED_LIMIT,
+                "ERM_BOT_CODES_PER_DISTRIBUTOR_HOUR": RAISED_LIMIT,
+                "ERM_BOT_LOOKUPS_PER_USER_MINUTE": RAISED_LIMIT,
+                "ERM_BOT_LOG_LEVEL": options.log_level,
+                "SLACK_BOT_TOKEN": slack.bot_token,
+                "SLACK_SIGNING_SECRET": SIGNING_SECRET,
+                "SLACK_API_URL": slack.api_url,
+                "TELEGRAM_BOT_TOKEN": telegram_ours.token,
+                "TELEGRAM_API_URL": telegram_ours.api_url,
+            }
+            await _prepare_database(ours_env, options)
+            port = free_port()
+            ours = await start(
+                "erm-bot",
+                _profiled(
+                    options,
+                    "erm-bot",
+                    [str(BIN / "erm-bot"), "serve", "--host", "127.0.0.1", "--port", str(port)],
+                ),
+                env=child_environment(**ours_env),
+                cwd=workdir,
+                logs=logs,
+            )
+            children.append(ours)
+            ours_url = f"http://127.0.0.1:{port}"
+
+            bare = {
+                "BENCH_ERM_URL": f"{erm_base}/graphql",
+                "BENCH_ERM_EMAIL": ACME.email,
+                "BENCH_ERM_PASSWORD": ACME.password,
+                "BENCH_ITEMS": str(items_file),
+            }
+            base_port = free_port()
+            base_slack = await start(
+                "baseline-slack",
+                _profiled(
+                    options,
+                    "baseline-slack",
+                    [sys.executable, "-m", "bench.baseline_slack", "--port", str(base_port)],
+                ),
+                env=child_environment(
+                    **bare,
+                    SLACK_BOT_TOKEN=slack.bot_token,
+                    SLACK_SIGNING_SECRET=SIGNING_SECRET,
+                    SLACK_API_URL=slack.api_url,
+                ),
+                cwd=REPO,
+                logs=logs,
+            )
+            children.append(base_slack)
+            base_slack_url = f"http://127.0.0.1:{base_port}"
+            base_telegram = await start(
+                "baseline-telegram",
+                _profiled(
+                    options, "baseline-telegram", [sys.executable, "-m", "bench.baseline_telegram"]
+                ),
+                env=child_environment(
+                    **bare,
+                    TELEGRAM_BOT_TOKEN=telegram_base.token,
+                    TELEGRAM_API_URL=telegram_base.api_url,
+                ),
+                cwd=REPO,
+                logs=logs,
+            )
+            children.append(base_telegram)
+            await wait_healthy(ours, f"{ours_url}/healthz")
+            await wait_healthy(base_slack, f"{base_slack_url}/healthz")
+            await _wait_polling(telegram_ours, ours)
+            await _wait_polling(telegram_base, base_telegram)
+            yield Rig(
+                options,
+                http,
+                slack,
+                telegram_ours,
+                telegram_base,
+                erm_base,
+                ours,
+                f"{ours_url}/slack/events",
+                base_slack,
+                f"{base_slack_url}/slack/events",
+                base_telegram,
+                [oem for oem, _ in items],
+                DaysAllocator(),
+            )
+        finally:
+            # Under cProfile, SIGINT: uvicorn re-raises a SIGTERM after shutting down, which would
+            # end the process before cProfile writes its stats (a KeyboardInterrupt does not).
+            sig = signal.SIGINT if options.profile is not None else signal.SIGTERM
+            for child in reversed(children):
+                await child.stop(sig=sig)
+
+
+async def _slack_cell(
+    rig: Rig, system: str, command: str, latency: int, concurrency: int, n: int
+) -> SlackCell:
+    child, url = (
+        (rig.ours, rig.ours_url) if system == OURS else (rig.base_slack, rig.base_slack_url)
+    )
+    jobs = make_jobs(command, n, concurrency, rig.pool, rig.days)
+    cell = SlackCell(system, command, latency, concurrency)
+    with no_gc_pauses():
+        cpu = cpu_seconds(child.pid)
+        await run_cell(rig.http, rig.slack, url, jobs, cell)
+        cell.cpu_seconds = cpu_seconds(child.pid) - cpu
+    cell.peak_rss_mb = child.memory()[0]
+    return cell
+
+
+async def _telegram_cell(rig: Rig, system: str, command: str, latency: int) -> TelegramCell:
+    ours = system == OURS
+    child = rig.ours if ours else rig.base_telegram
+    fake = rig.telegram_ours if ours else rig.telegram_base
+    n, chats = rig.options.telegram_n, min(rig.options.chats, rig.options.telegram_n)
+    messages, expected = plan(command, n, chats, rig.pool, rig.days)
+    cell = TelegramCell(system, command, latency, n, len(expected))
+    with no_gc_pauses():
+        cpu = cpu_seconds(child.pid)
+        await run_telegram_cell(fake, messages, expected, cell)
+        cell.cpu_seconds = cpu_seconds(child.pid) - cpu
+    cell.peak_rss_mb = child.memory()[0]
+    return cell
+
+
+async def warm_up(rig: Rig) -> None:
+    """Connections, bolt's auth.test, the bot's item cache; every item gets a code to show."""
+    for system in (OURS, SLACK_BASE):
+        for command in ("code", "history"):
+            concurrency = min(WARM_UP_CONCURRENCY, len(rig.pool))
+            cell = await _slack_cell(rig, system, command, 0, concurrency, len(rig.pool))
+            if cell.failed or cell.wrong:
+                raise RuntimeError(
+                    f"warm-up of {system} {command}: {cell.failed} failed, {cell.wrong} wrong: "
+                    f"{cell.examples}"
+                )
+    if "telegram" in rig.options.paths:
+        for system in (OURS, TELEGRAM_BASE):
+            cell = await _telegram_cell(rig, system, "history", 0)
+            if cell.timed_out or cell.wrong:
+                raise RuntimeError(f"warm-up of {system} on Telegram failed: {cell.examples}")
+
+
+def _log_problems(child: Child) -> int:
+    text = child.log_path.read_text(errors="replace")
+    return len(re.findall(r"^.*(?:\bERROR\b|Traceback).*$", text, flags=re.MULTILINE))
+
+
+async def measure(options: Options) -> Results:
+    started = time.monotonic()
+    results = Results(
+        machine=machine(),
+        settings={
+            "Slack commands per cell": str(options.n),
+            "Concurrency": ", ".join(map(str, options.concurrency)),
+            "Added ERM latency": ", ".join(f"{x} ms" for x in options.latencies),
+            "Telegram burst": f"{options.telegram_n} updates from {options.chats} chats",
+            "Items": f"{options.items} acme items with every code limit off",
+            "erm-bot database": (
+                "PostgreSQL (a fresh database)"
+                if options.postgres
+                else "given URL"
+                if options.database_url
+                else "SQLite file (WAL)"
+            ),
+            "erm-bot log level": options.log_level,
+        },
+    )
+    with contextlib.ExitStack() as stack:
+        if options.workdir is not None:
+            options.workdir.mkdir(parents=True, exist_ok=False)
+            tmp = str(options.workdir)
+        else:
+            tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="erm-bot-bench-"))
+        async with rig(options, Path(tmp)) as bench:
+            await warm_up(bench)
+            gc.collect()
+            gc.freeze()  # what the harness holds from here on is never collected again
+            flip = False
+            if "slack" in options.paths:
+                for latency in options.latencies:
+                    await bench.set_latency(latency)
+                    for command in options.commands:
+                        for concurrency in options.concurrency:
+                            order = (OURS, SLACK_BASE) if flip else (SLACK_BASE, OURS)
+                            flip = not flip
+                            for system in order:
+                                cell = await _slack_cell(
+                                    bench, system, command, latency, concurrency, options.n
+                                )
+                                results.slack.append(cell)
+                                print(_progress(cell), flush=True)
+            if "telegram" in options.paths:
+                for latency in options.latencies:
+                    await bench.set_latency(latency)
+                    for command in options.commands:
+                        order = (OURS, TELEGRAM_BASE) if flip else (TELEGRAM_BASE, OURS)
+                        flip = not flip
+                        for system in order:
+                            tg = await _telegram_cell(bench, system, command, latency)
+                            results.telegram.append(tg)
+                            print(
+                                f"  telegram {command} erm+{latency}ms {system}: "
+                                f"{tg.throughput:.1f} updates/s",
+                                flush=True,
+                            )
+            await bench.set_latency(0)
+            results.peak_rss_mb = {
+                OURS: bench.ours.memory()[0],
+                f"{SLACK_BASE} baseline": bench.base_slack.memory()[0],
+                f"{TELEGRAM_BASE} baseline": bench.base_telegram.memory()[0],
+            }
+            ours = bench.ours
+        # The rig has stopped every process by now (SIGTERM: erm-bot must exit 0).
+        results.log_problems = {OURS: _log_problems(ours)}
+        status = ours.process.returncode
+        if status != 0 and options.profile is None:
+            results.notes.append(f"erm-bot exited with status {status} after SIGTERM")
+    results.duration = time.monotonic() - started
+    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    results.notes = [*options.notes, f"Load average at the end: {load}", *results.notes]
+    return results
+
+
+def _progress(cell: SlackCell) -> str:
+    return (
+        f"  slack {cell.command} erm+{cell.latency_ms}ms c={cell.concurrency} {cell.system}: "
+        f"ack p50 {percentile(cell.ack, 50) * 1000:.1f} ms, "
+        f"e2e p50 {percentile(cell.e2e, 50) * 1000:.1f} ms, {cell.throughput:.1f}/s"
+        + (f", {cell.failed} failed, {cell.wrong} wrong" if cell.failed or cell.wrong else "")
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    options = parse_options(argv)
+    results = asyncio.run(measure(options))
+    for line in summary_lines(results):
+        print(line)
+    if options.out is not None:
+        findings = FINDINGS.read_text() if FINDINGS.exists() else ""
+        options.out.write_text(markdown(results, findings))
+        print(f"results written to {options.out}")
+    broken = any(c.failed or c.wrong for c in results.slack) or any(
+        c.timed_out or c.wrong for c in results.telegram
+    )
+    return 1 if broken else 0

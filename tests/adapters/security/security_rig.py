@@ -1,0 +1,136 @@
+"""Helpers of the security suite: signed (or forged) Slack requests, Telegram webhook posts, and
+what a refused request must not leave behind (a dispatcher call, a database row, a message)."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlparse
+
+import httpx
+from fakes.slack import Call, FakeSlack, command_form, encode_form, signed_headers
+from fakes.telegram import FakeTelegram, User
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from adapters.slack import SlackAdapter
+from bot.audit import AuditRow
+from bot.cards import ButtonRow
+from bot.context import Click, Pressed, Reply, Request
+from bot.dispatch import Dispatcher
+from bot.store import IssuedCodeRow, RequestRow
+
+WEBHOOK_SECRET = "security-suite-webhook-secret"
+WEBHOOK_SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
+TELEGRAM_AGENT = User(7101, "Neema", "neema_w")  # an agent at acme (see conftest.py)
+
+
+@dataclass
+class Spy:
+    """Every request and click that reached the core."""
+
+    seen: list[Request | Click] = field(default_factory=list)
+
+    def attach(self, dispatcher: Dispatcher) -> None:
+        handle, press = dispatcher.handle, dispatcher.press
+
+        async def spy_handle(request: Request) -> Reply:
+            self.seen.append(request)
+            return await handle(request)
+
+        async def spy_press(click: Click) -> Pressed:
+            self.seen.append(click)
+            return await press(click)
+
+        dispatcher.handle = spy_handle  # type: ignore[method-assign]
+        dispatcher.press = spy_press  # type: ignore[method-assign]
+
+
+@dataclass
+class SlackSide:
+    """The Slack adapter on the bot's app at ``http.base_url``, and the fake Slack."""
+
+    fake: FakeSlack
+    adapter: SlackAdapter
+    http: httpx.AsyncClient
+
+    async def post(self, body: str | bytes, headers: dict[str, str]) -> httpx.Response:
+        content = body.encode() if isinstance(body, str) else body
+        return await self.http.post("/slack/events", content=content, headers=headers)
+
+    async def ask(self, text: str, user_id: str = "U1", **fields: Any) -> str:
+        """``text`` as a user types it (``/history X``): its first answer as the user reads it."""
+        word, _, rest = text.strip().partition(" ")
+        command = word if word.lstrip("/") in self.adapter.slash_words else "/erm"
+        rest = rest if command == word else text.strip().lstrip("/")
+        url = self.fake.response_url()
+        form = command_form(command, rest, user_id=user_id, response_url=url, **fields)
+        body = encode_form(form)
+        response = await self.post(body, signed_headers(body))
+        assert response.status_code == 200, response.text
+        path = urlparse(url).path
+        calls = await self.fake.wait_calls(
+            lambda c: c.method == "response" and c.path == path, within=15.0
+        )
+        return shown(calls[0])
+
+
+def shown(call: Call) -> str:
+    """Everything a user sees in one Slack message: fallback text and every block's text."""
+    parts = [call.text]
+    for block in call.blocks:
+        if "text" in block:
+            parts.append(block["text"]["text"])
+        parts.extend(f["text"] for f in block.get("fields") or ())
+        for element in block.get("elements") or ():
+            text = element.get("text")
+            parts.append(text["text"] if isinstance(text, dict) else str(text or ""))
+    return "\n".join(parts)
+
+
+@dataclass
+class TelegramSide:
+    """The Telegram adapter in webhook mode on the bot's app, and the fake Bot API."""
+
+    fake: FakeTelegram
+    url: str  # the webhook's local URL
+    http: httpx.AsyncClient
+
+    async def ask(self, user: User, text: str) -> str:
+        """A private message from ``user`` through the webhook; the bot's answer, as HTML."""
+        before = len(self.fake.sent())
+        response = await self.post(self.fake.message_update(user, text))
+        assert response.status_code == 200, response.text
+        messages = await self.fake.wait_for_messages(before + 1, within=15.0)
+        return messages[before].text
+
+    async def post(
+        self, body: Any, secret: str | None = WEBHOOK_SECRET, *, raw: bytes | None = None
+    ) -> httpx.Response:
+        headers = {WEBHOOK_SECRET_HEADER: secret} if secret is not None else {}
+        if raw is not None:
+            headers["Content-Type"] = "application/json"
+            return await self.http.post(self.url, content=raw, headers=headers)
+        return await self.http.post(self.url, json=body, headers=headers)
+
+
+async def rows(engine: AsyncEngine) -> dict[str, int]:
+    """Rows of the tables any command or click would write."""
+    counted = {}
+    async with engine.connect() as connection:
+        for name, table in (
+            ("requests", RequestRow),
+            ("audit", AuditRow),
+            ("codes", IssuedCodeRow),
+            ("buttons", ButtonRow),
+        ):
+            counted[name] = int(
+                await connection.scalar(select(func.count()).select_from(table)) or 0
+            )
+    return counted
+
+
+async def settle(seconds: float = 0.3) -> None:
+    """Give work the bot might (wrongly) have started time to show."""
+    await asyncio.sleep(seconds)

@@ -1,0 +1,35 @@
+"""The benchmark harness runs end to end (``python -m bench``) with tiny N.
+
+Not a benchmark: no timing is asserted. It starts the ERM sandbox, erm-bot and both baselines as
+processes, sends a few commands through the fake Slack and Telegram, and writes the results file.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_the_bench_harness_measures_both_paths_and_writes_the_results(tmp_path: Path) -> None:
+    out = tmp_path / "RESULTS.md"
+    args = ["--quick", "--items", "4", "-n", "2", "--telegram-n", "2", "--chats", "1"]
+    args += ["--concurrency", "1", "--latencies", "0", "--commands", "history"]
+    run = subprocess.run(  # noqa: S603 - our own interpreter and module, fixed arguments
+        [sys.executable, "-m", "bench", *args, "--out", str(out)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=90,
+        check=False,
+    )
+
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
+    assert "slack /history erm+0ms c=1 ack p50: erm-bot" in run.stdout
+    assert "telegram /history erm+0ms updates/s: erm-bot" in run.stdout
+    text = out.read_text()
+    assert "## Slack path" in text
+    assert "## Telegram path" in text
+    assert "Peak RSS (VmHWM) of erm-bot" in text
