@@ -15,6 +15,7 @@ SQLite (a file, the default) and PostgreSQL (``postgresql+asyncpg://``) behave t
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -48,6 +49,7 @@ MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 """Alembic's script location for erm (env.py, the revision template, ``versions/``)."""
 
 SQLITE_BUSY_TIMEOUT_MS = 5_000
+_WAL_ATTEMPTS = 100  # x 50 ms
 
 # Any constant unique to this application; two processes upgrading one PostgreSQL database at the
 # same time queue on it instead of both creating the same tables.
@@ -139,12 +141,32 @@ def _configure_sqlite_connection(
     dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
     try:
-        cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS:d}")
+        _use_wal(cursor)
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA synchronous=NORMAL")  # durable across crashes of the process in WAL
     finally:
         cursor.close()
+
+
+def _use_wal(cursor: Any) -> None:
+    """Switch the file to WAL (it stays so); only a new file's first connections ever do.
+
+    Switching needs the file to itself, and SQLite may answer "database is locked" at once,
+    without waiting out the busy timeout, when two processes open a new file together: retried
+    for up to a few seconds. (Blocking, but only in that race at first start.)
+    """
+    cursor.execute("PRAGMA journal_mode")
+    if str(cursor.fetchone()[0]).lower() == "wal":
+        return
+    for attempt in range(_WAL_ATTEMPTS):
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except Exception as exc:
+            if "locked" not in str(exc) or attempt == _WAL_ATTEMPTS - 1:
+                raise
+            time.sleep(0.05)
 
 
 def _begin_sqlite_transaction(connection: Connection) -> None:
