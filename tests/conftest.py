@@ -13,30 +13,16 @@ Database tests take ``engine`` (or ``database``) and so run once per backend:
 
 from __future__ import annotations
 
-import os
 import secrets
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
-from support import TestDatabase
+from support import TestDatabase, postgres_server_url
 
 from erm.db import create_engine, upgrade
 from erm.vault import SecretBox, TokenVault
-
-POSTGRES_URL_VARIABLE = "ERM_BOT_TEST_POSTGRES_URL"
-REQUIRE_POSTGRES_VARIABLE = "ERM_BOT_REQUIRE_POSTGRES"
-
-
-def _postgres_url() -> str:
-    url = os.environ.get(POSTGRES_URL_VARIABLE, "").strip()
-    if url:
-        return url
-    reason = f"PostgreSQL tests need {POSTGRES_URL_VARIABLE}"
-    if os.environ.get(REQUIRE_POSTGRES_VARIABLE) == "1":
-        pytest.fail(f"{reason} ({REQUIRE_POSTGRES_VARIABLE}=1 forbids skipping them)")
-    pytest.skip(reason)
 
 
 @pytest.fixture(
@@ -52,7 +38,7 @@ async def database(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncItera
         yield TestDatabase("sqlite", f"sqlite+aiosqlite:///{path}", path=path)
         return
 
-    url = _postgres_url()
+    url = postgres_server_url()
     schema = f"test_{secrets.token_hex(6)}"
     admin = create_engine(url)
     try:

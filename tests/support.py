@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import secrets
 from collections import Counter
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
+from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from erm.client import ErmClient
@@ -74,3 +80,39 @@ class CountingTransport(httpx.AsyncBaseTransport):
 def make_service(client: ErmClient, vault: TokenVault, clock: FakeClock) -> ErmService:
     config = ServiceConfig(refresh_margin=120.0, reconcile_delay=0.01)
     return ErmService(client, vault, config, clock=clock)
+
+
+POSTGRES_URL_VARIABLE = "ERM_BOT_TEST_POSTGRES_URL"
+REQUIRE_POSTGRES_VARIABLE = "ERM_BOT_REQUIRE_POSTGRES"
+
+
+def postgres_server_url() -> str:
+    """The test PostgreSQL server's URL; the test is skipped without one (failed in CI, where
+    ``ERM_BOT_REQUIRE_POSTGRES=1`` forbids skipping)."""
+    url = os.environ.get(POSTGRES_URL_VARIABLE, "").strip()
+    if url:
+        return url
+    reason = f"PostgreSQL tests need {POSTGRES_URL_VARIABLE}"
+    if os.environ.get(REQUIRE_POSTGRES_VARIABLE) == "1":
+        pytest.fail(f"{reason} ({REQUIRE_POSTGRES_VARIABLE}=1 forbids skipping them)")
+    pytest.skip(reason)
+
+
+@contextlib.asynccontextmanager
+async def fresh_postgres_database(prefix: str) -> AsyncIterator[str]:
+    """A new PostgreSQL database (for processes that know only a URL), dropped afterwards."""
+    server = postgres_server_url()
+    name = f"{prefix}_{secrets.token_hex(5)}"
+    admin = create_engine(server)
+    try:
+        async with admin.connect() as connection:
+            autocommit = await connection.execution_options(isolation_level="AUTOCOMMIT")
+            await autocommit.exec_driver_sql(f'CREATE DATABASE "{name}"')
+        try:
+            yield make_url(server).set(database=name).render_as_string(hide_password=False)
+        finally:
+            async with admin.connect() as connection:
+                autocommit = await connection.execution_options(isolation_level="AUTOCOMMIT")
+                await autocommit.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await admin.dispose()

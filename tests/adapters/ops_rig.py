@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import secrets
 import signal
 import socket
 import sys
@@ -24,13 +23,12 @@ import httpx
 import pytest
 from fakes.slack import SIGNING_SECRET, FakeSlack, command_form, encode_form, signed_headers
 from fakes.telegram import FakeTelegram, User
-from sqlalchemy import make_url
+from support import fresh_postgres_database
 
 from adapters.runtime import open_runtime
 from bot.roles import Role
 from bot.settings import Settings
 from bot.store import GrantStore
-from erm.db import create_engine
 from erm.sandbox import ACME, create_app, seed_state, serve
 from erm.sandbox.state import SandboxState
 from erm.vault import SecretBox
@@ -41,8 +39,6 @@ STOP_TIMEOUT = 40.0
 AGENT = User(7101, "Amina", "amina_k")
 SLACK_USER = "U1"
 
-POSTGRES_URL_VARIABLE = "ERM_BOT_TEST_POSTGRES_URL"
-
 
 def free_port() -> int:
     with socket.socket() as sock:
@@ -50,35 +46,9 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def postgres_admin_url() -> str:
-    """The test server's URL; skipped (or failed, where PostgreSQL is required) without it."""
-    url = os.environ.get(POSTGRES_URL_VARIABLE, "").strip()
-    if url:
-        return url
-    reason = f"PostgreSQL tests need {POSTGRES_URL_VARIABLE}"
-    if os.environ.get("ERM_BOT_REQUIRE_POSTGRES") == "1":
-        pytest.fail(f"{reason} (ERM_BOT_REQUIRE_POSTGRES=1 forbids skipping them)")
-    pytest.skip(reason)
-
-
-@contextlib.asynccontextmanager
-async def postgres_database() -> AsyncIterator[str]:
+def postgres_database() -> contextlib.AbstractAsyncContextManager[str]:
     """A fresh PostgreSQL database for processes that know only a URL; dropped afterwards."""
-    admin_url = postgres_admin_url()
-    name = f"erm_bot_ops_{secrets.token_hex(5)}"
-    admin = create_engine(admin_url)
-    try:
-        async with admin.connect() as connection:
-            connection = await connection.execution_options(isolation_level="AUTOCOMMIT")
-            await connection.exec_driver_sql(f'CREATE DATABASE "{name}"')
-        try:
-            yield make_url(admin_url).set(database=name).render_as_string(hide_password=False)
-        finally:
-            async with admin.connect() as connection:
-                connection = await connection.execution_options(isolation_level="AUTOCOMMIT")
-                await connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await admin.dispose()
+    return fresh_postgres_database("erm_bot_ops")
 
 
 def settings_of(env: dict[str, str]) -> Settings:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import secrets
 import socket
 import sys
 from collections.abc import AsyncIterator
@@ -30,14 +29,13 @@ from approvals_rig import (
     has_buttons,
 )
 from fakes.slack import SIGNING_SECRET, FakeSlack
-from sqlalchemy import make_url
+from support import fresh_postgres_database
 
 from adapters.runtime import open_runtime
 from bot.approvals import ApprovalStore, Status
 from bot.roles import Role
 from bot.settings import Settings
 from bot.store import GrantStore
-from erm.db import create_engine
 from erm.models import keypad_format
 from erm.sandbox import ACME, create_app, seed_state, serve
 from erm.sandbox.state import SandboxState
@@ -49,34 +47,11 @@ START_TIMEOUT = 30.0
 STOP_TIMEOUT = 15.0
 
 
-def _postgres_server() -> str:
-    url = os.environ.get("ERM_BOT_TEST_POSTGRES_URL", "").strip()
-    if url:
-        return url
-    reason = "PostgreSQL tests need ERM_BOT_TEST_POSTGRES_URL"
-    if os.environ.get("ERM_BOT_REQUIRE_POSTGRES") == "1":
-        pytest.fail(f"{reason} (ERM_BOT_REQUIRE_POSTGRES=1 forbids skipping them)")
-    pytest.skip(reason)
-
-
 @pytest.fixture
 async def postgres_database() -> AsyncIterator[str]:
     """A new PostgreSQL database for the processes, dropped afterwards."""
-    server = _postgres_server()
-    name = f"erm_bot_approvals_{secrets.token_hex(5)}"
-    admin = create_engine(server)
-    try:
-        async with admin.connect() as connection:
-            autocommit = await connection.execution_options(isolation_level="AUTOCOMMIT")
-            await autocommit.exec_driver_sql(f'CREATE DATABASE "{name}"')
-        try:
-            yield make_url(server).set(database=name).render_as_string(hide_password=False)
-        finally:
-            async with admin.connect() as connection:
-                autocommit = await connection.execution_options(isolation_level="AUTOCOMMIT")
-                await autocommit.exec_driver_sql(f'DROP DATABASE "{name}" WITH (FORCE)')
-    finally:
-        await admin.dispose()
+    async with fresh_postgres_database("erm_bot_approvals") as url:
+        yield url
 
 
 @dataclass

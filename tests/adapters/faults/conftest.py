@@ -11,8 +11,6 @@ process cannot be given the per-test schema the ``database`` fixture uses.
 
 from __future__ import annotations
 
-import os
-import secrets
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -20,16 +18,12 @@ import httpx
 import pytest
 from fakes.slack import SIGNING_SECRET, FakeSlack
 from fault_rig import FaultStack, SlackClient, fault_stack
-from sqlalchemy import make_url
+from support import fresh_postgres_database
 
 from adapters.slack import SlackAdapter, SlackConfig
 from adapters.web import create_app
 from bot.roles import Role
-from erm.db import create_engine
 from erm.sandbox.server import serve_app
-
-POSTGRES_URL_VARIABLE = "ERM_BOT_TEST_POSTGRES_URL"
-REQUIRE_POSTGRES_VARIABLE = "ERM_BOT_REQUIRE_POSTGRES"
 
 
 @pytest.fixture
@@ -60,17 +54,6 @@ async def slack(faulty: FaultStack, fake_slack: FakeSlack) -> AsyncIterator[Slac
         yield SlackClient(fake_slack, http)
 
 
-def postgres_server_url() -> str:
-    """The test PostgreSQL server (as ``tests/conftest.py`` finds it): skip, or fail in CI."""
-    url = os.environ.get(POSTGRES_URL_VARIABLE, "").strip()
-    if url:
-        return url
-    reason = f"PostgreSQL tests need {POSTGRES_URL_VARIABLE}"
-    if os.environ.get(REQUIRE_POSTGRES_VARIABLE) == "1":
-        pytest.fail(f"{reason} ({REQUIRE_POSTGRES_VARIABLE}=1 forbids skipping them)")
-    pytest.skip(reason)
-
-
 @pytest.fixture(
     params=[
         pytest.param("sqlite", id="sqlite"),
@@ -82,18 +65,5 @@ async def process_database(request: pytest.FixtureRequest, tmp_path: Path) -> As
     if request.param == "sqlite":
         yield f"sqlite+aiosqlite:///{tmp_path / 'bot.db'}"
         return
-    server = postgres_server_url()
-    name = f"erm_bot_faults_{secrets.token_hex(5)}"
-    admin = create_engine(server)
-    try:
-        async with admin.connect() as connection:
-            autocommit = await connection.execution_options(isolation_level="AUTOCOMMIT")
-            await autocommit.exec_driver_sql(f'CREATE DATABASE "{name}"')
-        try:
-            yield make_url(server).set(database=name).render_as_string(hide_password=False)
-        finally:
-            async with admin.connect() as connection:
-                autocommit = await connection.execution_options(isolation_level="AUTOCOMMIT")
-                await autocommit.exec_driver_sql(f'DROP DATABASE "{name}" WITH (FORCE)')
-    finally:
-        await admin.dispose()
+    async with fresh_postgres_database("erm_bot_faults") as url:
+        yield url
