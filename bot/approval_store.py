@@ -15,17 +15,23 @@ import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 
 from sqlalchemy import (
     Boolean,
     CheckConstraint,
+    Connection,
+    Executable,
     ForeignKey,
     Index,
     Integer,
+    Row,
+    RowMapping,
     String,
     Text,
     UniqueConstraint,
+    bindparam,
     delete,
     func,
     select,
@@ -378,15 +384,18 @@ class ApprovalStore:
         self._channels = _table(ApprovalChannelRow)
         self._approvals = _table(ApprovalRow)
         self._cards = _table(ApprovalCardRow)
+        # Read for every code request: built once (building costs more than running it).
+        self._policy = select(self._policies).where(
+            self._policies.c.distributor == bindparam("p_distributor")
+        )
 
     # policy and channels
 
     async def policy(self, distributor: str) -> Policy:
-        table = self._policies
-        async with self._engine.connect() as connection:
-            row = (
-                await connection.execute(select(table).where(table.c.distributor == distributor))
-            ).one_or_none()
+        def work(connection: Connection) -> Row[Any] | None:
+            return connection.execute(self._policy, {"p_distributor": distributor}).one_or_none()
+
+        row = await db.transaction(self._engine, work)
         if row is None:
             return Policy()
         return Policy(
@@ -400,8 +409,7 @@ class ApprovalStore:
     async def distributor_known(self, distributor: str) -> bool:
         """Whether ``distributor`` is configured (erm's distributor table)."""
         statement = select(func.count()).where(DistributorRow.name == distributor)
-        async with self._engine.connect() as connection:
-            return bool(await connection.scalar(statement))
+        return bool(await self._scalar(statement))
 
     async def set_policy(self, distributor: str, policy: Policy, *, by: str, now: datetime) -> None:
         values = {
@@ -418,8 +426,7 @@ class ApprovalStore:
         )
         statement = insert.on_conflict_do_update(index_elements=["distributor"], set_=values)
         try:
-            async with self._engine.begin() as connection:
-                await connection.execute(statement)
+            await self._execute(statement)
         except IntegrityError:  # the foreign key: no such distributor
             raise UsageError(f"No distributor {distributor!r} is configured.") from None
 
@@ -428,7 +435,6 @@ class ApprovalStore:
     ) -> Channel | None:
         """Make ``chat_id`` the distributor's approval channel on ``platform``; the one before."""
         table = self._channels
-        before = [c for c in await self.channels(distributor) if c.platform == platform]
         values = {"chat_id": chat_id[:128], "set_by": by[:96], "set_at": _aware(now, "now")}
         insert = dialect_insert(self._engine, table).values(
             distributor=distributor, platform=platform, **values
@@ -436,9 +442,14 @@ class ApprovalStore:
         statement = insert.on_conflict_do_update(
             index_elements=["distributor", "platform"], set_=values
         )
+
+        def work(connection: Connection) -> list[Channel]:
+            before = self._read_channels(connection, distributor)
+            connection.execute(statement)
+            return [c for c in before if c.platform == platform]
+
         try:
-            async with self._engine.begin() as connection:
-                await connection.execute(statement)
+            before = await db.transaction(self._engine, work)
         except IntegrityError:
             raise UsageError(f"No distributor {distributor!r} is configured.") from None
         return before[0] if before else None
@@ -450,16 +461,20 @@ class ApprovalStore:
             table.c.platform == platform,
             table.c.chat_id == chat_id,
         )
-        async with self._engine.begin() as connection:
-            return bool((await connection.execute(statement)).rowcount)
+        return await self._changed(statement)
 
     async def channels(self, distributor: str) -> list[Channel]:
+        def work(connection: Connection) -> list[Channel]:
+            return self._read_channels(connection, distributor)
+
+        return await db.transaction(self._engine, work)
+
+    def _read_channels(self, connection: Connection, distributor: str) -> list[Channel]:
         table = self._channels
         statement = (
             select(table).where(table.c.distributor == distributor).order_by(table.c.platform)
         )
-        async with self._engine.connect() as connection:
-            rows = (await connection.execute(statement)).all()
+        rows = connection.execute(statement).all()
         return [Channel(r.distributor, r.platform, r.chat_id, r.set_by, r.set_at) for r in rows]
 
     # requests
@@ -499,29 +514,35 @@ class ApprovalStore:
             "expires_at": now + ttl,
             "remind_at": now + ttl / 2,
         }
+
+        def work(connection: Connection, approval_id: str) -> tuple[RowMapping | None, bool]:
+            existing = connection.scalar(same.limit(1))
+            if existing is None:
+                connection.execute(table.insert().values(id=approval_id, **values))
+            return self._read_approval(connection, existing or approval_id), existing is None
+
         for _ in range(5):
-            approval_id = new_approval_id()
             try:
-                async with self._engine.begin() as connection:
-                    existing = await connection.scalar(same.limit(1))
-                    if existing is None:
-                        await connection.execute(table.insert().values(id=approval_id, **values))
+                row, created = await db.transaction(
+                    self._engine, partial(work, approval_id=new_approval_id())
+                )
             except IntegrityError:  # the id was taken: draw another
                 continue
-            found = await self.get(existing or approval_id)
-            assert found is not None
-            return found, existing is None
+            assert row is not None
+            return _approval(row), created
         raise RuntimeError("could not draw a free approval id")
 
     async def get(self, approval_id: str) -> Approval | None:
-        table = self._approvals
-        async with self._engine.connect() as connection:
-            row = (
-                (await connection.execute(select(table).where(table.c.id == approval_id)))
-                .mappings()
-                .one_or_none()
-            )
+        def work(connection: Connection) -> RowMapping | None:
+            return self._read_approval(connection, approval_id)
+
+        row = await db.transaction(self._engine, work)
         return None if row is None else _approval(row)
+
+    def _read_approval(self, connection: Connection, approval_id: str) -> RowMapping | None:
+        table = self._approvals
+        statement = select(table).where(table.c.id == approval_id)
+        return connection.execute(statement).mappings().one_or_none()
 
     async def pending(
         self, distributors: Sequence[str], *, now: datetime, limit: int = 20
@@ -564,8 +585,7 @@ class ApprovalStore:
             table.c.status == Status.PENDING.value,
             table.c.expires_at > _aware(now, "now"),
         )
-        async with self._engine.connect() as connection:
-            return int(await connection.scalar(statement) or 0)
+        return int(await self._scalar(statement) or 0)
 
     async def decide(
         self,
@@ -594,8 +614,7 @@ class ApprovalStore:
                 reason=reason,
             )
         )
-        async with self._engine.begin() as connection:
-            return bool((await connection.execute(statement)).rowcount)
+        return await self._changed(statement)
 
     async def cancel(self, approval_id: str, requester: Identity, *, now: datetime) -> bool:
         now = _aware(now, "now")
@@ -615,8 +634,7 @@ class ApprovalStore:
                 decided_at=now,
             )
         )
-        async with self._engine.begin() as connection:
-            return bool((await connection.execute(statement)).rowcount)
+        return await self._changed(statement)
 
     async def expire(self, approval_id: str, *, now: datetime) -> bool:
         now = _aware(now, "now")
@@ -630,8 +648,7 @@ class ApprovalStore:
             )
             .values(status=Status.EXPIRED.value, decided_at=now)
         )
-        async with self._engine.begin() as connection:
-            return bool((await connection.execute(statement)).rowcount)
+        return await self._changed(statement)
 
     async def claim_reminder(self, approval_id: str, *, now: datetime) -> bool:
         """Take the one reminder of a pending request (the first process to ask gets it)."""
@@ -648,8 +665,7 @@ class ApprovalStore:
             )
             .values(reminded_at=now)
         )
-        async with self._engine.begin() as connection:
-            return bool((await connection.execute(statement)).rowcount)
+        return await self._changed(statement)
 
     async def due(self, *, now: datetime, limit: int = 100) -> tuple[list[str], list[str]]:
         """Ids of pending requests past their expiry, and of those due a reminder."""
@@ -667,10 +683,13 @@ class ApprovalStore:
             )
             .limit(limit)
         )
-        async with self._engine.connect() as connection:
-            expired_ids = list((await connection.execute(expired)).scalars())
-            remind_ids = list((await connection.execute(remind)).scalars())
-        return expired_ids, remind_ids
+
+        def work(connection: Connection) -> tuple[list[str], list[str]]:
+            expired_ids = list(connection.execute(expired).scalars())
+            remind_ids = list(connection.execute(remind).scalars())
+            return expired_ids, remind_ids
+
+        return await db.transaction(self._engine, work)
 
     async def record_execution(self, approval_id: str, result: str, *, now: datetime) -> None:
         table = self._approvals
@@ -679,16 +698,14 @@ class ApprovalStore:
             .where(table.c.id == approval_id)
             .values(executed_at=_aware(now, "now"), result=result[:300])
         )
-        async with self._engine.begin() as connection:
-            await connection.execute(statement)
+        await self._execute(statement)
 
     async def record_delivery(self, approval_id: str, *, now: datetime) -> None:
         table = self._approvals
         statement = (
             update(table).where(table.c.id == approval_id).values(delivered_at=_aware(now, "now"))
         )
-        async with self._engine.begin() as connection:
-            await connection.execute(statement)
+        await self._execute(statement)
 
     # cards
 
@@ -709,27 +726,23 @@ class ApprovalStore:
             .on_conflict_do_nothing(index_elements=["approval_id", "platform", "chat_id", "kind"])
             .returning(table.c.id)
         )
-        async with self._engine.begin() as connection:
-            card_id = await connection.scalar(statement)
+        card_id = await self._scalar(statement)
         return None if card_id is None else int(card_id)
 
     async def card_posted(self, card_id: int, message_ref: str) -> None:
         table = self._cards
         statement = update(table).where(table.c.id == card_id).values(message_ref=message_ref[:64])
-        async with self._engine.begin() as connection:
-            await connection.execute(statement)
+        await self._execute(statement)
 
     async def drop_card(self, card_id: int) -> None:
         """Give up a claimed card that could not be posted (a later sweep tries again)."""
         table = self._cards
-        async with self._engine.begin() as connection:
-            await connection.execute(delete(table).where(table.c.id == card_id))
+        await self._execute(delete(table).where(table.c.id == card_id))
 
     async def settle_card(self, card_id: int, *, now: datetime) -> None:
         table = self._cards
         statement = update(table).where(table.c.id == card_id).values(settled_at=_aware(now, "now"))
-        async with self._engine.begin() as connection:
-            await connection.execute(statement)
+        await self._execute(statement)
 
     async def cards(self, approval_id: str) -> list[Card]:
         table = self._cards
@@ -780,31 +793,67 @@ class ApprovalStore:
             .order_by(approvals.c.created_at)
             .limit(limit)
         )
-        async with self._engine.connect() as connection:
-            rows = (await connection.execute(statement)).mappings().all()
+
+        def work(
+            connection: Connection,
+        ) -> tuple[Sequence[RowMapping], dict[str, list[Channel]]]:
+            rows = connection.execute(statement).mappings().all()
+            known: dict[str, list[Channel]] = {}
+            for row in rows:
+                if row["distributor"] not in known:
+                    known[row["distributor"]] = self._read_channels(connection, row["distributor"])
+            return rows, known
+
+        rows, known = await db.transaction(self._engine, work)
         out: list[tuple[Approval, Channel]] = []
         for row in rows:
             approval = _approval(row)
             found = [
-                c
-                for c in await self.channels(approval.distributor)
-                if c.platform == row["channel_platform"]
+                c for c in known[approval.distributor] if c.platform == row["channel_platform"]
             ]
             out.extend((approval, c) for c in found)
         return out
 
-    async def _select(self, statement: Any) -> list[Approval]:
-        async with self._engine.connect() as connection:
-            rows = (await connection.execute(statement)).mappings().all()
+    async def _select(self, statement: Executable) -> list[Approval]:
+        def work(connection: Connection) -> Sequence[RowMapping]:
+            return connection.execute(statement).mappings().all()
+
+        rows = await db.transaction(self._engine, work)
         return [_approval(row) for row in rows]
 
-    async def _select_cards(self, statement: Any) -> list[Card]:
-        async with self._engine.connect() as connection:
-            rows = (await connection.execute(statement)).all()
+    async def _select_cards(self, statement: Executable) -> list[Card]:
+        def work(connection: Connection) -> Sequence[Row[Any]]:
+            return connection.execute(statement).all()
+
+        rows = await db.transaction(self._engine, work)
         return [
             Card(r.id, r.approval_id, r.platform, r.chat_id, r.kind, r.message_ref, r.settled_at)
             for r in rows
         ]
+
+    async def _execute(self, statement: Executable) -> None:
+        """Run one statement as a transaction of its own."""
+
+        def work(connection: Connection) -> None:
+            connection.execute(statement)
+
+        await db.transaction(self._engine, work)
+
+    async def _changed(self, statement: Executable) -> bool:
+        """Run one UPDATE or DELETE as a transaction of its own; whether it changed a row."""
+
+        def work(connection: Connection) -> bool:
+            return bool(connection.execute(statement).rowcount)
+
+        return await db.transaction(self._engine, work)
+
+    async def _scalar(self, statement: Executable) -> Any:
+        """The first column of the first row of one statement, run as a transaction."""
+
+        def work(connection: Connection) -> Any:
+            return connection.scalar(statement)
+
+        return await db.transaction(self._engine, work)
 
 
 def _approval(row: Any) -> Approval:

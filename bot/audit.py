@@ -29,17 +29,31 @@ import csv
 import dataclasses
 import hashlib
 import json
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any, TextIO
 
-from sqlalchemy import CheckConstraint, Index, Integer, String, Table, Text, select, text
+from sqlalchemy import (
+    CheckConstraint,
+    Connection,
+    Index,
+    Integer,
+    RowMapping,
+    Select,
+    String,
+    Table,
+    Text,
+    select,
+    text,
+)
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.orm import Mapped, mapped_column
 from sqlalchemy.sql import FromClause
 
 from bot.store import BotBase
+from erm import db
 from erm.db import UtcDateTime
 
 __all__ = [
@@ -166,6 +180,10 @@ def _as_table(clause: FromClause) -> Table:
 
 
 _TABLE = _as_table(AuditRow.__table__)
+# Built once: building a statement costs more than running it.
+_LAST = select(_TABLE.c.id, _TABLE.c.hash).order_by(_TABLE.c.id.desc()).limit(1)
+_INSERT = _TABLE.insert()
+_APPEND_LOCK = text("SELECT pg_advisory_xact_lock(:lock)").bindparams(lock=_APPEND_LOCK_ID)
 
 
 def row_hash(row_id: int, fields: Mapping[str, Any], prev_hash: str) -> str:
@@ -198,8 +216,18 @@ class AuditLog:
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
 
+    @property
+    def engine(self) -> AsyncEngine:
+        """The database; the dispatcher runs several stores' steps in one transaction on it."""
+        return self._engine
+
     async def append(self, entry: AuditEntry) -> AuditRecord:
         """Add a row at the end of the chain; returns it as stored."""
+        return await db.transaction(self._engine, lambda c: self.append_in(c, entry))
+
+    def append_in(self, connection: Connection, entry: AuditEntry) -> AuditRecord:
+        """:meth:`append` inside a transaction (which then holds the end of the chain until it
+        ends: keep it short)."""
         at = entry.at
         if at.tzinfo is None or at.utcoffset() is None:
             raise ValueError("an audit entry's time must be timezone-aware")
@@ -209,20 +237,16 @@ class AuditLog:
             values[name] = _clean(getattr(entry, name), _LIMITS[name])
         for name in ("platform", "user_id", "command", "outcome", "arguments", "detail"):
             values[name] = values[name] or ""
-        last = select(_TABLE.c.id, _TABLE.c.hash).order_by(_TABLE.c.id.desc()).limit(1)
-        async with self._engine.begin() as connection:
-            if connection.dialect.name == "postgresql":
-                # Held until commit: the next appender reads the row this one writes.
-                await connection.execute(
-                    text("SELECT pg_advisory_xact_lock(:lock)"), {"lock": _APPEND_LOCK_ID}
-                )
-            previous = (await connection.execute(last)).one_or_none()
-            row_id = previous[0] + 1 if previous is not None else 1
-            prev_hash = previous[1] if previous is not None else GENESIS_HASH
-            digest = row_hash(row_id, values, prev_hash)
-            await connection.execute(
-                _TABLE.insert().values(id=row_id, prev_hash=prev_hash, hash=digest, **values)
-            )
+        if connection.dialect.name == "postgresql":
+            # Held until commit: the next appender reads the row this one writes.
+            connection.execute(_APPEND_LOCK)
+        previous = connection.execute(_LAST).one_or_none()
+        row_id = previous[0] + 1 if previous is not None else 1
+        prev_hash = previous[1] if previous is not None else GENESIS_HASH
+        digest = row_hash(row_id, values, prev_hash)
+        connection.execute(
+            _INSERT, {"id": row_id, "prev_hash": prev_hash, "hash": digest, **values}
+        )
         return AuditRecord(id=row_id, prev_hash=prev_hash, hash=digest, **values)
 
     async def verify(self) -> AuditVerdict:
@@ -306,8 +330,7 @@ class AuditLog:
             statement = statement.where(_TABLE.c.platform == platform, _TABLE.c.user_id == user_id)
         if distributor is not None:
             statement = statement.where(_TABLE.c.distributor == distributor)
-        async with self._engine.begin() as connection:
-            rows = (await connection.execute(statement)).mappings().all()
+        rows = await db.transaction(self._engine, partial(_all_rows, statement=statement))
         return [AuditRecord(**row) for row in rows]
 
     async def _records(self, *conditions: Any) -> AsyncIterator[AuditRecord]:
@@ -320,13 +343,16 @@ class AuditLog:
                 .order_by(_TABLE.c.id)
                 .limit(_BATCH)
             )
-            async with self._engine.begin() as connection:
-                rows = (await connection.execute(statement)).mappings().all()
+            rows = await db.transaction(self._engine, partial(_all_rows, statement=statement))
             for row in rows:
                 yield AuditRecord(**row)
             if len(rows) < _BATCH:
                 return
             after = rows[-1]["id"]
+
+
+def _all_rows(connection: Connection, *, statement: Select[Any]) -> Sequence[RowMapping]:
+    return connection.execute(statement).mappings().all()
 
 
 def _aware(moment: datetime, what: str) -> datetime:

@@ -20,7 +20,17 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import CheckConstraint, Index, SmallInteger, String, Text, delete, select, update
+from sqlalchemy import (
+    CheckConstraint,
+    Connection,
+    Index,
+    SmallInteger,
+    String,
+    Text,
+    delete,
+    select,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -94,6 +104,11 @@ class ButtonStore:
         self._engine = engine
         self._table = _table(ButtonRow)
 
+    @property
+    def engine(self) -> AsyncEngine:
+        """The database; the dispatcher runs several stores' steps in one transaction on it."""
+        return self._engine
+
     async def save(
         self,
         buttons: Sequence[tuple[str, dict[str, Any]]],
@@ -103,6 +118,21 @@ class ButtonStore:
         ttl: timedelta,
     ) -> list[str]:
         """Store one card's buttons as (action, payload); returns their ids, in order."""
+        return await db.transaction(
+            self._engine,
+            lambda c: self.save_in(c, buttons, owner=owner, now=now, ttl=ttl),
+        )
+
+    def save_in(
+        self,
+        connection: Connection,
+        buttons: Sequence[tuple[str, dict[str, Any]]],
+        *,
+        owner: str | None,
+        now: datetime,
+        ttl: timedelta,
+    ) -> list[str]:
+        """:meth:`save` inside a transaction."""
         now = _aware(now, "now")
         card = secrets.token_urlsafe(BUTTON_ID_BYTES)
         ids = [secrets.token_urlsafe(BUTTON_ID_BYTES) for _ in buttons]
@@ -119,8 +149,7 @@ class ButtonStore:
             for button_id, (action, payload) in zip(ids, buttons, strict=True)
         ]
         if rows:
-            async with self._engine.begin() as connection:
-                await connection.execute(self._table.insert(), rows)
+            connection.execute(self._table.insert(), rows)
         return ids
 
     async def get(self, button_id: str, *, now: datetime) -> StoredButton | None:
@@ -128,10 +157,8 @@ class ButtonStore:
         if not button_id or len(button_id) > 16:
             return None
         table = self._table
-        async with self._engine.connect() as connection:
-            row = (
-                await connection.execute(select(table).where(table.c.id == button_id))
-            ).one_or_none()
+        statement = select(table).where(table.c.id == button_id)
+        row = await db.transaction(self._engine, lambda c: c.execute(statement).one_or_none())
         if row is None or row.expires_at <= _aware(now, "now"):
             return None
         return StoredButton(
@@ -155,17 +182,20 @@ class ButtonStore:
             .where(table.c.card == card, table.c.decision.is_(None))
             .values(decision=decision, decided_by=by[:160], decided_at=now)
         )
-        async with self._engine.begin() as connection:
-            result = await connection.execute(claim)
-            if result.rowcount:
-                return Decision(True, decision, by, now)
-            row = (
-                await connection.execute(
-                    select(table.c.decision, table.c.decided_by, table.c.decided_at)
-                    .where(table.c.card == card, table.c.decision.is_not(None))
-                    .limit(1)
-                )
-            ).one_or_none()
+        earlier = (
+            select(table.c.decision, table.c.decided_by, table.c.decided_at)
+            .where(table.c.card == card, table.c.decision.is_not(None))
+            .limit(1)
+        )
+
+        def work(connection: Connection) -> tuple[bool, Any]:
+            if connection.execute(claim).rowcount:
+                return True, None
+            return False, connection.execute(earlier).one_or_none()
+
+        won, row = await db.transaction(self._engine, work)
+        if won:
+            return Decision(True, decision, by, now)
         if row is None:
             raise LookupError(f"no card {card!r}")
         return Decision(False, row.decision, row.decided_by or "", row.decided_at or now)
@@ -173,11 +203,8 @@ class ButtonStore:
     async def purge(self, *, now: datetime) -> int:
         """Forget expired buttons; returns how many rows went."""
         table = self._table
-        async with self._engine.begin() as connection:
-            result = await connection.execute(
-                delete(table).where(table.c.expires_at <= _aware(now, "now"))
-            )
-        return int(result.rowcount)
+        statement = delete(table).where(table.c.expires_at <= _aware(now, "now"))
+        return await db.transaction(self._engine, lambda c: int(c.execute(statement).rowcount))
 
 
 @dataclass(frozen=True, slots=True)
@@ -209,17 +236,15 @@ class InviteStore:
         now = _aware(now, "now")
         code = new_invite_code()
         invite = Invite(role, distributor, created_by, now + ttl)
-        async with self._engine.begin() as connection:
-            await connection.execute(
-                self._table.insert().values(
-                    code_hash=_invite_hash(code),
-                    role=int(role),
-                    distributor=distributor,
-                    created_by=created_by[:96],
-                    created_at=now,
-                    expires_at=invite.expires_at,
-                )
-            )
+        statement = self._table.insert().values(
+            code_hash=_invite_hash(code),
+            role=int(role),
+            distributor=distributor,
+            created_by=created_by[:96],
+            created_at=now,
+            expires_at=invite.expires_at,
+        )
+        await db.transaction(self._engine, lambda c: c.execute(statement))
         return code, invite
 
     async def redeem(self, code: str, *, by: str, now: datetime) -> Invite | None:
@@ -236,10 +261,14 @@ class InviteStore:
             )
             .values(used_by=by[:96], used_at=now)
         )
-        async with self._engine.begin() as connection:
-            if not (await connection.execute(claim)).rowcount:
+        redeemed = select(table).where(table.c.code_hash == code_hash)
+
+        def work(connection: Connection) -> Any:
+            if not connection.execute(claim).rowcount:
                 return None
-            row = (
-                await connection.execute(select(table).where(table.c.code_hash == code_hash))
-            ).one()
+            return connection.execute(redeemed).one()
+
+        row = await db.transaction(self._engine, work)
+        if row is None:
+            return None
         return Invite(Role(row.role), row.distributor, row.created_by, row.expires_at)

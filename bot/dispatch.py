@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
+from sqlalchemy import Connection
 from sqlalchemy.exc import SQLAlchemyError
 
 from bot import metrics
@@ -32,7 +33,17 @@ from bot.errors import (
 from bot.parse import Parsed, parse
 from bot.permissions import Access, Permissions
 from bot.registry import Command
-from bot.store import Claim, ClaimStatus, CodeStore, GrantStore, RateLimiter, RequestStore
+from bot.store import (
+    Claim,
+    ClaimStatus,
+    CodeStore,
+    GrantStore,
+    KnownUser,
+    RateDecision,
+    RateLimiter,
+    RequestStore,
+)
+from erm import db
 from erm.errors import (
     ErmAuthError,
     ErmError,
@@ -139,8 +150,21 @@ BUTTON_TTL = timedelta(days=2)
 
 
 class Dispatcher:
+    """Runs requests and button presses.
+
+    A request's database work is grouped into few transactions (each costs more than its
+    statements): the claim with the user's grants, the rate-limit hits, and at the end the
+    buttons, the stored reply and the audit row. The command's own steps come in between.
+    """
+
     def __init__(self, core: Core) -> None:
         self.core = core
+        self._engine = core.requests.engine
+        if any(
+            store.engine is not self._engine
+            for store in (core.grants, core.rate, core.audit, core.buttons)
+        ):
+            raise ValueError("the dispatcher's stores must share one database engine")
         self.button_actions: dict[str, ButtonAction] = {
             "run": _run_button,
             "confirm": _confirm_button,
@@ -158,9 +182,7 @@ class Dispatcher:
     async def handle(self, request: Request) -> Reply:
         core = self.core
         try:
-            claim = await core.requests.claim(
-                request.request_key, fingerprint(request), now=core.clock()
-            )
+            claim, known = await self._claim(request)
         except STORAGE_ERRORS:
             # Nothing ran and nothing can be recorded: say so plainly (no traceback, no incident).
             log.warning("database unavailable: request not run", exc_info=True)
@@ -172,7 +194,7 @@ class Dispatcher:
         try:
             parsed = parse(request.text, core.commands)
             access = await core.permissions.check(
-                request.identity, parsed.command, parsed.distributor
+                request.identity, parsed.command, parsed.distributor, known
             )
             over_quota = await self._limit(request, parsed.command, access)
             ctx = Context(core, request, parsed.command, access, parsed.flags, over_quota)
@@ -198,12 +220,69 @@ class Dispatcher:
                 "An admin can look it up in the logs."
             )
             outcome = "error"
+        entry = self._audit_entry(request, parsed, ctx, outcome, reply)
+        metrics.record_command(entry, parsed.command if parsed else None)
+        try:
+            return await db.transaction(
+                self._engine, lambda c: self._finish_in(c, request, reply, entry)
+            )
+        except Exception:
+            log.warning("reply and audit row not stored together; trying one by one", exc_info=True)
+        return await self._finish_step_by_step(request, reply, entry)
+
+    async def _claim(self, request: Request) -> tuple[Claim, KnownUser | None]:
+        """Claim the request key and, for a new request, read the user's grants with it."""
+        core = self.core
+        key, print_, identity = request.request_key, fingerprint(request), request.identity
+        now = core.clock()
+
+        def work(connection: Connection) -> tuple[Claim | None, KnownUser | None]:
+            claim = core.requests.claim_in(connection, key, print_, now)
+            if claim is None or claim.status is not ClaimStatus.NEW:
+                return claim, None
+            return claim, core.grants.known_in(connection, identity.platform, identity.user_id)
+
+        # The key can vanish between the claim's two statements on PostgreSQL (see claim_in).
+        for _ in range(3):
+            claim, known = await db.transaction(self._engine, work)
+            if claim is not None:
+                return claim, known
+        raise RuntimeError("the request key kept disappearing while it was being claimed")
+
+    def _finish_in(
+        self, connection: Connection, request: Request, reply: Reply, entry: AuditEntry
+    ) -> Reply:
+        """Store the buttons, the reply and the audit row: the one transaction after the work."""
+        core = self.core
+        if reply.buttons:
+            ids = core.buttons.save_in(
+                connection,
+                _button_specs(reply),
+                owner=request.identity.key,
+                now=entry.at,
+                ttl=BUTTON_TTL,
+            )
+            reply = _with_button_ids(reply, ids)
+        core.requests.finish_in(connection, request.request_key, reply.to_dict(), entry.at)
+        core.audit.append_in(connection, entry)
+        return reply
+
+    async def _finish_step_by_step(
+        self, request: Request, reply: Reply, entry: AuditEntry
+    ) -> Reply:
+        """The same as :meth:`_finish_in`, each step on its own, so that one failing step (or a
+        database that is gone) costs only that step: the reply must reach the user."""
+        core = self.core
         if reply.buttons:
             try:
-                reply = await self._store_buttons(reply, request.identity.key)
+                ids = await core.buttons.save(
+                    _button_specs(reply), owner=request.identity.key, now=entry.at, ttl=BUTTON_TTL
+                )
             except STORAGE_ERRORS:
                 log.warning("buttons not stored: database unavailable", exc_info=True)
                 reply = replace(reply, buttons=())
+            else:
+                reply = _with_button_ids(reply, ids)
         try:
             await core.requests.finish(request.request_key, reply.to_dict())
         except STORAGE_ERRORS:
@@ -213,7 +292,7 @@ class Dispatcher:
                 request.request_key,
                 exc_info=True,
             )
-        await self._audit(request, parsed, ctx, outcome, reply)
+        await self._append_audit(entry)
         return reply
 
     def _stale(self, request: Request, command: Command) -> Reply | None:
@@ -236,18 +315,6 @@ class Dispatcher:
             ),
             tone=Tone.WARNING,
         )
-
-    async def _store_buttons(self, reply: Reply, owner: str) -> Reply:
-        """Keep what each button does server-side; the reply carries short ids instead."""
-        ids = await self.core.buttons.save(
-            # "private": the card itself went to its owner only, so private answers may replace it
-            [(b.action, {"value": b.value, "private": reply.private_only}) for b in reply.buttons],
-            owner=owner,
-            now=self.core.clock(),
-            ttl=BUTTON_TTL,
-        )
-        buttons = tuple(replace(b, value=i) for b, i in zip(reply.buttons, ids, strict=True))
-        return replace(reply, buttons=buttons)
 
     async def press(self, click: Click) -> Pressed:
         """Run a stored button for whoever pressed it; refusals come back as a ``notice``."""
@@ -283,7 +350,9 @@ class Dispatcher:
         else:
             reply = Reply.error("This request id was already used for another command.")
             outcome = "invalid"
-        await self._audit(request, None, None, outcome, reply)
+        entry = self._audit_entry(request, None, None, outcome, reply)
+        metrics.record_command(entry, None)
+        await self._append_audit(entry)
         return reply
 
     async def _limit(self, request: Request, command: Command, access: Access) -> str | None:
@@ -301,8 +370,20 @@ class Dispatcher:
                 )
         elif command.kind == "lookup":
             checks.append(("lookups:user", user, limits.lookups_per_user_minute, 60))
-        for scope, key, limit, window in checks:
-            decision = await rate.hit(scope, key, limit, window, now=now)
+
+        def hits(connection: Connection) -> list[tuple[str, str, int, int, RateDecision]]:
+            """Count each limit in turn, up to the first one that refuses."""
+            decisions = []
+            for scope, key, limit, window in checks:
+                decision = rate.hit_in(connection, scope, key, limit, window, now)
+                decisions.append((scope, key, limit, window, decision))
+                if not decision.allowed:
+                    break
+            return decisions
+
+        for scope, key, limit, window, decision in (
+            await db.transaction(self._engine, hits) if checks else []
+        ):
             if not decision.allowed and command.kind == "code" and self.core.approvals:
                 per = "hour" if window == 3600 else "minute"
                 whose = "the requester's" if scope.endswith(":user") else f"{key}'s"
@@ -318,18 +399,18 @@ class Dispatcher:
                 )
         return None
 
-    async def _audit(
+    def _audit_entry(
         self,
         request: Request,
         parsed: Parsed | None,
         ctx: Context | None,
         outcome: str,
         reply: Reply,
-    ) -> None:
+    ) -> AuditEntry:
         command = parsed.command.name if parsed else request.text.strip().split(" ", 1)[0][:40]
         arguments = _audit_arguments(parsed) if parsed else ""
         detail = (ctx.detail if ctx and ctx.detail else (reply.title or ""))[:300]
-        entry = AuditEntry(
+        return AuditEntry(
             at=self.core.clock(),
             platform=request.identity.platform,
             chat_id=request.chat_id,
@@ -345,12 +426,13 @@ class Dispatcher:
             approval_id=(ctx.approval_id if ctx else None) or request.approval_id,
             request_key=request.request_key,
         )
-        metrics.record_command(entry, parsed.command if parsed else None)
+
+    async def _append_audit(self, entry: AuditEntry) -> None:
         try:
             await self.core.audit.append(entry)
         except Exception:
             # The reply (perhaps a code already issued) must still reach the user.
-            log.exception("audit append failed", extra={"request_key": request.request_key})
+            log.exception("audit append failed", extra={"request_key": entry.request_key})
 
 
 def _as_request(click: Click, text: str, key: str, *, confirmed: bool = False) -> Request:
@@ -413,6 +495,18 @@ async def _cancel_button(dispatcher: Dispatcher, click: Click, stored: StoredBut
         return refused
     text = str(stored.payload["value"])
     return Pressed(card=Reply(title=f"Cancelled: {text}", lines=("Nothing was issued.",)))
+
+
+def _button_specs(reply: Reply) -> list[tuple[str, dict[str, object]]]:
+    """What each button of the reply does, to be kept server-side (see :class:`ButtonStore`)."""
+    # "private": the card itself went to its owner only, so private answers may replace it
+    return [(b.action, {"value": b.value, "private": reply.private_only}) for b in reply.buttons]
+
+
+def _with_button_ids(reply: Reply, ids: Sequence[str]) -> Reply:
+    """The reply with its buttons carrying their stored ids instead of what they do."""
+    buttons = tuple(replace(b, value=i) for b, i in zip(reply.buttons, ids, strict=True))
+    return replace(reply, buttons=buttons)
 
 
 def _audit_arguments(parsed: Parsed) -> str:

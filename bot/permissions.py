@@ -14,7 +14,7 @@ from bot.context import Identity
 from bot.errors import NoAccessError, PermissionDeniedError, UsageError
 from bot.registry import Command
 from bot.roles import Role
-from bot.store import GrantStore
+from bot.store import GrantStore, KnownUser
 
 
 def parse_admins(text: str) -> frozenset[str]:
@@ -52,16 +52,29 @@ class Permissions:
         self._distributors = distributors
         self.bootstrap_admins = frozenset(bootstrap_admins)
 
-    async def roles(self, identity: Identity) -> dict[str, Role]:
-        roles = await self.grants.grants_of(identity.platform, identity.user_id)
+    async def roles(self, identity: Identity, known: KnownUser | None = None) -> dict[str, Role]:
+        if known is not None:
+            roles = known.roles
+        else:
+            roles = await self.grants.grants_of(identity.platform, identity.user_id)
         if identity.key in self.bootstrap_admins:
             everywhere = [*await self._distributors(), *roles]
             roles = dict.fromkeys(everywhere, Role.ADMIN)
         return roles
 
-    async def check(self, identity: Identity, command: Command, wanted: str | None) -> Access:
-        """The access this command runs with, or a ``UserError`` saying what is missing."""
-        roles = await self.roles(identity)
+    async def check(
+        self,
+        identity: Identity,
+        command: Command,
+        wanted: str | None,
+        known: KnownUser | None = None,
+    ) -> Access:
+        """The access this command runs with, or a ``UserError`` saying what is missing.
+
+        ``known``: the user's grants when the caller has read them already
+        (:meth:`GrantStore.known_in`, in the dispatcher's first transaction).
+        """
+        roles = await self.roles(identity, known)
         bootstrap = identity.key in self.bootstrap_admins
         if command.anyone:
             return Access(roles, None, max(roles.values(), default=None), bootstrap)
@@ -75,14 +88,19 @@ class Permissions:
             if top is None or top < command.role:
                 raise await self._denied(identity, command, None, top)
             return Access(roles, None, top, bootstrap)
-        distributor = await self._choose(identity, command, roles, wanted)
+        distributor = await self._choose(identity, command, roles, wanted, known)
         role = roles[distributor]
         if role < command.role:
             raise await self._denied(identity, command, distributor, role)
         return Access(roles, distributor, role, bootstrap)
 
     async def _choose(
-        self, identity: Identity, command: Command, roles: dict[str, Role], wanted: str | None
+        self,
+        identity: Identity,
+        command: Command,
+        roles: dict[str, Role],
+        wanted: str | None,
+        known: KnownUser | None,
     ) -> str:
         if wanted:
             if wanted not in roles:
@@ -95,7 +113,10 @@ class Permissions:
             return wanted
         if len(roles) == 1:
             return next(iter(roles))
-        default = await self.grants.default_distributor(identity.platform, identity.user_id)
+        if known is not None:
+            default = known.default_distributor
+        else:
+            default = await self.grants.default_distributor(identity.platform, identity.user_id)
         if default in roles:
             assert default is not None
             return default

@@ -12,8 +12,13 @@ processes share one database:
   issued codes are recorded so a repeat within minutes shows the same code instead of a new one.
 - :class:`RateLimiter`: fixed-window counters, incremented by one atomic upsert.
 
-Each method is one short transaction. On SQLite every transaction starts with ``BEGIN IMMEDIATE``
-(see :mod:`erm.db`), so writers queue; on PostgreSQL the statements themselves are atomic. The
+Each async method is one short transaction (:func:`erm.db.transaction`). The steps a command takes
+together also come as synchronous ``*_in(connection, ...)`` methods, so the dispatcher can run
+several stores' steps in one transaction: a code command makes 5 transactions, not 11. On SQLite
+every transaction starts with ``BEGIN IMMEDIATE`` (see :mod:`erm.db`), so writers queue; on
+PostgreSQL the statements themselves are atomic. The statements of that path are built once per
+store with bound parameters: building a SQLAlchemy statement anew costs several times what running
+it does. The
 tables belong to the Alembic branch ``bot`` (``bot/migrations/versions``): run :func:`migrate`.
 
 Unlock codes (``code_dec``, ``code_hex``) are stored as plain text: a code is one-time and has
@@ -37,6 +42,8 @@ from typing import Any
 from sqlalchemy import (
     Boolean,
     CheckConstraint,
+    Connection,
+    CursorResult,
     ForeignKey,
     Index,
     Integer,
@@ -46,6 +53,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    bindparam,
     delete,
     func,
     select,
@@ -73,9 +81,11 @@ __all__ = [
     "GrantStore",
     "IssuedCodeRecord",
     "ItemLock",
+    "KnownUser",
     "LockBusyError",
     "RateDecision",
     "RateLimiter",
+    "RecentQuery",
     "RequestStore",
     "dialect_insert",
     "is_current",
@@ -289,6 +299,14 @@ class Grant:
     granted_at: datetime
 
 
+@dataclass(frozen=True, slots=True)
+class KnownUser:
+    """What the grants say about one user, read together: roles and default distributor."""
+
+    roles: dict[str, Role]
+    default_distributor: str | None
+
+
 class GrantStore:
     """Roles per (platform, user id) and distributor, plus each user's default distributor.
 
@@ -302,6 +320,21 @@ class GrantStore:
         self._clock = clock
         self._grants = _table(GrantRow)
         self._users = _table(UserRow)
+        grants, users = self._grants, self._users
+        self._grants_of = (
+            select(grants.c.distributor, grants.c.role)
+            .where(grants.c.platform == bindparam("p_platform"))
+            .where(grants.c.user_id == bindparam("p_user_id"))
+            .order_by(grants.c.distributor)
+        )
+        self._default_of = select(users.c.default_distributor).where(
+            users.c.platform == bindparam("p_platform"), users.c.user_id == bindparam("p_user_id")
+        )
+
+    @property
+    def engine(self) -> AsyncEngine:
+        """The database; the dispatcher runs several stores' steps in one transaction on it."""
+        return self._engine
 
     async def grant(
         self, platform: str, user_id: str, role: Role, distributor: str, granted_by: str
@@ -328,8 +361,7 @@ class GrantStore:
             },
         )
         try:
-            async with self._engine.begin() as connection:
-                await connection.execute(statement)
+            await db.transaction(self._engine, lambda connection: connection.execute(statement))
         except IntegrityError:  # the foreign key: no such distributor configured
             raise _unknown_distributor(distributor) from None
 
@@ -340,22 +372,33 @@ class GrantStore:
         statement = delete(table).where(table.c.platform == platform, table.c.user_id == user_id)
         if distributor is not None:
             statement = statement.where(table.c.distributor == _distributor(distributor))
-        async with self._engine.begin() as connection:
-            result = await connection.execute(statement)
-        return int(result.rowcount)
+        return await db.transaction(self._engine, lambda c: int(c.execute(statement).rowcount))
 
     async def grants_of(self, platform: str, user_id: str) -> dict[str, Role]:
         """The user's role per distributor (empty if they have none)."""
         platform, user_id = _identity(platform, user_id)
-        table = self._grants
-        statement = (
-            select(table.c.distributor, table.c.role)
-            .where(table.c.platform == platform, table.c.user_id == user_id)
-            .order_by(table.c.distributor)
+        return await db.transaction(
+            self._engine, lambda connection: self.grants_of_in(connection, platform, user_id)
         )
-        async with self._engine.begin() as connection:
-            rows = (await connection.execute(statement)).all()
+
+    def grants_of_in(self, connection: Connection, platform: str, user_id: str) -> dict[str, Role]:
+        """:meth:`grants_of` inside a transaction; ``platform`` and ``user_id`` as stored."""
+        rows = connection.execute(
+            self._grants_of, {"p_platform": platform, "p_user_id": user_id}
+        ).all()
         return {str(distributor): Role(role) for distributor, role in rows}
+
+    def known_in(self, connection: Connection, platform: str, user_id: str) -> KnownUser | None:
+        """The user's roles and default distributor, inside a transaction; None for an identity
+        that cannot have any (:meth:`grants_of` says why)."""
+        try:
+            platform, user_id = _identity(platform, user_id)
+        except UsageError:
+            return None
+        return KnownUser(
+            self.grants_of_in(connection, platform, user_id),
+            self.default_distributor_in(connection, platform, user_id),
+        )
 
     async def users(self) -> list[Grant]:
         """Every grant, by platform, user id, then distributor."""
@@ -374,8 +417,9 @@ class GrantStore:
         return await self._select_grants(statement)
 
     async def _select_grants(self, statement: Select[Any]) -> list[Grant]:
-        async with self._engine.begin() as connection:
-            rows = (await connection.execute(statement)).mappings().all()
+        rows = await db.transaction(
+            self._engine, lambda connection: connection.execute(statement).mappings().all()
+        )
         return [
             Grant(
                 platform=row["platform"],
@@ -403,6 +447,14 @@ class GrantStore:
     async def default_distributor(self, platform: str, user_id: str) -> str | None:
         return await self._user_column(platform, user_id, "default_distributor")
 
+    def default_distributor_in(
+        self, connection: Connection, platform: str, user_id: str
+    ) -> str | None:
+        """:meth:`default_distributor` inside a transaction; ``platform`` and ``user_id`` as
+        stored."""
+        value = connection.scalar(self._default_of, {"p_platform": platform, "p_user_id": user_id})
+        return None if value is None else str(value)
+
     async def set_display_name(self, platform: str, user_id: str, name: str | None) -> None:
         """Remember the user's last known name (for readable audit rows and replies)."""
         platform, user_id = _identity(platform, user_id)
@@ -420,17 +472,23 @@ class GrantStore:
         statement = insert.on_conflict_do_update(
             index_elements=["platform", "user_id"], set_={"updated_at": now, **values}
         )
-        async with self._engine.begin() as connection:
-            await connection.execute(statement)
+        await db.transaction(self._engine, lambda connection: connection.execute(statement))
 
     async def _user_column(self, platform: str, user_id: str, column: str) -> str | None:
         platform, user_id = _identity(platform, user_id)
+        return await db.transaction(
+            self._engine,
+            lambda connection: self._user_column_in(connection, platform, user_id, column),
+        )
+
+    def _user_column_in(
+        self, connection: Connection, platform: str, user_id: str, column: str
+    ) -> str | None:
         table = self._users
         statement = select(table.c[column]).where(
             table.c.platform == platform, table.c.user_id == user_id
         )
-        async with self._engine.begin() as connection:
-            value = await connection.scalar(statement)
+        value = connection.scalar(statement)
         return None if value is None else str(value)
 
 
@@ -505,39 +563,65 @@ class RequestStore:
         self._clock = clock
         self.stale_after = stale_after
         self.retention = retention
-
-    async def claim(self, key: str, fingerprint: str, *, now: datetime | None = None) -> Claim:
-        """Claim ``key`` for a request with ``fingerprint``; see :class:`ClaimStatus`."""
-        key = _text(key, "a request key", _MAX_KEY)
-        fingerprint = _text(fingerprint, "a request fingerprint", _MAX_FINGERPRINT)
-        now = _aware(now if now is not None else self._clock(), "now")
         table = self._table
-        insert = (
-            dialect_insert(self._engine, table)
-            .values(key=key, fingerprint=fingerprint, state=_RUNNING, claimed_at=now)
+        self._insert = (
+            dialect_insert(engine, table)
+            .values(
+                key=bindparam("p_key"),
+                fingerprint=bindparam("p_fingerprint"),
+                state=_RUNNING,
+                claimed_at=bindparam("p_now"),
+            )
             .on_conflict_do_nothing(index_elements=["key"])
             .returning(table.c.key)
         )
-        existing = select(
+        self._existing = select(
             table.c.fingerprint, table.c.state, table.c.reply, table.c.claimed_at
-        ).where(table.c.key == key)
+        ).where(table.c.key == bindparam("p_key"))
+        self._finish = (
+            update(table)
+            .where(table.c.key == bindparam("p_key"), table.c.state == _RUNNING)
+            .values(state=_DONE, reply=bindparam("p_reply"), finished_at=bindparam("p_now"))
+        )
+
+    @property
+    def engine(self) -> AsyncEngine:
+        """The database; the dispatcher runs several stores' steps in one transaction on it."""
+        return self._engine
+
+    async def claim(self, key: str, fingerprint: str, *, now: datetime | None = None) -> Claim:
+        """Claim ``key`` for a request with ``fingerprint``; see :class:`ClaimStatus`."""
+        moment = _aware(now if now is not None else self._clock(), "now")
         # The existing row can vanish between the two statements (abandoned, purged) on
         # PostgreSQL; then the key is free again and the insert is tried once more.
         for _ in range(3):
-            async with self._engine.begin() as connection:
-                if await connection.scalar(insert) is not None:
-                    return Claim(ClaimStatus.NEW, claimed_at=now)
-                row = (await connection.execute(existing)).one_or_none()
-            if row is None:
-                continue
-            stored_fingerprint, state, reply, claimed_at = row
-            if stored_fingerprint != fingerprint:
-                return Claim(ClaimStatus.MISMATCH)
-            if state == _DONE and reply is not None:
-                return Claim(ClaimStatus.DONE, reply=json.loads(reply), claimed_at=claimed_at)
-            stale = now - claimed_at > self.stale_after
-            return Claim(ClaimStatus.RUNNING, claimed_at=claimed_at, stale=stale)
+            claim = await db.transaction(
+                self._engine, lambda connection: self.claim_in(connection, key, fingerprint, moment)
+            )
+            if claim is not None:
+                return claim
         raise RuntimeError("the request key kept disappearing while it was being claimed")
+
+    def claim_in(
+        self, connection: Connection, key: str, fingerprint: str, now: datetime
+    ) -> Claim | None:
+        """:meth:`claim` inside a transaction; None when the key vanished meanwhile (try again in
+        a new transaction)."""
+        key = _text(key, "a request key", _MAX_KEY)
+        fingerprint = _text(fingerprint, "a request fingerprint", _MAX_FINGERPRINT)
+        values = {"p_key": key, "p_fingerprint": fingerprint, "p_now": now}
+        if connection.scalar(self._insert, values) is not None:
+            return Claim(ClaimStatus.NEW, claimed_at=now)
+        row = connection.execute(self._existing, {"p_key": key}).one_or_none()
+        if row is None:
+            return None
+        stored_fingerprint, state, reply, claimed_at = row
+        if stored_fingerprint != fingerprint:
+            return Claim(ClaimStatus.MISMATCH)
+        if state == _DONE and reply is not None:
+            return Claim(ClaimStatus.DONE, reply=json.loads(reply), claimed_at=claimed_at)
+        stale = now - claimed_at > self.stale_after
+        return Claim(ClaimStatus.RUNNING, claimed_at=claimed_at, stale=stale)
 
     async def finish(
         self, key: str, reply: Mapping[str, Any], *, now: datetime | None = None
@@ -548,19 +632,20 @@ class RequestStore:
         or purged already): finishing comes after the work is done and must not undo its success.
         ``reply`` must be JSON-able (a ``TypeError`` / ``ValueError`` says otherwise).
         """
+        finished_at = _aware(now if now is not None else self._clock(), "now")
+        return await db.transaction(
+            self._engine, lambda connection: self.finish_in(connection, key, reply, finished_at)
+        )
+
+    def finish_in(
+        self, connection: Connection, key: str, reply: Mapping[str, Any], now: datetime
+    ) -> bool:
+        """:meth:`finish` inside a transaction."""
         payload = json.dumps(
             dict(reply), ensure_ascii=False, separators=(",", ":"), allow_nan=False
         )
-        finished_at = _aware(now if now is not None else self._clock(), "now")
-        table = self._table
-        statement = (
-            update(table)
-            .where(table.c.key == key, table.c.state == _RUNNING)
-            .values(state=_DONE, reply=payload, finished_at=finished_at)
-        )
-        async with self._engine.begin() as connection:
-            result = await connection.execute(statement)
-        if result.rowcount != 1:
+        values = {"p_key": key, "p_reply": payload, "p_now": now}
+        if connection.execute(self._finish, values).rowcount != 1:
             log.warning("request key %.60r had no running claim to finish", key)
             return False
         return True
@@ -572,9 +657,7 @@ class RequestStore:
         """
         table = self._table
         statement = delete(table).where(table.c.key == key, table.c.state == _RUNNING)
-        async with self._engine.begin() as connection:
-            result = await connection.execute(statement)
-        return bool(result.rowcount)
+        return await db.transaction(self._engine, lambda c: bool(c.execute(statement).rowcount))
 
     async def purge(self, older_than: datetime | None = None) -> int:
         """Forget claims made before ``older_than`` (default: ``retention`` ago); rows removed.
@@ -584,9 +667,7 @@ class RequestStore:
         cutoff = older_than if older_than is not None else self._clock() - self.retention
         table = self._table
         statement = delete(table).where(table.c.claimed_at < _aware(cutoff, "older_than"))
-        async with self._engine.begin() as connection:
-            result = await connection.execute(statement)
-        return int(result.rowcount)
+        return await db.transaction(self._engine, lambda c: int(c.execute(statement).rowcount))
 
 
 # -- issued codes and item locks ----------------------------------------------------------------
@@ -608,9 +689,13 @@ class LockBusyError(BusyError):
         self.since = since
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, kw_only=True)
 class ItemLock:
-    """A held item lock: valid until ``expires_at`` unless released earlier."""
+    """A held item lock: valid until ``expires_at`` unless released earlier.
+
+    ``recent`` is what the ``recent`` query given to :meth:`CodeStore.item_lock` found, read in
+    the transaction that took the lock. ``released`` turns true once the lock is given back.
+    """
 
     distributor: str
     item_id: str
@@ -618,6 +703,17 @@ class ItemLock:
     acquired_at: datetime
     expires_at: datetime
     token: str = field(repr=False)
+    recent: IssuedCodeRecord | None = None
+    released: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class RecentQuery:
+    """Codes of one type (and days) issued for an item at or after ``since``."""
+
+    code_type: str
+    days: int | None
+    since: datetime
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -674,6 +770,45 @@ class CodeStore:
         self._poll_interval = poll_interval
         self._codes = _table(IssuedCodeRow)
         self._locks = _table(ItemLockRow)
+        codes, locks = self._codes, self._locks
+        insert = dialect_insert(engine, locks).values(
+            distributor=bindparam("p_distributor"),
+            item_id=bindparam("p_item_id"),
+            holder=bindparam("p_holder"),
+            token=bindparam("p_token"),
+            acquired_at=bindparam("p_now"),
+            expires_at=bindparam("p_expires"),
+        )
+        # One atomic statement: insert a new lock, or take over an expired one; either way the
+        # row comes back with our token. A live lock is left alone and nothing comes back.
+        self._lock = insert.on_conflict_do_update(
+            index_elements=["distributor", "item_id"],
+            set_={
+                "holder": insert.excluded.holder,
+                "token": insert.excluded.token,
+                "acquired_at": insert.excluded.acquired_at,
+                "expires_at": insert.excluded.expires_at,
+            },
+            where=locks.c.expires_at <= insert.excluded.acquired_at,
+        ).returning(locks.c.token)
+        the_lock = (
+            locks.c.distributor == bindparam("p_distributor"),
+            locks.c.item_id == bindparam("p_item_id"),
+        )
+        self._holder = select(locks.c.holder, locks.c.acquired_at).where(*the_lock)
+        self._unlock_statement = delete(locks).where(
+            *the_lock, locks.c.token == bindparam("p_token")
+        )
+        self._record = codes.insert().returning(codes.c.id)
+        recent = select(codes).where(
+            codes.c.distributor == bindparam("p_distributor"),
+            codes.c.item_id == bindparam("p_item_id"),
+            codes.c.code_type == bindparam("p_code_type"),
+            codes.c.issued_at >= bindparam("p_since", type_=db.UtcDateTime),
+        )
+        # "days = NULL" matches nothing, so free and reset codes (no days) have their own query.
+        self._recent_days = self._newest_first(recent.where(codes.c.days == bindparam("p_days")))
+        self._recent_no_days = self._newest_first(recent.where(codes.c.days.is_(None)))
 
     @asynccontextmanager
     async def item_lock(
@@ -684,6 +819,7 @@ class CodeStore:
         *,
         ttl: float = 60.0,
         wait: float = 10.0,
+        recent: RecentQuery | None = None,
     ) -> AsyncIterator[ItemLock]:
         """Hold the exclusive lock of (distributor, item) for the ``async with`` body.
 
@@ -691,7 +827,10 @@ class CodeStore:
         :class:`LockBusyError`. A lock not released within ``ttl`` seconds (its process died) is
         taken over by the next one to ask, so ``ttl`` must outlast the work inside (an ERM code
         request takes at most its total timeout, 20 s by default). ``holder`` names who holds it
-        (e.g. the request key), for diagnostics; the lock is not re-entrant.
+        (e.g. the request key), for diagnostics; the lock is not re-entrant. With ``recent``, the
+        newest matching code (:meth:`recent_issue`) is read in the same transaction, into
+        ``ItemLock.recent``. ``record_issue(..., release=lock)`` gives the lock back with the
+        record; otherwise it is given back when the body ends.
         """
         if ttl <= 0 or wait < 0:
             raise ValueError("ttl must be positive and wait not negative")
@@ -701,7 +840,7 @@ class CodeStore:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + wait
         while True:
-            lock = await self._try_lock(distributor, item_id, holder, ttl)
+            lock = await self._try_lock(distributor, item_id, holder, ttl, recent)
             if isinstance(lock, ItemLock):
                 break
             remaining = deadline - loop.time()
@@ -712,10 +851,16 @@ class CodeStore:
         try:
             yield lock
         finally:
-            await self._unlock(lock)
+            if not lock.released:
+                await self._unlock(lock)
 
     async def _try_lock(
-        self, distributor: str, item_id: str, holder: str, ttl: float
+        self,
+        distributor: str,
+        item_id: str,
+        holder: str,
+        ttl: float,
+        recent: RecentQuery | None,
     ) -> ItemLock | tuple[str | None, datetime | None]:
         """The lock if it was free or expired, else who holds it since when."""
         now = self._clock()
@@ -727,52 +872,32 @@ class CodeStore:
             expires_at=now + timedelta(seconds=ttl),
             token=secrets.token_hex(16),
         )
-        table = self._locks
-        insert = dialect_insert(self._engine, table).values(
-            distributor=distributor,
-            item_id=item_id,
-            holder=holder,
-            token=lock.token,
-            acquired_at=lock.acquired_at,
-            expires_at=lock.expires_at,
-        )
-        # One atomic statement: insert a new lock, or take over an expired one; either way the
-        # row comes back with our token. A live lock is left alone and nothing comes back.
-        statement = insert.on_conflict_do_update(
-            index_elements=["distributor", "item_id"],
-            set_={
-                "holder": insert.excluded.holder,
-                "token": insert.excluded.token,
-                "acquired_at": insert.excluded.acquired_at,
-                "expires_at": insert.excluded.expires_at,
-            },
-            where=table.c.expires_at <= insert.excluded.acquired_at,
-        ).returning(table.c.token)
-        current = select(table.c.holder, table.c.acquired_at).where(
-            table.c.distributor == distributor, table.c.item_id == item_id
-        )
-        async with self._engine.begin() as connection:
-            if await connection.scalar(statement) == lock.token:
-                return lock
-            row = (await connection.execute(current)).one_or_none()
-        return (None, None) if row is None else (row[0], row[1])
+        the_lock = {"p_distributor": distributor, "p_item_id": item_id}
+        values = {
+            **the_lock,
+            "p_holder": holder,
+            "p_token": lock.token,
+            "p_now": lock.acquired_at,
+            "p_expires": lock.expires_at,
+        }
 
-    async def _unlock(self, lock: ItemLock) -> None:
-        table = self._locks
-        statement = delete(table).where(
-            table.c.distributor == lock.distributor,
-            table.c.item_id == lock.item_id,
-            table.c.token == lock.token,
-        )
-        try:
-            async with self._engine.begin() as connection:
-                result = await connection.execute(statement)
-        except Exception:
-            # The work inside is done (maybe a code issued): failing now would hide that. The lock
-            # expires by itself at expires_at.
-            log.warning("could not release an item lock; it expires by itself", exc_info=True)
-            return
-        if result.rowcount != 1:
+        def work(connection: Connection) -> ItemLock | tuple[str | None, datetime | None]:
+            if connection.scalar(self._lock, values) == lock.token:
+                if recent is not None:
+                    lock.recent = self._recent_in(connection, distributor, item_id, recent)
+                return lock
+            row = connection.execute(self._holder, the_lock).one_or_none()
+            return (None, None) if row is None else (row[0], row[1])
+
+        return await db.transaction(self._engine, work)
+
+    def _unlock_in(self, connection: Connection, lock: ItemLock) -> None:
+        values = {
+            "p_distributor": lock.distributor,
+            "p_item_id": lock.item_id,
+            "p_token": lock.token,
+        }
+        if connection.execute(self._unlock_statement, values).rowcount != 1:
             log.warning(
                 "item lock of %s/%s expired while held (holder %.60r); it was taken over",
                 lock.distributor,
@@ -780,8 +905,23 @@ class CodeStore:
                 lock.holder,
             )
 
-    async def record_issue(self, record: IssuedCodeRecord) -> int:
-        """Keep a code the bot issued; returns its row id."""
+    async def _unlock(self, lock: ItemLock) -> None:
+        try:
+            await db.transaction(self._engine, lambda c: self._unlock_in(c, lock))
+        except Exception:
+            # The work inside is done (maybe a code issued): failing now would hide that. The lock
+            # expires by itself at expires_at.
+            log.warning("could not release an item lock; it expires by itself", exc_info=True)
+            return
+        lock.released = True
+
+    async def record_issue(
+        self, record: IssuedCodeRecord, *, release: ItemLock | None = None
+    ) -> int:
+        """Keep a code the bot issued; returns its row id.
+
+        ``release``: the item lock held while issuing it, given back in the same transaction.
+        """
         if record.days is not None and record.days <= 0:
             raise ValueError("days must be positive (or None for a free or reset code)")
         values = {name: getattr(record, name) for name in _RECORD_FIELDS}
@@ -793,12 +933,18 @@ class CodeStore:
         _text(record.distributor, "a distributor", _MAX_DISTRIBUTOR)
         _text(record.item_id, "an item id", _MAX_ITEM_ID)
         _text(record.code_type, "a code type", _MAX_CODE_TYPE)
-        table = self._codes
-        statement = table.insert().values(values).returning(table.c.id)
-        async with self._engine.begin() as connection:
-            row_id = await connection.scalar(statement)
-        assert row_id is not None
-        return int(row_id)
+
+        def work(connection: Connection) -> int:
+            row_id = connection.scalar(self._record, values)
+            assert row_id is not None
+            if release is not None:
+                self._unlock_in(connection, release)
+            return int(row_id)
+
+        row_id = await db.transaction(self._engine, work)
+        if release is not None:
+            release.released = True
+        return row_id
 
     async def recent_issue(
         self,
@@ -810,16 +956,24 @@ class CodeStore:
         since: datetime,
     ) -> IssuedCodeRecord | None:
         """The newest code of this type (and days) issued for the item at or after ``since``."""
-        table = self._codes
-        same_days = table.c.days.is_(None) if days is None else table.c.days == days
-        statement = select(table).where(
-            table.c.distributor == distributor,
-            table.c.item_id == item_id,
-            table.c.code_type == code_type,
-            same_days,
-            table.c.issued_at >= _aware(since, "since"),
+        query = RecentQuery(code_type, days, since)
+        return await db.transaction(
+            self._engine, lambda c: self._recent_in(c, distributor, item_id, query)
         )
-        return await self._newest(statement)
+
+    def _recent_in(
+        self, connection: Connection, distributor: str, item_id: str, query: RecentQuery
+    ) -> IssuedCodeRecord | None:
+        values: dict[str, Any] = {
+            "p_distributor": distributor,
+            "p_item_id": item_id,
+            "p_code_type": query.code_type,
+            "p_since": _aware(query.since, "since"),
+        }
+        if query.days is None:
+            return self._record_of(connection.execute(self._recent_no_days, values))
+        values["p_days"] = query.days
+        return self._record_of(connection.execute(self._recent_days, values))
 
     async def last_issue(self, distributor: str, item_id: str) -> IssuedCodeRecord | None:
         """The newest code the bot issued for the item (what ``/resend`` shows), if any."""
@@ -830,10 +984,16 @@ class CodeStore:
         return await self._newest(statement)
 
     async def _newest(self, statement: Select[Any]) -> IssuedCodeRecord | None:
+        newest = self._newest_first(statement)
+        return await db.transaction(self._engine, lambda c: self._record_of(c.execute(newest)))
+
+    def _newest_first(self, statement: Select[Any]) -> Select[Any]:
         table = self._codes
-        statement = statement.order_by(table.c.issued_at.desc(), table.c.id.desc()).limit(1)
-        async with self._engine.begin() as connection:
-            row = (await connection.execute(statement)).mappings().one_or_none()
+        return statement.order_by(table.c.issued_at.desc(), table.c.id.desc()).limit(1)
+
+    @staticmethod
+    def _record_of(result: CursorResult[Any]) -> IssuedCodeRecord | None:
+        row = result.mappings().one_or_none()
         if row is None:
             return None
         return IssuedCodeRecord(id=row["id"], **{name: row[name] for name in _RECORD_FIELDS})
@@ -846,9 +1006,7 @@ class CodeStore:
             table.c.issued_by_user == user_id,
             table.c.issued_at >= _aware(since, "since"),
         )
-        async with self._engine.begin() as connection:
-            count = await connection.scalar(statement)
-        return int(count or 0)
+        return await db.transaction(self._engine, lambda c: int(c.scalar(statement) or 0))
 
 
 # -- rate limits --------------------------------------------------------------------------------
@@ -875,6 +1033,28 @@ class RateLimiter:
         self._engine = engine
         self._clock = clock
         self._table = _table(RateHitRow)
+        table = self._table
+        insert = dialect_insert(engine, table).values(
+            scope=bindparam("p_scope"),
+            key=bindparam("p_key"),
+            window_start=bindparam("p_window"),
+            count=1,
+        )
+        self._hit = insert.on_conflict_do_update(
+            index_elements=["scope", "key", "window_start"],
+            set_={"count": table.c.count + 1},
+            where=table.c.count < bindparam("p_limit"),
+        ).returning(table.c.count)
+        self._count = select(table.c.count).where(
+            table.c.scope == bindparam("p_scope"),
+            table.c.key == bindparam("p_key"),
+            table.c.window_start == bindparam("p_window"),
+        )
+
+    @property
+    def engine(self) -> AsyncEngine:
+        """The database; the dispatcher runs several stores' steps in one transaction on it."""
+        return self._engine
 
     async def hit(
         self,
@@ -886,32 +1066,38 @@ class RateLimiter:
         now: datetime | None = None,
     ) -> RateDecision:
         """Count one hit of ``key`` in ``scope`` unless it already reached ``limit`` this window."""
+        moment = now if now is not None else self._clock()
+        return await db.transaction(
+            self._engine,
+            lambda c: self.hit_in(c, scope, key, limit, window_seconds, moment),
+        )
+
+    def hit_in(
+        self,
+        connection: Connection,
+        scope: str,
+        key: str,
+        limit: int,
+        window_seconds: int,
+        now: datetime,
+    ) -> RateDecision:
+        """:meth:`hit` inside a transaction."""
         if limit < 1 or window_seconds < 1:
             raise ValueError("a rate limit needs limit >= 1 and window_seconds >= 1")
         scope = _text(scope, "a rate-limit scope", _MAX_SCOPE)
         key = _text(key, "a rate-limit key", _MAX_KEY)
-        now = _aware(now if now is not None else self._clock(), "now")
-        epoch = now.timestamp()
+        epoch = _aware(now, "now").timestamp()
         start = int(epoch // window_seconds) * window_seconds
-        window_start = datetime.fromtimestamp(start, UTC)
-        table = self._table
-        insert = dialect_insert(self._engine, table).values(
-            scope=scope, key=key, window_start=window_start, count=1
-        )
-        statement = insert.on_conflict_do_update(
-            index_elements=["scope", "key", "window_start"],
-            set_={"count": table.c.count + 1},
-            where=table.c.count < limit,
-        ).returning(table.c.count)
-        current = select(table.c.count).where(
-            table.c.scope == scope, table.c.key == key, table.c.window_start == window_start
-        )
-        async with self._engine.begin() as connection:
-            counted = await connection.scalar(statement)
-            if counted is None:
-                count = await connection.scalar(current)
+        values = {
+            "p_scope": scope,
+            "p_key": key,
+            "p_window": datetime.fromtimestamp(start, UTC),
+            "p_limit": limit,
+        }
+        counted = connection.scalar(self._hit, values)
         if counted is not None:
             return RateDecision(allowed=True, retry_after=0.0, count=int(counted))
+        count = connection.scalar(self._count, values)
         retry_after = max(0.0, start + window_seconds - epoch)
         return RateDecision(allowed=False, retry_after=retry_after, count=int(count or limit))
 
@@ -922,6 +1108,4 @@ class RateLimiter:
         """
         table = self._table
         statement = delete(table).where(table.c.window_start < _aware(before, "before"))
-        async with self._engine.begin() as connection:
-            result = await connection.execute(statement)
-        return int(result.rowcount)
+        return await db.transaction(self._engine, lambda c: int(c.execute(statement).rowcount))

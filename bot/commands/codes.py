@@ -11,7 +11,7 @@ from bot.dispatch import STORAGE_ERRORS, Context
 from bot.errors import PermissionDeniedError
 from bot.registry import Days, ItemRef, Text, command
 from bot.roles import Role
-from bot.store import IssuedCodeRecord
+from bot.store import IssuedCodeRecord, RecentQuery
 from erm.models import CodeType, Item, keypad_format
 
 log = logging.getLogger(__name__)
@@ -99,24 +99,28 @@ async def issue(
             return pending  # stored for approval (the requester was told privately)
     codes = ctx.core.codes
     request = ctx.request
+    window = timedelta(minutes=ctx.core.limits.duplicate_window_minutes)
+    # The duplicate check is read in the transaction that takes the item's lock.
+    recent = (
+        None
+        if ctx.flags.get("again")
+        else RecentQuery(code_type.value, days, since=ctx.now() - window)
+    )
     # The lock outlives one ERM call plus reconciliation; a dead holder's lock expires.
-    async with codes.item_lock(distributor, item.id, request.request_key, ttl=120, wait=30):
-        if not ctx.flags.get("again"):
-            window = timedelta(minutes=ctx.core.limits.duplicate_window_minutes)
-            recent = await codes.recent_issue(
-                distributor, item.id, code_type.value, days, since=ctx.now() - window
+    async with codes.item_lock(
+        distributor, item.id, request.request_key, ttl=120, wait=30, recent=recent
+    ) as lock:
+        if lock.recent is not None:
+            already = lock.recent
+            ctx.erm_code = already.code_hex or None
+            ctx.detail = f"already issued at {already.issued_at:%H:%M}; not generated again"
+            return _code_reply(
+                f"Already issued {_ago(ctx.now(), already.issued_at)} by {already.issued_by_name}",
+                already,
+                item,
+                notes=("Same item, same code: add --again to generate a new one.",),
+                tone=Tone.INFO,
             )
-            if recent is not None:
-                ctx.erm_code = recent.code_hex or None
-                ctx.detail = f"already issued at {recent.issued_at:%H:%M}; not generated again"
-                ago = _ago(ctx.now(), recent.issued_at)
-                return _code_reply(
-                    f"Already issued {ago} by {recent.issued_by_name}",
-                    recent,
-                    item,
-                    notes=("Same item, same code: add --again to generate a new one.",),
-                    tone=Tone.INFO,
-                )
         issued = await ctx.erm.generate_code(
             distributor,
             code_type,
@@ -144,7 +148,7 @@ async def issue(
             approval_id=request.approval_id,
         )
         try:
-            await codes.record_issue(record)
+            await codes.record_issue(record, release=lock)  # and give the lock back
         except STORAGE_ERRORS:
             # ERM made the code: the user must get it even when it cannot be recorded here.
             log.exception("an issued code could not be recorded", extra={"item": item.id})
