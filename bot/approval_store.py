@@ -392,10 +392,11 @@ class ApprovalStore:
     # policy and channels
 
     async def policy(self, distributor: str) -> Policy:
-        def work(connection: Connection) -> Row[Any] | None:
-            return connection.execute(self._policy, {"p_distributor": distributor}).one_or_none()
+        return await db.transaction(self._engine, lambda c: self.policy_in(c, distributor))
 
-        row = await db.transaction(self._engine, work)
+    def policy_in(self, connection: Connection, distributor: str) -> Policy:
+        """:meth:`policy` inside a transaction."""
+        row = connection.execute(self._policy, {"p_distributor": distributor}).one_or_none()
         if row is None:
             return Policy()
         return Policy(

@@ -253,7 +253,7 @@ class ApprovalService:
     async def _needs(self, ctx: Context, code_type: CodeType, days: int | None) -> str | None:
         """Why this request needs approval, or None; refuses agents' free and reset codes when
         the policy does not let them through approval."""
-        policy = await self.store.policy(ctx.distributor)
+        policy = ctx.policy or await self.store.policy(ctx.distributor)
         privileged = (ctx.access.role or Role.VIEWER) >= _APPROVER
         special = code_type in (CodeType.FREE, CodeType.RESET)
         kind = code_type.name.lower()

@@ -7,6 +7,7 @@ and an audit row; a request key seen before returns the stored reply and runs no
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 import secrets
@@ -18,7 +19,7 @@ from sqlalchemy import Connection
 from sqlalchemy.exc import SQLAlchemyError
 
 from bot import metrics
-from bot.approvals import ApprovalService, Notifier, approve_button, deny_button
+from bot.approvals import ApprovalService, Notifier, Policy, approve_button, deny_button
 from bot.audit import AuditEntry, AuditLog
 from bot.cards import ButtonStore, InviteStore, StoredButton
 from bot.context import Button, Click, Pressed, Reply, Request, Tone
@@ -70,6 +71,8 @@ class Limits:
     stale_minutes: int = 10  # code commands sent longer ago than this ask for confirmation
     invite_hours: int = 24
     approval_hours: int = 24  # a pending approval request expires after this (reminder at half)
+    # Requests and button presses worked on at once; more wait their turn (see Dispatcher).
+    concurrency: int = 16
 
 
 @dataclass(slots=True)
@@ -107,6 +110,9 @@ class Context:
     flags: dict[str, str | bool]
     # Set by the dispatcher: why a code command over a quota goes to approval instead of refused.
     over_quota: str | None = None
+    # Set by the dispatcher for code commands: the distributor's approval policy, read with the
+    # rate limits (one transaction fewer).
+    policy: Policy | None = None
     # Filled in by commands for the audit row.
     item_id: str | None = None
     erm_code: str | None = None
@@ -152,6 +158,12 @@ BUTTON_TTL = timedelta(days=2)
 class Dispatcher:
     """Runs requests and button presses.
 
+    :meth:`handle` and :meth:`press` admit ``Limits.concurrency`` requests at a time and queue
+    the rest (their acks went out before). One process's event loop shared by every command in
+    a burst answers each of them, and each new ack, later: in a 50-command burst the acks' p99
+    was 80 ms with no bound. What runs inside an admitted request (a button's command, an
+    approved request) is not admitted again.
+
     A request's database work is grouped into few transactions (each costs more than its
     statements): the claim with the user's grants, the rate-limit hits, and at the end the
     buttons, the stored reply and the audit row. The command's own steps come in between.
@@ -160,6 +172,7 @@ class Dispatcher:
     def __init__(self, core: Core) -> None:
         self.core = core
         self._engine = core.requests.engine
+        self._turns = asyncio.Semaphore(core.limits.concurrency)
         if any(
             store.engine is not self._engine
             for store in (core.grants, core.rate, core.audit, core.buttons)
@@ -173,13 +186,18 @@ class Dispatcher:
             "deny": deny_button,
         }
         if core.approvals is not None:
-            core.approvals.bind(core, self.handle)
+            core.approvals.bind(core, self._handle)
 
     @property
     def commands(self) -> Sequence[Command]:
         return self.core.commands
 
     async def handle(self, request: Request) -> Reply:
+        """Run a request (once per request key) and return its reply; waits for a turn."""
+        async with self._turns:
+            return await self._handle(request)
+
+    async def _handle(self, request: Request) -> Reply:
         core = self.core
         try:
             claim, known = await self._claim(request)
@@ -196,8 +214,8 @@ class Dispatcher:
             access = await core.permissions.check(
                 request.identity, parsed.command, parsed.distributor, known
             )
-            over_quota = await self._limit(request, parsed.command, access)
-            ctx = Context(core, request, parsed.command, access, parsed.flags, over_quota)
+            over_quota, policy = await self._limit(request, parsed.command, access)
+            ctx = Context(core, request, parsed.command, access, parsed.flags, over_quota, policy)
             stale = self._stale(request, parsed.command)
             if stale is not None:
                 reply, outcome = stale, "stale"
@@ -318,6 +336,10 @@ class Dispatcher:
 
     async def press(self, click: Click) -> Pressed:
         """Run a stored button for whoever pressed it; refusals come back as a ``notice``."""
+        async with self._turns:
+            return await self._press(click)
+
+    async def _press(self, click: Click) -> Pressed:
         try:
             stored = await self.core.buttons.get(click.button_id, now=self.core.clock())
             if stored is None:
@@ -355,11 +377,18 @@ class Dispatcher:
         await self._append_audit(entry)
         return reply
 
-    async def _limit(self, request: Request, command: Command, access: Access) -> str | None:
-        """Refuse a request over a quota; a code command goes to approval instead (returns why)."""
+    async def _limit(
+        self, request: Request, command: Command, access: Access
+    ) -> tuple[str | None, Policy | None]:
+        """Refuse a request over a quota; a code command goes to approval instead (returns why).
+
+        For a code command the distributor's approval policy is read in the same transaction
+        and returned too.
+        """
         if request.approval_id is not None:
-            return None  # a supervisor approved it, quotas included
+            return None, None  # a supervisor approved it, quotas included
         limits, rate, now = self.core.limits, self.core.rate, self.core.clock()
+        approvals = self.core.approvals
         user = request.identity.key
         checks: list[tuple[str, str, int, int]] = []
         if command.kind == "code":
@@ -370,8 +399,13 @@ class Dispatcher:
                 )
         elif command.kind == "lookup":
             checks.append(("lookups:user", user, limits.lookups_per_user_minute, 60))
+        if not checks:
+            return None, None
+        distributor = access.distributor if command.kind == "code" and approvals else None
 
-        def hits(connection: Connection) -> list[tuple[str, str, int, int, RateDecision]]:
+        def work(
+            connection: Connection,
+        ) -> tuple[list[tuple[str, str, int, int, RateDecision]], Policy | None]:
             """Count each limit in turn, up to the first one that refuses."""
             decisions = []
             for scope, key, limit, window in checks:
@@ -379,15 +413,16 @@ class Dispatcher:
                 decisions.append((scope, key, limit, window, decision))
                 if not decision.allowed:
                     break
-            return decisions
+            if approvals is None or distributor is None:
+                return decisions, None
+            return decisions, approvals.store.policy_in(connection, distributor)
 
-        for scope, key, limit, window, decision in (
-            await db.transaction(self._engine, hits) if checks else []
-        ):
-            if not decision.allowed and command.kind == "code" and self.core.approvals:
+        decisions, policy = await db.transaction(self._engine, work)
+        for scope, key, limit, window, decision in decisions:
+            if not decision.allowed and command.kind == "code" and approvals:
                 per = "hour" if window == 3600 else "minute"
                 whose = "the requester's" if scope.endswith(":user") else f"{key}'s"
-                return f"over {whose} quota of {limit} codes per {per}"
+                return f"over {whose} quota of {limit} codes per {per}", policy
             if not decision.allowed:
                 wait = max(1, round(decision.retry_after))
                 when = f"{wait} s" if wait < 120 else f"{round(wait / 60)} min"
@@ -397,7 +432,7 @@ class Dispatcher:
                     f"{'hour' if window == 3600 else 'minute'}. Try again in {when}.",
                     decision.retry_after,
                 )
-        return None
+        return None, policy
 
     def _audit_entry(
         self,
@@ -453,7 +488,7 @@ async def _run_button(dispatcher: Dispatcher, click: Click, stored: StoredButton
     is not); anyone else gets the answer as a new message.
     """
     request = _as_request(click, str(stored.payload["value"]), click.request_key)
-    reply = await dispatcher.handle(request)
+    reply = await dispatcher._handle(request)  # within the press's turn
     private_card = bool(stored.payload.get("private"))
     if stored.owner == click.identity.key and (private_card or not reply.private_only):
         return Pressed(card=reply)
@@ -484,7 +519,7 @@ async def _confirm_button(dispatcher: Dispatcher, click: Click, stored: StoredBu
     text = str(stored.payload["value"])
     # The card id makes the key: however the confirmation is delivered, it runs once.
     request = _as_request(click, text, f"confirm:{stored.card}", confirmed=True)
-    reply = await dispatcher.handle(request)
+    reply = await dispatcher._handle(request)  # within the press's turn
     card = Reply(title=f"Confirmed: {text}", tone=Tone.INFO)
     return Pressed(reply=reply, card=card)
 

@@ -113,7 +113,7 @@ class Permissions:
             return wanted
         if len(roles) == 1:
             return next(iter(roles))
-        if known is not None:
+        if known is not None and known.default_read:
             default = known.default_distributor
         else:
             default = await self.grants.default_distributor(identity.platform, identity.user_id)

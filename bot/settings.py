@@ -54,6 +54,8 @@ class Settings(BaseSettings):
     erm_bot_log_level: str = "INFO"
     # /readyz: seconds each check (database, ERM) may take before it counts as failed.
     erm_bot_ready_timeout: float = Field(3.0, gt=0, le=60)
+    # Commands one process works on at once; more wait their turn (after their ack).
+    erm_bot_concurrency: int = Field(16, ge=1, le=1024)
 
     slack_bot_token: SecretStr | None = None
     slack_signing_secret: SecretStr | None = None
@@ -117,6 +119,7 @@ class Settings(BaseSettings):
             stale_minutes=self.erm_bot_stale_minutes,
             invite_hours=self.erm_bot_invite_hours,
             approval_hours=self.erm_bot_approval_hours,
+            concurrency=self.erm_bot_concurrency,
         )
 
     @property

@@ -301,10 +301,15 @@ class Grant:
 
 @dataclass(frozen=True, slots=True)
 class KnownUser:
-    """What the grants say about one user, read together: roles and default distributor."""
+    """What the grants say about one user, read together: roles and default distributor.
+
+    The default is read only for users with several roles (``default_read``); a bootstrap admin
+    can have several distributors without, and is looked up again.
+    """
 
     roles: dict[str, Role]
-    default_distributor: str | None
+    default_distributor: str | None = None
+    default_read: bool = False
 
 
 class GrantStore:
@@ -395,10 +400,10 @@ class GrantStore:
             platform, user_id = _identity(platform, user_id)
         except UsageError:
             return None
-        return KnownUser(
-            self.grants_of_in(connection, platform, user_id),
-            self.default_distributor_in(connection, platform, user_id),
-        )
+        roles = self.grants_of_in(connection, platform, user_id)
+        if len(roles) < 2:  # the default only picks among several distributors
+            return KnownUser(roles)
+        return KnownUser(roles, self.default_distributor_in(connection, platform, user_id), True)
 
     async def users(self) -> list[Grant]:
         """Every grant, by platform, user id, then distributor."""

@@ -13,18 +13,22 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 
 
+def _python_m(module: str, *args: str, timeout: float) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(  # noqa: S603 - our own interpreter and module, fixed arguments
+        [sys.executable, "-m", module, *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
 def test_the_bench_harness_measures_both_paths_and_writes_the_results(tmp_path: Path) -> None:
     out = tmp_path / "RESULTS.md"
     args = ["--quick", "--items", "4", "-n", "2", "--telegram-n", "2", "--chats", "1"]
     args += ["--concurrency", "1", "--latencies", "0", "--commands", "history"]
-    run = subprocess.run(  # noqa: S603 - our own interpreter and module, fixed arguments
-        [sys.executable, "-m", "bench", *args, "--out", str(out)],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=90,
-        check=False,
-    )
+    run = _python_m("bench", *args, "--out", str(out), timeout=90)
 
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
     assert "slack /history erm+0ms c=1 ack p50: erm-bot" in run.stdout
@@ -33,3 +37,12 @@ def test_the_bench_harness_measures_both_paths_and_writes_the_results(tmp_path: 
     assert "## Slack path" in text
     assert "## Telegram path" in text
     assert "Peak RSS (VmHWM) of erm-bot" in text
+
+
+def test_the_storage_bench_runs_the_code_commands_transactions() -> None:
+    run = _python_m("bench.storage", "-n", "3", timeout=60)
+
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
+    lines = run.stdout.splitlines()
+    assert len(lines) == 6, lines  # five steps and the total
+    assert lines[-1].startswith("storage /code days SQLite file total: ")

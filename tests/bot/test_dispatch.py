@@ -290,3 +290,36 @@ def test_demo_command_fails_on_an_unexpected_refusal(tmp_path: Path) -> None:
     result = _demo(tmp_path, ["/whoami", "/nosuchcommand"])
     assert result.returncode == 1, result.stdout + result.stderr
     assert "did not go as expected" in result.stderr
+
+
+async def test_at_most_the_configured_number_of_requests_are_worked_on_at_once(
+    make_bot: BotFactory, bot_engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bot = await make_bot(bot_engine, limits=Limits(concurrency=2))
+    erm = bot.core.erm
+    history = erm.code_history
+    release = asyncio.Event()
+    running = peak = 0
+
+    async def held(*args: object, **kwargs: object) -> object:
+        nonlocal running, peak
+        running += 1
+        peak = max(peak, running)
+        try:
+            await release.wait()
+            return await history(*args, **kwargs)  # type: ignore[arg-type]
+        finally:
+            running -= 1
+
+    monkeypatch.setattr(erm, "code_history", held)
+    sends = [
+        asyncio.create_task(bot.say("agent", f"/history {OPEN_ACP1_OEM_ID}")) for _ in range(5)
+    ]
+    for _ in range(50):
+        await asyncio.sleep(0.01)
+    assert (running, peak) == (2, 2)  # the other three wait their turn
+
+    release.set()
+    replies = await asyncio.gather(*sends)
+    assert peak == 2
+    assert all(reply.tone is not Tone.ERROR for reply in replies), replies

@@ -1,0 +1,145 @@
+"""``python -m bench.storage``: the database work of one ``/code days``, in process, by step.
+
+It runs, N times, exactly the transactions the dispatcher and the code command make for a days
+code (claim with grants, rate limits with the approval policy, item lock with the duplicate check,
+record with the lock's release, stored reply with the audit row), through the real stores, and
+prints the CPU time of each step and of the whole per command. No HTTP, no ERM: this is the part
+of a command that is erm-bot's own storage, and what ``findings.md`` quotes.
+
+    .venv/bin/python -m bench.storage                   # SQLite file in a temporary directory
+    .venv/bin/python -m bench.storage --postgres postgresql+asyncpg://postgres@127.0.0.1/postgres
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from bench.run import postgres_database
+from bot.approval_store import ApprovalStore
+from bot.audit import AuditEntry, AuditLog
+from bot.store import (
+    CodeStore,
+    GrantStore,
+    IssuedCodeRecord,
+    RateLimiter,
+    RecentQuery,
+    RequestStore,
+    migrate,
+)
+from erm.db import create_engine, transaction
+
+STEPS = (
+    "claim + grants",
+    "rate limits + policy",
+    "lock + duplicate check",
+    "record + unlock",
+    "reply + audit",
+)
+
+
+async def measure(url: str, n: int) -> dict[str, float]:
+    """CPU milliseconds per command, by step and in total (``"total"``)."""
+    engine = create_engine(url)
+    try:
+        await migrate(engine)
+        requests, grants, rate = RequestStore(engine), GrantStore(engine), RateLimiter(engine)
+        codes, audit, policies = CodeStore(engine), AuditLog(engine), ApprovalStore(engine)
+        spent: dict[str, float] = dict.fromkeys(STEPS, 0.0)
+
+        @contextmanager
+        def step(name: str) -> Iterator[None]:
+            started = time.process_time()
+            yield
+            spent[name] += time.process_time() - started
+
+        run = f"{time.time_ns():x}"
+
+        async def one(key: str, item: str, now: datetime) -> None:
+            with step(STEPS[0]):
+                await transaction(
+                    engine,
+                    lambda c: (
+                        requests.claim_in(c, key, "f" * 64, now),
+                        grants.known_in(c, "slack", "UBENCH"),
+                    ),
+                )
+            with step(STEPS[1]):
+                await transaction(
+                    engine,
+                    lambda c: (
+                        rate.hit_in(c, "codes:user", "slack:UBENCH", 10**9, 3600, now),
+                        rate.hit_in(c, "codes:dist", "acme", 10**9, 3600, now),
+                        policies.policy_in(c, "acme"),
+                    ),
+                )
+            recent = RecentQuery("DAYSCODE", 30, now - timedelta(minutes=10))
+            record = IssuedCodeRecord(
+                distributor="acme",
+                item_id=item,
+                item_label=item,
+                code_type="DAYSCODE",
+                days=30,
+                code_dec="123456789",
+                code_hex="75bcd15",
+                issued_by_platform="slack",
+                issued_by_user="UBENCH",
+                issued_by_name="bench",
+                request_key=key,
+                issued_at=now,
+            )
+            started = time.process_time()
+            async with codes.item_lock("acme", item, key, recent=recent) as lock:
+                spent[STEPS[2]] += time.process_time() - started
+                with step(STEPS[3]):
+                    await codes.record_issue(record, release=lock)  # the exit has nothing left
+            entry = AuditEntry(
+                at=now, platform="slack", user_id="UBENCH", command="code", outcome="ok"
+            )
+            with step(STEPS[4]):
+                await transaction(
+                    engine,
+                    lambda c: (
+                        requests.finish_in(c, key, {"title": "30-day code"}, now),
+                        audit.append_in(c, entry),
+                    ),
+                )
+
+        for i in range(n):
+            await one(f"bench:{run}:{i}", f"item-{run}-{i}", datetime.now(UTC))
+    finally:
+        await engine.dispose()
+    figures = {name: 1e3 * spent[name] / n for name in STEPS}
+    figures["total"] = sum(figures.values())
+    return figures
+
+
+async def _main(args: argparse.Namespace) -> None:
+    if args.postgres:
+        async with postgres_database(args.postgres) as url:
+            figures = await measure(url, args.n)
+        where = "PostgreSQL"
+    else:
+        with tempfile.TemporaryDirectory(prefix="erm-bot-storage-") as tmp:
+            figures = await measure(f"sqlite:///{Path(tmp) / 'bench.db'}", args.n)
+        where = "SQLite file"
+    for name, ms in figures.items():
+        print(f"storage /code days {where} {name}: {ms:.2f} ms CPU per command")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.storage", description=__doc__)
+    parser.add_argument("-n", type=int, default=1000, help="commands (default 1000)")
+    parser.add_argument("--postgres", help="an admin URL; a fresh database is made and dropped")
+    asyncio.run(_main(parser.parse_args(argv)))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
