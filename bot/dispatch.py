@@ -152,6 +152,20 @@ STORAGE_LOST = (
 )
 
 ButtonAction = Callable[["Dispatcher", Click, StoredButton], Awaitable[Pressed]]
+# Rate-limit decisions (scope, key, limit, window, decision), and the approval policy.
+_Counted = tuple[tuple[tuple[str, str, int, int, RateDecision], ...], Policy | None]
+
+
+@dataclass(frozen=True, slots=True)
+class _Start:
+    """What the first transaction of a request found (see :meth:`Dispatcher._start`)."""
+
+    claim: Claim
+    known: KnownUser | None = None
+    access: Access | None = None  # the grants allow the command outright
+    counted: _Counted | None = None  # ...and its quotas were counted with them
+
+
 BUTTON_TTL = timedelta(days=2)
 
 
@@ -199,23 +213,37 @@ class Dispatcher:
 
     async def _handle(self, request: Request) -> Reply:
         core = self.core
+        parsed: Parsed | None = None
+        unparsed: Exception | None = None
         try:
-            claim, known = await self._claim(request)
+            parsed = parse(request.text, core.commands)
+        except Exception as exc:  # answered below like any failure, once the key is claimed
+            unparsed = exc
+        try:
+            start = await self._start(request, parsed)
         except STORAGE_ERRORS:
             # Nothing ran and nothing can be recorded: say so plainly (no traceback, no incident).
             log.warning("database unavailable: request not run", exc_info=True)
             return Reply.error(STORAGE_DOWN)
-        if claim.status is not ClaimStatus.NEW:
-            return await self._repeat(request, claim)
-        parsed: Parsed | None = None
+        if start.claim.status is not ClaimStatus.NEW:
+            return await self._repeat(request, start.claim)
         ctx: Context | None = None
         try:
-            parsed = parse(request.text, core.commands)
-            access = await core.permissions.check(
-                request.identity, parsed.command, parsed.distributor, known
-            )
-            over_quota, policy = await self._limit(request, parsed.command, access)
-            ctx = Context(core, request, parsed.command, access, parsed.flags, over_quota, policy)
+            if unparsed is not None:
+                raise unparsed
+            assert parsed is not None
+            command = parsed.command
+            access, counted = start.access, start.counted
+            if access is None:  # not allowed outright: check() decides and says why not
+                access = await core.permissions.check(
+                    request.identity, command, parsed.distributor, start.known
+                )
+                allowed = access
+                counted = await db.transaction(
+                    self._engine, lambda c: self._count_in(c, request, command, allowed)
+                )
+            over_quota, policy = self._judge(command, counted)
+            ctx = Context(core, request, command, access, parsed.flags, over_quota, policy)
             stale = self._stale(request, parsed.command)
             if stale is not None:
                 reply, outcome = stale, "stale"
@@ -248,23 +276,34 @@ class Dispatcher:
             log.warning("reply and audit row not stored together; trying one by one", exc_info=True)
         return await self._finish_step_by_step(request, reply, entry)
 
-    async def _claim(self, request: Request) -> tuple[Claim, KnownUser | None]:
-        """Claim the request key and, for a new request, read the user's grants with it."""
+    async def _start(self, request: Request, parsed: Parsed | None) -> _Start:
+        """Claim the request key and, for a new request, read the user's grants with it; when
+        they allow the command outright, count its rate limits in the same transaction."""
         core = self.core
         key, print_, identity = request.request_key, fingerprint(request), request.identity
         now = core.clock()
 
-        def work(connection: Connection) -> tuple[Claim | None, KnownUser | None]:
+        def work(connection: Connection) -> _Start | None:
             claim = core.requests.claim_in(connection, key, print_, now)
-            if claim is None or claim.status is not ClaimStatus.NEW:
-                return claim, None
-            return claim, core.grants.known_in(connection, identity.platform, identity.user_id)
+            if claim is None:
+                return None
+            if claim.status is not ClaimStatus.NEW:
+                return _Start(claim)
+            known = core.grants.known_in(connection, identity.platform, identity.user_id)
+            if parsed is None or known is None:
+                return _Start(claim, known)
+            command = parsed.command
+            access = core.permissions.allowed(identity, command, parsed.distributor, known)
+            if access is None:
+                return _Start(claim, known)
+            counted = self._count_in(connection, request, command, access, now)
+            return _Start(claim, known, access, counted)
 
         # The key can vanish between the claim's two statements on PostgreSQL (see claim_in).
         for _ in range(3):
-            claim, known = await db.transaction(self._engine, work)
-            if claim is not None:
-                return claim, known
+            start = await db.transaction(self._engine, work)
+            if start is not None:
+                return start
         raise RuntimeError("the request key kept disappearing while it was being claimed")
 
     def _finish_in(
@@ -377,18 +416,20 @@ class Dispatcher:
         await self._append_audit(entry)
         return reply
 
-    async def _limit(
-        self, request: Request, command: Command, access: Access
-    ) -> tuple[str | None, Policy | None]:
-        """Refuse a request over a quota; a code command goes to approval instead (returns why).
-
-        For a code command the distributor's approval policy is read in the same transaction
-        and returned too.
-        """
+    def _count_in(
+        self,
+        connection: Connection,
+        request: Request,
+        command: Command,
+        access: Access,
+        now: datetime | None = None,
+    ) -> _Counted:
+        """Count the request against its quotas, each in turn up to the first that refuses; for a
+        code command, read the distributor's approval policy too."""
         if request.approval_id is not None:
-            return None, None  # a supervisor approved it, quotas included
-        limits, rate, now = self.core.limits, self.core.rate, self.core.clock()
-        approvals = self.core.approvals
+            return (), None  # a supervisor approved it, quotas included
+        limits, rate, approvals = self.core.limits, self.core.rate, self.core.approvals
+        now = now or self.core.clock()
         user = request.identity.key
         checks: list[tuple[str, str, int, int]] = []
         if command.kind == "code":
@@ -399,39 +440,37 @@ class Dispatcher:
                 )
         elif command.kind == "lookup":
             checks.append(("lookups:user", user, limits.lookups_per_user_minute, 60))
-        if not checks:
-            return None, None
-        distributor = access.distributor if command.kind == "code" and approvals else None
+        decisions = []
+        for scope, key, limit, window in checks:
+            decision = rate.hit_in(connection, scope, key, limit, window, now)
+            decisions.append((scope, key, limit, window, decision))
+            if not decision.allowed:
+                break
+        if command.kind != "code" or approvals is None or access.distributor is None:
+            return tuple(decisions), None
+        return tuple(decisions), approvals.store.policy_in(connection, access.distributor)
 
-        def work(
-            connection: Connection,
-        ) -> tuple[list[tuple[str, str, int, int, RateDecision]], Policy | None]:
-            """Count each limit in turn, up to the first one that refuses."""
-            decisions = []
-            for scope, key, limit, window in checks:
-                decision = rate.hit_in(connection, scope, key, limit, window, now)
-                decisions.append((scope, key, limit, window, decision))
-                if not decision.allowed:
-                    break
-            if approvals is None or distributor is None:
-                return decisions, None
-            return decisions, approvals.store.policy_in(connection, distributor)
-
-        decisions, policy = await db.transaction(self._engine, work)
+    def _judge(
+        self, command: Command, counted: _Counted | None
+    ) -> tuple[str | None, Policy | None]:
+        """Refuse a request over a quota; a code command goes to approval instead (returns why),
+        with the approval policy read with the counts."""
+        decisions, policy = counted or ((), None)
         for scope, key, limit, window, decision in decisions:
-            if not decision.allowed and command.kind == "code" and approvals:
+            if decision.allowed:
+                continue
+            if command.kind == "code" and self.core.approvals:
                 per = "hour" if window == 3600 else "minute"
                 whose = "the requester's" if scope.endswith(":user") else f"{key}'s"
                 return f"over {whose} quota of {limit} codes per {per}", policy
-            if not decision.allowed:
-                wait = max(1, round(decision.retry_after))
-                when = f"{wait} s" if wait < 120 else f"{round(wait / 60)} min"
-                who = "you" if scope.endswith(":user") else f"distributor {key}"
-                raise RateLimitedError(
-                    f"Slow down: {who} reached {limit} {scope.split(':')[0]} per "
-                    f"{'hour' if window == 3600 else 'minute'}. Try again in {when}.",
-                    decision.retry_after,
-                )
+            wait = max(1, round(decision.retry_after))
+            when = f"{wait} s" if wait < 120 else f"{round(wait / 60)} min"
+            who = "you" if scope.endswith(":user") else f"distributor {key}"
+            raise RateLimitedError(
+                f"Slow down: {who} reached {limit} {scope.split(':')[0]} per "
+                f"{'hour' if window == 3600 else 'minute'}. Try again in {when}.",
+                decision.retry_after,
+            )
         return None, policy
 
     def _audit_entry(

@@ -11,10 +11,23 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 
 from bot.context import Identity
-from bot.errors import NoAccessError, PermissionDeniedError, UsageError
+from bot.errors import NoAccessError, PermissionDeniedError, UsageError, UserError
 from bot.registry import Command
 from bot.roles import Role
 from bot.store import GrantStore, KnownUser
+
+
+class _Denied(Exception):
+    """The role is too low; :meth:`Permissions.check` turns it into the user's message."""
+
+    def __init__(self, distributor: str | None, role: Role | None) -> None:
+        super().__init__(distributor, role)
+        self.distributor = distributor
+        self.role = role
+
+
+class _DefaultUnread(Exception):
+    """The choice needs the user's default distributor, which was not read yet."""
 
 
 def parse_admins(text: str) -> frozenset[str]:
@@ -76,6 +89,54 @@ class Permissions:
         """
         roles = await self.roles(identity, known)
         bootstrap = identity.key in self.bootstrap_admins
+        default = known.default_distributor if known is not None else None
+        default_read = known is not None and known.default_read
+        while True:
+            try:
+                return self._decide(
+                    identity, command, wanted, roles, bootstrap, default, default_read
+                )
+            except _DefaultUnread:
+                default = await self.grants.default_distributor(identity.platform, identity.user_id)
+                default_read = True
+            except _Denied as denied:
+                raise await self._denied(
+                    identity, command, denied.distributor, denied.role
+                ) from None
+
+    def allowed(
+        self, identity: Identity, command: Command, wanted: str | None, known: KnownUser
+    ) -> Access | None:
+        """The access when ``known`` allows the command outright, without awaiting anything (so the
+        dispatcher can count the rate limits in the transaction that read the grants); None when
+        :meth:`check` must decide: a bootstrap admin, a refusal, a default not read."""
+        if identity.key in self.bootstrap_admins:
+            return None
+        try:
+            return self._decide(
+                identity,
+                command,
+                wanted,
+                known.roles,
+                False,
+                known.default_distributor,
+                known.default_read,
+            )
+        except (UserError, _DefaultUnread, _Denied):
+            return None
+
+    def _decide(
+        self,
+        identity: Identity,
+        command: Command,
+        wanted: str | None,
+        roles: dict[str, Role],
+        bootstrap: bool,
+        default: str | None,
+        default_read: bool,
+    ) -> Access:
+        """The rules, on what is known; raises a ``UserError``, or :class:`_Denied` (the message
+        names who can grant: :meth:`check` looks them up), or :class:`_DefaultUnread`."""
         if command.anyone:
             return Access(roles, None, max(roles.values(), default=None), bootstrap)
         if not roles and not bootstrap:
@@ -86,21 +147,21 @@ class Permissions:
         if not command.per_distributor:
             top = max(roles.values(), default=Role.ADMIN if bootstrap else None)
             if top is None or top < command.role:
-                raise await self._denied(identity, command, None, top)
+                raise _Denied(None, top)
             return Access(roles, None, top, bootstrap)
-        distributor = await self._choose(identity, command, roles, wanted, known)
+        distributor = self._choose(command, roles, wanted, default, default_read)
         role = roles[distributor]
         if role < command.role:
-            raise await self._denied(identity, command, distributor, role)
+            raise _Denied(distributor, role)
         return Access(roles, distributor, role, bootstrap)
 
-    async def _choose(
-        self,
-        identity: Identity,
+    @staticmethod
+    def _choose(
         command: Command,
         roles: dict[str, Role],
         wanted: str | None,
-        known: KnownUser | None,
+        default: str | None,
+        default_read: bool,
     ) -> str:
         if wanted:
             if wanted not in roles:
@@ -113,10 +174,8 @@ class Permissions:
             return wanted
         if len(roles) == 1:
             return next(iter(roles))
-        if known is not None and known.default_read:
-            default = known.default_distributor
-        else:
-            default = await self.grants.default_distributor(identity.platform, identity.user_id)
+        if not default_read:
+            raise _DefaultUnread
         if default in roles:
             assert default is not None
             return default

@@ -171,6 +171,13 @@ def bot_commands(commands: Sequence[Command]) -> list[BotCommand]:
     return menu[:100]
 
 
+# Connections to the Bot API for everything but getUpdates. httpcore checks every pooled
+# connection (a poll() each) whenever a request starts or ends, so a pool sized for a burst (it
+# was 256) cost more CPU than the requests themselves; replies beyond it queue for a connection.
+BOT_API_CONNECTIONS = 32
+BOT_API_QUEUE_S = 30.0  # how long a reply may wait for a connection (PTB's default: 1 s)
+
+
 class TelegramAdapter:
     """The Telegram side of erm-bot, as a ``WebService`` of ``adapters.web.create_app``."""
 
@@ -198,7 +205,7 @@ class TelegramAdapter:
         # Our own request objects, so they can be closed when start fails half-way (PTB only
         # shuts down what initialized completely).
         requests = (
-            HTTPXRequest(connection_pool_size=config.concurrency),
+            HTTPXRequest(connection_pool_size=BOT_API_CONNECTIONS, pool_timeout=BOT_API_QUEUE_S),
             HTTPXRequest(connection_pool_size=1),  # getUpdates: one long poll at a time
         )
         builder = (

@@ -44,5 +44,5 @@ def test_the_storage_bench_runs_the_code_commands_transactions() -> None:
 
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
     lines = run.stdout.splitlines()
-    assert len(lines) == 6, lines  # five steps and the total
+    assert len(lines) == 5, lines  # four transactions and the total
     assert lines[-1].startswith("storage /code days SQLite file total: ")
