@@ -173,14 +173,15 @@ class Dispatcher:
     """Runs requests and button presses.
 
     :meth:`handle` and :meth:`press` admit ``Limits.concurrency`` requests at a time and queue
-    the rest (their acks went out before). One process's event loop shared by every command in
-    a burst answers each of them, and each new ack, later: in a 50-command burst the acks' p99
-    was 80 ms with no bound. What runs inside an admitted request (a button's command, an
+    the rest (their acks went out before): one event loop shared by every command of a burst
+    gets through fewer of them per second (httpx's connection pool, for one, does work for every
+    request waiting in it). What runs inside an admitted request (a button's command, an
     approved request) is not admitted again.
 
     A request's database work is grouped into few transactions (each costs more than its
-    statements): the claim with the user's grants, the rate-limit hits, and at the end the
-    buttons, the stored reply and the audit row. The command's own steps come in between.
+    statements): the claim with the user's grants and, when they allow the command outright,
+    its rate limits and approval policy; at the end the buttons, the stored reply and the audit
+    row. The command's own steps come in between.
     """
 
     def __init__(self, core: Core) -> None:

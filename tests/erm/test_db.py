@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -22,6 +23,7 @@ from erm.db import (
     create_engine,
     default_database_url,
     is_current,
+    transaction,
     upgrade,
 )
 
@@ -186,6 +188,51 @@ async def test_sqlite_connections_use_wal_busy_timeout_and_foreign_keys(tmp_path
     finally:
         await engine.dispose()
     assert pragmas == {"journal_mode": "wal", "busy_timeout": 5000, "foreign_keys": 1}
+
+
+async def test_transaction_commits_what_work_did_and_rolls_back_when_it_raises(
+    engine: AsyncEngine,
+) -> None:
+    await transaction(engine, lambda c: c.execute(text("CREATE TABLE t (n INTEGER)")))
+    await transaction(engine, lambda c: c.execute(text("INSERT INTO t VALUES (1)")))
+
+    def insert_then_fail(connection: Connection) -> None:
+        connection.execute(text("INSERT INTO t VALUES (2)"))
+        raise LookupError("work failed")
+
+    with pytest.raises(LookupError):
+        await transaction(engine, insert_then_fail)
+
+    rows = await transaction(engine, lambda c: c.execute(text("SELECT n FROM t")).scalars().all())
+    assert rows == [1]
+
+
+async def test_sqlite_transaction_waits_off_the_loop_while_another_process_holds_the_lock(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "locked.db"
+    engine = create_engine(f"sqlite:///{path}")
+    try:
+        await transaction(engine, lambda c: c.execute(text("CREATE TABLE t (n INTEGER)")))
+        other = sqlite3.connect(path, isolation_level=None)  # as another process would
+        other.execute("BEGIN IMMEDIATE")
+        other.execute("INSERT INTO t VALUES (1)")
+        waiting = asyncio.create_task(
+            transaction(engine, lambda c: c.execute(text("INSERT INTO t VALUES (2)")))
+        )
+        # Waiting in the loop would block it: "other" could never commit, and the wait would end
+        # in "database is locked" after the busy timeout.
+        await asyncio.sleep(0.2)
+        assert not waiting.done()
+        other.execute("COMMIT")
+        other.close()
+        await asyncio.wait_for(waiting, 5)
+        rows = await transaction(
+            engine, lambda c: c.execute(text("SELECT n FROM t ORDER BY n")).scalars().all()
+        )
+    finally:
+        await engine.dispose()
+    assert rows == [1, 2]
 
 
 async def test_utc_datetime_comes_back_aware_in_utc(engine: AsyncEngine) -> None:
