@@ -198,8 +198,10 @@ class Leader:
             await self.lock.release()
 
     async def _resign(self) -> None:
-        self.leading = False
+        # Leading until polling has stopped: a getUpdates may still go out while it stops.
         try:
             await self._end()
         except Exception:
             log.exception("stopping Telegram polling failed")
+        finally:
+            self.leading = False
