@@ -481,19 +481,11 @@ class GrantStore:
 
     async def _user_column(self, platform: str, user_id: str, column: str) -> str | None:
         platform, user_id = _identity(platform, user_id)
-        return await db.transaction(
-            self._engine,
-            lambda connection: self._user_column_in(connection, platform, user_id, column),
-        )
-
-    def _user_column_in(
-        self, connection: Connection, platform: str, user_id: str, column: str
-    ) -> str | None:
         table = self._users
         statement = select(table.c[column]).where(
             table.c.platform == platform, table.c.user_id == user_id
         )
-        value = connection.scalar(statement)
+        value = await db.transaction(self._engine, lambda c: c.scalar(statement))
         return None if value is None else str(value)
 
 
