@@ -70,6 +70,19 @@ class Call:
         return json.dumps(self.body, ensure_ascii=False)
 
 
+def shown(call: Call) -> str:
+    """Everything a user sees in one Slack message: fallback text and every block's text."""
+    parts = [call.text]
+    for block in call.blocks:
+        if "text" in block:
+            parts.append(block["text"]["text"])
+        parts.extend(f["text"] for f in block.get("fields") or ())
+        for element in block.get("elements") or ():
+            text = element.get("text")
+            parts.append(text["text"] if isinstance(text, dict) else str(text or ""))
+    return "\n".join(parts)
+
+
 @dataclass
 class _Failure:
     status: int

@@ -27,7 +27,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 import httpx
-from fakes.slack import Call, FakeSlack, command_form, encode_form, signed_headers
+from fakes.slack import Call, FakeSlack, command_form, encode_form, shown, signed_headers
 from sqlalchemy import func, make_url, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -363,19 +363,6 @@ class SlackClient:
         sent = await self.command(command, text, **fields)
         assert sent.response.status_code == 200, sent.response.text
         return shown(await self.answer(sent))
-
-
-def shown(call: Call) -> str:
-    """Everything a user sees in one Slack message: fallback text and every block's text."""
-    parts = [call.text]
-    for block in call.blocks:
-        if "text" in block:
-            parts.append(block["text"]["text"])
-        parts.extend(f["text"] for f in block.get("fields") or ())
-        for element in block.get("elements") or ():
-            text = element.get("text")
-            parts.append(text["text"] if isinstance(text, dict) else str(text or ""))
-    return "\n".join(parts)
 
 
 # -- erm-bot run as a process -------------------------------------------------------------------

@@ -9,7 +9,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 import httpx
-from fakes.slack import Call, FakeSlack, command_form, encode_form, signed_headers
+from fakes.slack import FakeSlack, command_form, encode_form, shown, signed_headers
 from fakes.telegram import FakeTelegram, User
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -74,19 +74,6 @@ class SlackSide:
             lambda c: c.method == "response" and c.path == path, within=15.0
         )
         return shown(calls[0])
-
-
-def shown(call: Call) -> str:
-    """Everything a user sees in one Slack message: fallback text and every block's text."""
-    parts = [call.text]
-    for block in call.blocks:
-        if "text" in block:
-            parts.append(block["text"]["text"])
-        parts.extend(f["text"] for f in block.get("fields") or ())
-        for element in block.get("elements") or ():
-            text = element.get("text")
-            parts.append(text["text"] if isinstance(text, dict) else str(text or ""))
-    return "\n".join(parts)
 
 
 @dataclass

@@ -83,19 +83,6 @@ class SlackRig:
         return await self.answer(sent)
 
 
-def shown_text(call: Call) -> str:
-    """Everything a user sees in one message: the fallback text and every block's text."""
-    parts = [call.text]
-    for block in call.blocks:
-        if "text" in block:
-            parts.append(block["text"]["text"])
-        parts.extend(f["text"] for f in block.get("fields") or ())
-        for element in block.get("elements") or ():
-            text = element.get("text")
-            parts.append(text["text"] if isinstance(text, dict) else str(text or ""))
-    return "\n".join(parts)
-
-
 def buttons(call: Call) -> list[dict[str, Any]]:
     return [
         element

@@ -11,7 +11,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from slack_rig import SlackRig, buttons, shown_text
+from fakes.slack import shown
+from slack_rig import SlackRig, buttons
 
 from adapters.slack.outbound import Target
 from adapters.slack.render import render
@@ -66,7 +67,7 @@ async def test_next_page_replaces_the_owners_card(slack: SlackRig) -> None:
     assert page.body["replace_original"] is True
     assert header(page) == "Items of acme"
     assert "Page 2 of" in notes(page)
-    assert shown_text(page) != shown_text(first)
+    assert shown(page) != shown(first)
     assert [b["text"]["text"] for b in buttons(page)] == ["Next page"]
 
 

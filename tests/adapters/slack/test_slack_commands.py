@@ -9,8 +9,8 @@ import asyncio
 from typing import Any
 
 import pytest
-from fakes.slack import command_form, encode_form, signed_headers
-from slack_rig import SlackRig, shown_text
+from fakes.slack import command_form, encode_form, shown, signed_headers
+from slack_rig import SlackRig
 
 from erm.sandbox import OPEN_ACP1_OEM_ID
 
@@ -47,7 +47,7 @@ async def test_command_runs_for_an_allowed_user(
     slack: SlackRig, command: str, text: str, user: str, expected: str
 ) -> None:
     answer = await slack.ask(command, text, user_id=user)
-    assert header(answer).startswith(expected), shown_text(answer)
+    assert header(answer).startswith(expected), shown(answer)
     assert answer.body["response_type"] == "ephemeral"
     assert answer.body["replace_original"] is False
 
@@ -63,7 +63,7 @@ async def test_command_is_refused_for_a_user_without_a_role(
     before = stack.code_events(ITEM)
     answer = await slack.ask(command, text, user_id="U9", user_name="eve")
     assert header(answer).startswith(REFUSED)
-    assert "slack:U9" in shown_text(answer)  # tells whom to grant what
+    assert "slack:U9" in shown(answer)  # tells whom to grant what
     assert stack.code_events(ITEM) == before
 
 
@@ -71,7 +71,7 @@ async def test_a_viewer_may_not_issue_codes(slack: SlackRig, stack: Any) -> None
     before = stack.code_events(ITEM)
     answer = await slack.ask("/code", f"days {ITEM} 30", user_id="U2")
     assert header(answer).startswith(":warning:")
-    assert "needs the agent role" in shown_text(answer)
+    assert "needs the agent role" in shown(answer)
     assert stack.code_events(ITEM) == before
 
 
@@ -96,7 +96,7 @@ async def test_codes_never_reach_a_channel_message(slack: SlackRig) -> None:
     """With the response_url used up, a code still goes ephemeral to the requester only."""
     url = slack.fake.response_url()
     answer = await slack.ask("/code", f"days {ITEM} 30", channel_id="C1", response_url=url)
-    keypad = shown_text(answer).split("```")[1]
+    keypad = shown(answer).split("```")[1]
     while slack.adapter.outbound.urls.take(url):  # the other four uses
         pass
     sent = await slack.command("/resend", ITEM, channel_id="C1", response_url=url)
@@ -222,9 +222,9 @@ async def test_user_text_is_escaped_for_mrkdwn(slack: SlackRig) -> None:
 
 async def test_help_escapes_angle_brackets_of_usage_lines(slack: SlackRig) -> None:
     answer = await slack.ask("/erm", "help", user_id="U1")
-    shown = shown_text(answer)
-    assert "&lt;item&gt;" in shown
-    assert "<item>" not in shown
+    text = shown(answer)
+    assert "&lt;item&gt;" in text
+    assert "<item>" not in text
 
 
 async def test_slash_command_in_a_dm_is_private_chat(slack: SlackRig, stack: Any) -> None:
