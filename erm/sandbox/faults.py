@@ -53,6 +53,25 @@ class FaultConfig:
     """How long a hanging answer waits (or until the client goes away)."""
     seed: int = 0
     """Seed of the RNG behind ``error_rate`` and ``drop_rate``."""
+    commit_delay_seconds: float = 0.0
+    """A code event shows in history only this long after its mutation ran (a gateway whose
+    services commit late): reconciliation must not read an empty history as "nothing issued"."""
+    description_mode: str = "verbatim"
+    """What ERM keeps of a code's description: ``verbatim``, ``truncate`` (to
+    ``description_max_chars``) or ``drop`` (stored as null). Nothing public shows which is true."""
+    description_max_chars: int = 24
+    """The length ``description_mode=truncate`` keeps."""
+    odd_answer_next: int = 0
+    """The next N requests that issue a code are applied, then answered 200 with ``odd_answer``."""
+    odd_answer: str = "bad_enum"
+    """``bad_enum`` (codeType ERM's schema does not list), ``data_and_errors`` (the code plus an
+    ``errors`` entry), ``no_digits`` (codeDec ``*#``) or ``wrong_type`` (another code type)."""
+    stuck_cursor: bool = False
+    """Every list answers ``hasNextPage: true`` with the same ``endCursor``, whatever ``after`` is."""
+    ignore_first: bool = False
+    """Every list answers all of its nodes, whatever ``first`` asks for."""
+    introspection: bool = True
+    """Whether ``__schema`` / ``__type`` queries are allowed (production may switch them off)."""
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -64,6 +83,17 @@ class FaultConfig:
             spec = _FIELDS.get(key)
             if spec is None:
                 raise ValueError(f"unknown fault setting {key!r}")
+            if spec is bool:
+                if not isinstance(value, bool) and value not in (0, 1):
+                    raise ValueError(f"{key} must be true or false")
+                checked[key] = bool(value)
+                continue
+            if spec is str:
+                allowed = _CHOICES[key]
+                if value not in allowed:
+                    raise ValueError(f"{key} must be one of {', '.join(allowed)}")
+                checked[key] = value
+                continue
             if isinstance(value, bool) or not isinstance(value, int | float):
                 raise ValueError(f"{key} must be a number")
             if spec is int and value != int(value):
@@ -77,8 +107,13 @@ class FaultConfig:
             setattr(self, key, value)
 
 
+_KINDS: dict[object, type] = {"int": int, int: int, "bool": bool, bool: bool, "str": str, str: str}
 _FIELDS: dict[str, type] = {
-    f.name: (int if f.type in ("int", int) else float) for f in dataclasses.fields(FaultConfig)
+    f.name: _KINDS.get(f.type, float) for f in dataclasses.fields(FaultConfig)
+}
+_CHOICES: dict[str, tuple[str, ...]] = {
+    "description_mode": ("verbatim", "truncate", "drop"),
+    "odd_answer": ("bad_enum", "data_and_errors", "no_digits", "wrong_type"),
 }
 
 
@@ -157,14 +192,29 @@ def add_fault_arguments(parser: argparse.ArgumentParser) -> None:
     """Add one ``--fault-...`` flag per :class:`FaultConfig` field to a CLI parser."""
     group = parser.add_argument_group("fault injection")
     for name, kind in _FIELDS.items():
+        flag = f"--fault-{name.replace('_', '-')}"
+        if kind is bool:
+            group.add_argument(
+                flag, dest=f"fault_{name}", type=_flag, default=None, metavar="0|1"
+            )
+            continue
         group.add_argument(
-            f"--fault-{name.replace('_', '-')}",
+            flag,
             dest=f"fault_{name}",
             type=kind,
             default=None,
-            metavar="N",
+            choices=_CHOICES.get(name),
+            metavar="/".join(_CHOICES[name]) if name in _CHOICES else "N",
             help=f"FaultConfig.{name}",
         )
+
+
+def _flag(text: str) -> bool:
+    if text.lower() in ("1", "true", "yes", "on"):
+        return True
+    if text.lower() in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError("expected 0 or 1")
 
 
 def faults_from_arguments(args: argparse.Namespace) -> FaultConfig:
