@@ -282,6 +282,13 @@ class ErmClient:
 
     # -- transport ------------------------------------------------------------------------------
 
+    async def execute(
+        self, op: ops.Operation, variables: Mapping[str, Any], *, token: str | None
+    ) -> Mapping[str, Any]:
+        """Send any operation (the contract check's probes, introspection) and return the data
+        under its root field, with the same error mapping and retries as every other call."""
+        return await self._call(op, variables, token=token)
+
     async def _call(
         self, op: ops.Operation, variables: Mapping[str, Any], *, token: str | None
     ) -> Mapping[str, Any]:

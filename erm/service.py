@@ -404,6 +404,11 @@ class ErmService:
 
     # -- sessions -------------------------------------------------------------------------------
 
+    async def run_as(self, distributor: str, call: Callable[[str, str], Awaitable[T]]) -> T:
+        """Run ``call(access_token, distributor_id)`` for a distributor, signing in as needed;
+        for callers that send their own documents (the contract check)."""
+        return await self._authed(distributor, lambda s: call(s.token, s.client_id))
+
     async def _authed(self, distributor: str, call: Callable[[_Session], Awaitable[T]]) -> T:
         """Run ``call`` with a valid session; on ``UNAUTHENTICATED`` sign in once and retry once."""
         session = await self._session(distributor)

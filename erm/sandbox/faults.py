@@ -194,9 +194,7 @@ def add_fault_arguments(parser: argparse.ArgumentParser) -> None:
     for name, kind in _FIELDS.items():
         flag = f"--fault-{name.replace('_', '-')}"
         if kind is bool:
-            group.add_argument(
-                flag, dest=f"fault_{name}", type=_flag, default=None, metavar="0|1"
-            )
+            group.add_argument(flag, dest=f"fault_{name}", type=_flag, default=None, metavar="0|1")
             continue
         group.add_argument(
             flag,
