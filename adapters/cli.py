@@ -29,6 +29,7 @@ from bot.roles import Role
 from bot.settings import Settings
 from bot.store import GrantStore
 from erm.errors import ErmError, InvalidInputError
+from erm.models import SignInMethod
 from erm.sandbox.faults import add_fault_arguments, faults_from_arguments
 from erm.sandbox.server import run_sandbox
 from erm.vault import SecretBox
@@ -62,6 +63,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "doctor",
         help="check configuration, database, keys, ERM, Slack and Telegram; say what to fix",
+    )
+    p.add_argument(
+        "--erm",
+        action="store_true",
+        help="only ERM: per distributor a sign-in and whether erm-bot's documents fit ERM's schema",
     )
     p.set_defaults(run=_doctor)
 
@@ -132,6 +138,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--password-stdin", action="store_true", help="read the password from standard input"
     )
     add.add_argument("--replace", action="store_true", help="replace existing credentials")
+    add.add_argument(
+        "--sign-in",
+        choices=[m.value for m in SignInMethod],
+        default=SignInMethod.CLIENT.value,
+        help="ERM sign-in: client (signInClient, distributor accounts; the default) or "
+        "user (signInUser, staff accounts)",
+    )
     add.set_defaults(run=_distributor_add)
     dist.add_parser("list", help="list distributors").set_defaults(run=_distributor_list)
     rm = dist.add_parser("remove", help="forget a distributor's credentials")
@@ -206,7 +219,7 @@ async def _doctor(args: argparse.Namespace, settings: Settings) -> int:
         log_format=settings.erm_bot_log_format,
         secrets_=settings_secrets(settings),
     )
-    return await run_doctor(settings)
+    return await run_doctor(settings, erm_only=args.erm)
 
 
 async def _console(args: argparse.Namespace, settings: Settings) -> int:
@@ -295,7 +308,11 @@ async def _distributor_add(args: argparse.Namespace, settings: Settings) -> int:
         raise InvalidInputError("no password given")
     async with open_runtime(settings) as runtime:
         signed = await runtime.service.add_distributor(
-            args.name, args.email, password, replace=args.replace
+            args.name,
+            args.email,
+            password,
+            sign_in=SignInMethod(args.sign_in),
+            replace=args.replace,
         )
     print(f"distributor {args.name} added: signed in to ERM as {signed.name or args.email}")
     return 0
@@ -308,7 +325,10 @@ async def _distributor_list(args: argparse.Namespace, settings: Settings) -> int
         print("no distributors yet: add one with `erm-bot distributor add NAME --email E`")
     for info in infos:
         token = "token cached" if info.has_token else "no token yet"
-        print(f"{info.name}\t{info.email}\t{info.client_id or '-'}\t{token}")
+        print(
+            f"{info.name}\t{info.email}\t{info.client_id or '-'}\t{token}"
+            f"\tsign-in {info.sign_in.value}"
+        )
     return 0
 
 

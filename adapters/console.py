@@ -53,6 +53,21 @@ class Console:
     session: str = field(default_factory=lambda: secrets.token_hex(4))
     sequence: int = 0
 
+    def __post_init__(self) -> None:
+        # Messages the core sends later (a settled code, an approval) print here too.
+        self.dispatcher.core.notifiers.setdefault(PLATFORM, self)
+
+    async def send_private(self, user_id: str, reply: Reply) -> None:
+        print(f"[to {user_id}]", render(reply, color=self.color), sep="\n", file=self.out)
+
+    async def post_card(self, chat_id: str, reply: Reply) -> str:
+        self.sequence += 1
+        print(f"[in {chat_id}]", render(reply, color=self.color), sep="\n", file=self.out)
+        return f"{PLATFORM}:card:{self.sequence}"
+
+    async def update_card(self, chat_id: str, message_ref: str, reply: Reply) -> None:
+        print(f"[{message_ref} now]", render(reply, color=self.color), sep="\n", file=self.out)
+
     async def run(self, line: str) -> Reply:
         """Run one line (``@user`` prefix allowed) and print the reply."""
         user, text = self.user, line.strip()

@@ -2,9 +2,11 @@
 
 Checked, in order: the configuration (platforms, encryption keys), the database (reachable,
 migrated), the stored credentials (each decrypts with ``ERM_BOT_SECRET_KEYS``), ERM (reachable, and
-a fresh sign-in per distributor), Slack (``auth.test``, and ``apps.connections.open`` in Socket
-Mode), Telegram (``getMe`` and ``getWebhookInfo``). Nothing is changed: no migration, no stored
-token, no webhook set. The exit status is 1 when any check fails, else 0; warnings do not fail.
+per distributor a fresh sign-in and the contract check: see :mod:`adapters.doctor_erm`), Slack
+(``auth.test``, and ``apps.connections.open`` in Socket Mode), Telegram (``getMe`` and
+``getWebhookInfo``). ``--erm`` leaves the chat platforms out. Nothing is changed: no migration, no
+stored token, no webhook set, no code generated. The exit status is 1 when any check fails, else 0;
+warnings do not fail.
 
 No line carries a secret: details are built from what the services answered, and every line goes
 through the log redactor as well.
@@ -14,10 +16,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import enum
 import sys
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
@@ -25,43 +25,22 @@ import httpx
 from sqlalchemy import make_url, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from adapters.doctor_erm import ReadOnlyVault, erm_checks
+from adapters.findings import Finding, Status, shown_url
 from adapters.logs import REDACTOR, settings_secrets
 from adapters.runtime import secret_box
 from adapters.serve import ConfigurationError, Platforms, platforms
-from adapters.web import Schema, erm_check, schema_state
+from adapters.web import Schema, schema_state
 from bot.settings import Settings
-from erm.client import ErmClient
 from erm.db import create_engine
-from erm.errors import ErmAuthError, ErmError, VaultError
-from erm.vault import SecretBox, TokenVault
+from erm.errors import VaultError
+from erm.vault import SecretBox
 
 if TYPE_CHECKING:
     from telegram import Bot
 
 CHECK_TIMEOUT = 10.0
-"""Seconds one check may take (ERM sign-ins use the client's own timeouts)."""
-SIGN_IN_CONCURRENCY = 4
-
-
-class Status(enum.StrEnum):
-    OK = "ok"
-    WARN = "warn"
-    FAIL = "FAIL"
-    SKIP = "skip"
-
-
-@dataclass(frozen=True, slots=True)
-class Finding:
-    status: Status
-    check: str
-    detail: str
-    fix: str = ""
-
-    def line(self) -> str:
-        text = f"{self.status.value:<5} {self.check}: {self.detail}"
-        if self.fix and self.status in (Status.FAIL, Status.WARN):
-            text += f" -> {self.fix}"
-        return REDACTOR.redact(text)
+"""Seconds one check may take (ERM has its own, in :mod:`adapters.doctor_erm`)."""
 
 
 class Doctor:
@@ -73,10 +52,12 @@ class Doctor:
         *,
         out: TextIO | None = None,
         erm_transport: httpx.AsyncBaseTransport | None = None,
+        erm_only: bool = False,
     ) -> None:
         self.settings = settings
         self.out = out if out is not None else sys.stdout
         self.findings: list[Finding] = []
+        self.erm_only = erm_only
         self._erm_transport = erm_transport
         REDACTOR.add(*settings_secrets(settings))
 
@@ -85,20 +66,25 @@ class Doctor:
         return any(f.status is Status.FAIL for f in self.findings)
 
     def report(self, status: Status, check: str, detail: str, fix: str = "") -> Finding:
-        finding = Finding(status, check, detail, fix)
+        return self.add(Finding(status, check, detail, fix))
+
+    def add(self, finding: Finding) -> Finding:
         self.findings.append(finding)
         print(finding.line(), file=self.out, flush=True)
         return finding
 
     async def run(self) -> int:
-        enabled = self.check_platforms()
+        enabled = None if self.erm_only else self.check_platforms()
         box = self.check_keys()
-        self.report(Status.OK, "erm url", _where(self.settings.erm_api_url))
+        self.report(Status.OK, "erm url", shown_url(self.settings.erm_api_url))
         engine = await self.check_database()
         try:
-            vault = TokenVault(engine, box) if engine is not None and box is not None else None
+            vault = ReadOnlyVault(engine, box) if engine is not None and box is not None else None
             names = await self.check_credentials(vault) if vault is not None else []
-            await self.check_erm(vault, names)
+            async for finding in erm_checks(
+                self.settings, vault, names, transport=self._erm_transport
+            ):
+                self.add(finding)
         finally:
             if engine is not None:
                 await engine.dispose()
@@ -206,7 +192,7 @@ class Doctor:
 
     # -- stored credentials ---------------------------------------------------------------------
 
-    async def check_credentials(self, vault: TokenVault) -> list[str]:
+    async def check_credentials(self, vault: ReadOnlyVault) -> list[str]:
         """Every distributor whose secrets decrypt (those are signed in next)."""
         try:
             report = await vault.check()
@@ -242,55 +228,6 @@ class Doctor:
             )
         return good
 
-    # -- ERM ------------------------------------------------------------------------------------
-
-    async def check_erm(self, vault: TokenVault | None, names: list[str]) -> None:
-        reachable = await erm_check(
-            self.settings.erm_api_url, CHECK_TIMEOUT, transport=self._erm_transport
-        )
-        if not reachable.ok:
-            self.report(
-                Status.FAIL,
-                "erm",
-                f"{_where(self.settings.erm_api_url)}: {reachable.detail}",
-                "check ERM_API_URL and that this host can reach it (proxy, firewall, DNS)",
-            )
-            for name in names:
-                self.report(Status.SKIP, f"erm sign-in of {name}", "ERM is not reachable")
-            return
-        self.report(Status.OK, "erm", f"{reachable.detail} in {reachable.seconds * 1e3:.0f} ms")
-        if vault is None or not names:
-            return
-        limit = asyncio.Semaphore(SIGN_IN_CONCURRENCY)
-        async with ErmClient(
-            self.settings.erm_client_config(), transport=self._erm_transport
-        ) as client:
-
-            async def sign_in(name: str) -> Finding:
-                async with limit:
-                    return await self._sign_in(client, vault, name)
-
-            findings = await asyncio.gather(*(sign_in(n) for n in names))
-        for finding in findings:
-            self.report(finding.status, finding.check, finding.detail, finding.fix)
-
-    async def _sign_in(self, client: ErmClient, vault: TokenVault, name: str) -> Finding:
-        check = f"erm sign-in of {name}"
-        try:
-            creds = await vault.credentials(name)
-            signed = await client.sign_in_client(creds.email, creds.password)
-        except ErmAuthError as exc:
-            return Finding(
-                Status.FAIL,
-                check,
-                str(exc),
-                f"store the current password: `erm-bot distributor add {name} --email EMAIL "
-                "--replace`",
-            )
-        except ErmError as exc:
-            return Finding(Status.FAIL, check, str(exc), "check ERM_API_URL and ERM's status")
-        return Finding(Status.OK, check, f"signed in as {signed.name or creds.email}")
-
     # -- Slack ----------------------------------------------------------------------------------
 
     async def check_slack(self, enabled: Platforms) -> None:
@@ -319,7 +256,7 @@ class Doctor:
             self.report(
                 Status.FAIL,
                 "slack auth.test",
-                f"no answer from {_where(base)} ({type(exc).__name__})",
+                f"no answer from {shown_url(base)} ({type(exc).__name__})",
                 "check SLACK_API_URL and that this host can reach Slack",
             )
             return
@@ -436,7 +373,7 @@ class Doctor:
                 self.report(
                     Status.WARN,
                     check,
-                    f"a webhook is set ({_where(current)}) but the bot is configured for long "
+                    f"a webhook is set ({shown_url(current)}) but the bot is configured for long "
                     "polling",
                     "`erm-bot run` removes it when polling starts; set TELEGRAM_WEBHOOK_URL "
                     "to keep using it",
@@ -448,7 +385,7 @@ class Doctor:
             self.report(
                 Status.WARN,
                 check,
-                f"Telegram has {_where(current) if current else 'no webhook'}, not "
+                f"Telegram has {shown_url(current) if current else 'no webhook'}, not "
                 f"TELEGRAM_WEBHOOK_URL",
                 "`erm-bot run` sets it when it starts",
             )
@@ -462,7 +399,7 @@ class Doctor:
                 "80, 88 or 8443) and routed to /telegram/webhook of a running bot",
             )
             return
-        self.report(Status.OK, check, f"set to {_where(current)} ({pending} update(s) waiting)")
+        self.report(Status.OK, check, f"set to {shown_url(current)} ({pending} update(s) waiting)")
 
     # -- helpers --------------------------------------------------------------------------------
 
@@ -488,16 +425,6 @@ class _Problem(Exception):
     """A check's own verdict (the message is its detail)."""
 
 
-def _where(url: str) -> str:
-    """Scheme, host and path of a URL: never its user, password or query."""
-    try:
-        parts = httpx.URL(url)
-    except Exception:
-        return "an unreadable URL"
-    port = f":{parts.port}" if parts.port else ""
-    return f"{parts.scheme}://{parts.host}{port}{parts.path}"
-
-
 def _slack_error(exc: Exception) -> str:
     response = getattr(exc, "response", None)
     data = getattr(response, "data", None)
@@ -511,5 +438,8 @@ async def run_doctor(
     *,
     out: TextIO | None = None,
     erm_transport: httpx.AsyncBaseTransport | None = None,
+    erm_only: bool = False,
 ) -> int:
-    return await Doctor(settings, out=out, erm_transport=erm_transport).run()
+    """Every check (only ERM's with ``erm_only``); the exit status: 1 if any failed."""
+    doctor = Doctor(settings, out=out, erm_transport=erm_transport, erm_only=erm_only)
+    return await doctor.run()

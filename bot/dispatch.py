@@ -21,10 +21,12 @@ from sqlalchemy.exc import SQLAlchemyError
 from bot import metrics
 from bot.approvals import ApprovalService, Notifier, Policy, approve_button, deny_button
 from bot.audit import AuditEntry, AuditLog
+from bot.background import Background
 from bot.cards import ButtonStore, InviteStore, StoredButton
 from bot.context import Button, Click, Pressed, Reply, Request, Tone
 from bot.errors import (
     BusyError,
+    ErmRefusedError,
     NoAccessError,
     PermissionDeniedError,
     RateLimitedError,
@@ -33,6 +35,7 @@ from bot.errors import (
 )
 from bot.parse import Parsed, parse
 from bot.permissions import Access, Permissions
+from bot.refusals import explain_refusal
 from bot.registry import Command
 from bot.store import (
     Claim,
@@ -49,6 +52,7 @@ from erm.errors import (
     ErmAuthError,
     ErmError,
     ErmRejectedError,
+    ErmSchemaError,
     ErmUnavailableError,
     InvalidInputError,
     UncertainOutcomeError,
@@ -97,6 +101,8 @@ class Core:
     approvals: ApprovalService | None = None
     # platform -> how to post cards and private messages there; each adapter sets its own at start.
     notifiers: dict[str, Notifier] = field(default_factory=dict)
+    # Work that outlives a request (settling a code whose answer was lost).
+    background: Background = field(default_factory=Background)
 
 
 @dataclass(slots=True)
@@ -597,6 +603,8 @@ def _outcome(exc: UserError) -> str:
         return "rate_limited"
     if isinstance(exc, BusyError):
         return "busy"
+    if isinstance(exc, ErmRefusedError):
+        return "refused"
     return "invalid"
 
 
@@ -606,12 +614,17 @@ def _erm_reply(exc: ErmError) -> Reply:
     if isinstance(exc, InvalidInputError | UnknownDistributorError):
         return Reply.error(str(exc), tone=Tone.WARNING)
     if isinstance(exc, ErmRejectedError):
-        message = f"ERM refused: {exc.erm_message}"
-    elif isinstance(exc, UncertainOutcomeError):
+        return Reply.error(str(explain_refusal(exc)), tone=Tone.WARNING)
+    if isinstance(exc, UncertainOutcomeError):
         message = (
-            "ERM did not confirm the code and its history could not be checked.\n"
-            "Do not try again yet: look at /history for the item in a minute to see whether "
-            "a code was created."
+            "ERM did not confirm the code and its history does not show it yet.\n"
+            "Do not try again yet: look at /history for the item in a few minutes to see "
+            "whether a code was created."
+        )
+    elif isinstance(exc, ErmSchemaError):
+        message = (
+            "erm-bot and this ERM disagree about ERM's API: nothing was changed.\n"
+            "Tell an operator to run `erm-bot doctor --erm`."
         )
     elif isinstance(exc, ErmAuthError):
         message = (

@@ -9,7 +9,9 @@
         ├── NoAccessError        the user has no grant at all: says how to ask for access
         ├── PermissionDeniedError  names the missing role and who can grant it
         ├── RateLimitedError     says when the user can try again
-        └── BusyError            the same request is still being worked on
+        ├── BusyError            the same request is still being worked on
+        └── ErmRefusedError      ERM refused: why in plain words and what to do next
+                                 (built by ``bot.refusals``)
 
 ERM failures keep their own tree (``erm.errors``); the dispatcher turns them into plain words.
 Anything else is unexpected: logged with a traceback and shown only as a short incident id.
@@ -62,3 +64,17 @@ class RateLimitedError(UserError):
 
 class BusyError(UserError):
     pass
+
+
+class ErmRefusedError(UserError):
+    """ERM refused the request; the text says why in plain words and what to do next.
+
+    ``kind`` names the rule (see ``bot.refusals.RefusalKind``); ``erm_message`` and ``erm_code``
+    keep what ERM said, for the audit trail.
+    """
+
+    def __init__(self, message: str, *, kind: str, erm_message: str, erm_code: str | None) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.erm_message = erm_message
+        self.erm_code = erm_code

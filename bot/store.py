@@ -28,6 +28,7 @@ already been shown to the user. They are kept out of ``repr`` and log lines all 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
 import json
 import logging
@@ -36,6 +37,7 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -702,6 +704,8 @@ class ItemLock:
     token: str = field(repr=False)
     recent: IssuedCodeRecord | None = None
     released: bool = False
+    # Handed on (CodeStore.keep): the ``async with`` body ends without giving the lock back.
+    kept: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -796,6 +800,11 @@ class CodeStore:
         self._unlock_statement = delete(locks).where(
             *the_lock, locks.c.token == bindparam("p_token")
         )
+        self._renew_statement = (
+            update(locks)
+            .where(*the_lock, locks.c.token == bindparam("p_token"))
+            .values(expires_at=bindparam("p_expires"))
+        )
         self._record = codes.insert().returning(codes.c.id)
         recent = select(codes).where(
             codes.c.distributor == bindparam("p_distributor"),
@@ -846,10 +855,63 @@ class CodeStore:
                 raise LockBusyError(distributor, item_id, other_holder, since)
             await asyncio.sleep(min(self._poll_interval, remaining))
         try:
-            yield lock
+            async with self._renewing(lock, ttl):
+                yield lock
+        finally:
+            if not lock.released and not lock.kept:
+                await self._unlock(lock)
+
+    def keep(self, lock: ItemLock) -> None:
+        """Let the ``async with`` body end without giving ``lock`` back: work that goes on in the
+        background (settling a code whose answer was lost) holds it with :meth:`holding`."""
+        lock.kept = True
+
+    @asynccontextmanager
+    async def holding(self, lock: ItemLock, *, ttl: float) -> AsyncIterator[ItemLock]:
+        """Go on holding a kept lock, renewed, until the body ends; then give it back."""
+        try:
+            async with self._renewing(lock, ttl):
+                yield lock
         finally:
             if not lock.released:
                 await self._unlock(lock)
+
+    @asynccontextmanager
+    async def _renewing(self, lock: ItemLock, ttl: float) -> AsyncIterator[None]:
+        """Renew ``lock`` every third of its ``ttl`` while the body runs: the lock outlives a slow
+        ERM as long as its holder lives, and expires ``ttl`` after a holder died."""
+        renewer = asyncio.create_task(self._renew_every(lock, ttl), name="item-lock-renewal")
+        try:
+            yield
+        finally:
+            renewer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await renewer
+
+    async def _renew_every(self, lock: ItemLock, ttl: float) -> None:
+        while not lock.released:
+            await asyncio.sleep(ttl / 3)
+            expires = self._clock() + timedelta(seconds=ttl)
+            values = {
+                "p_distributor": lock.distributor,
+                "p_item_id": lock.item_id,
+                "p_token": lock.token,
+                "p_expires": expires,
+            }
+            try:
+                renewed = await db.transaction(self._engine, partial(self._renew_in, values))
+            except Exception:
+                log.warning("could not renew an item lock; trying again", exc_info=True)
+                continue
+            if renewed != 1:
+                log.warning(
+                    "item lock of %s/%s was taken over while held", lock.distributor, lock.item_id
+                )
+                return
+            lock.expires_at = expires
+
+    def _renew_in(self, values: Mapping[str, object], connection: Connection) -> int:
+        return connection.execute(self._renew_statement, values).rowcount
 
     async def _try_lock(
         self,

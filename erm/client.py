@@ -12,7 +12,7 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Self, TypeVar
@@ -23,7 +23,9 @@ from erm import operations as ops
 from erm.errors import (
     ErmAuthError,
     ErmError,
+    ErmNotFoundError,
     ErmRejectedError,
+    ErmSchemaError,
     ErmUnavailableError,
     UncertainOutcomeError,
 )
@@ -36,13 +38,17 @@ from erm.models import (
     ItemFleet,
     Page,
     SignIn,
+    SignInMethod,
 )
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-PRODUCTION_URL = "https://production-omnivoltaic-graphql-api.omnivoltaic.com/graphql"
+# The federated gateway ERM's own 2026 production app calls (erm-api.md §8); the older
+# production-omnivoltaic-graphql-api host is still named in the handbook. `erm-bot doctor --erm`
+# says which host answered and whether erm-bot's documents fit its schema.
+PRODUCTION_URL = "https://federated-graphql-api.omnivoltaic.com/graphql"
 
 # Statuses after which a mutation may have been applied upstream (a gateway gave up waiting, or the
 # server failed after the resolver ran). 503 means the service refused before doing any work.
@@ -55,9 +61,23 @@ _CODE_MUTATIONS = {
     CodeType.RESET: (ops.GENERATE_RESET_CODE, "generateResetCodeInput"),
 }
 
+_SIGN_INS = {
+    SignInMethod.CLIENT: (ops.SIGN_IN_CLIENT, "signInCredentialsInput"),
+    SignInMethod.USER: (ops.SIGN_IN_USER, "signInCredentials"),
+}
+
+# However ERM pages, a walk over one list stops here: 20 pages of up to 100 nodes.
+MAX_PAGES = 20
+
 CallObserver = Callable[[str, float, ErmError | None], None]
 """Told about every HTTP call to ERM (each attempt): the operation's name, how many seconds it
 took, and the error it ended with (None: it succeeded). For metrics; it must not raise or block."""
+
+# GraphQL request errors: ERM did not accept the document, so nothing ran.
+_SCHEMA_CODES = frozenset({"GRAPHQL_VALIDATION_FAILED", "GRAPHQL_PARSE_FAILED"})
+# Codes that mean ERM refused before doing anything (NOT_FOUND / BAD_USER_INPUT: older servers).
+_REFUSAL_CODES = frozenset({"BAD_REQUEST", "FORBIDDEN", "BAD_USER_INPUT", "NOT_FOUND"})
+_NULL_ROOT = "Cannot return null for non-nullable field"
 
 # Transport failures that prove the request never left this process.
 _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.UnsupportedProtocol)
@@ -116,17 +136,22 @@ class ErmClient:
 
     # -- authentication -------------------------------------------------------------------------
 
-    async def sign_in_client(self, email: str, password: str) -> SignIn:
-        """Sign in with distributor credentials; any refusal is an ``ErmAuthError``."""
-        variables = {"signInCredentialsInput": {"email": email, "password": password}}
+    async def sign_in(self, method: SignInMethod, email: str, password: str) -> SignIn:
+        """Sign in with ``signInClient`` or ``signInUser``; any refusal is an ``ErmAuthError``."""
+        op, argument = _SIGN_INS[method]
+        variables = {argument: {"email": email, "password": password}}
         try:
-            data = await self._call(ops.SIGN_IN_CLIENT, variables, token=None)
+            data = await self._call(op, variables, token=None)
         except (ErmRejectedError, ErmAuthError) as exc:
             raise ErmAuthError(f"ERM refused the sign-in: {exc.erm_message}") from exc
         except UncertainOutcomeError as exc:
             # Signing in creates nothing that matters; a lost answer is simply unavailability.
             raise ErmUnavailableError(f"ERM did not answer the sign-in ({exc.reason})") from exc
         return self._parse(SignIn.parse, data)
+
+    async def sign_in_client(self, email: str, password: str) -> SignIn:
+        """Sign in with distributor credentials."""
+        return await self.sign_in(SignInMethod.CLIENT, email, password)
 
     # -- code generation (never retried) --------------------------------------------------------
 
@@ -166,7 +191,12 @@ class ErmClient:
                 raise ValueError("a days code needs days")
             payload["codeDays"] = days
         data = await self._call(op, {argument: payload}, token=token)
-        return self._parse(lambda d: IssuedCode.parse(d, item=item, days=days), data)
+        try:
+            return IssuedCode.parse(data, item=item, code_type=code_type, days=days)
+        except ValueError as exc:
+            # A 200 that is not a well-formed code of the kind asked for: ERM may still have made
+            # one, so this is reconciled like a lost answer, never shown or retried.
+            raise UncertainOutcomeError(op.root_field, f"malformed answer: {exc}") from exc
 
     # -- queries (retried on transient failures) ------------------------------------------------
 
@@ -187,22 +217,21 @@ class ErmClient:
             "after": after,
         }
         data = await self._call(ops.CODE_HISTORY, variables, token=token)
-        return self._parse(lambda d: Page.parse(d, CodeEvent.parse), data)
+        return self._parse(lambda d: Page.parse(d, CodeEvent.parse, limit=first), data)
 
     async def iter_code_history(
         self, token: str, item_id: str, distributor_id: str, *, page_size: int = 50
     ) -> AsyncIterator[CodeEvent]:
         """Every code event of an item, newest first, fetching pages as they are consumed."""
-        after: str | None = None
-        while True:
-            page = await self.code_history(
+
+        async def fetch(after: str | None) -> Page[CodeEvent]:
+            return await self.code_history(
                 token, item_id, distributor_id, first=page_size, after=after
             )
+
+        async for page in walk_pages(fetch, ops.CODE_HISTORY.name):
             for event in page.nodes:
                 yield event
-            if not page.has_next or not page.end_cursor:
-                return
-            after = page.end_cursor
 
     async def latest_codes(
         self, token: str, item_id: str, distributor_id: str, count: int
@@ -228,7 +257,7 @@ class ErmClient:
     ) -> Page[ItemFleet]:
         variables = {"clientId": client_id, "first": first, "after": after, "search": search}
         data = await self._call(ops.ITEM_FLEETS, variables, token=token)
-        return self._parse(lambda d: Page.parse(d, ItemFleet.parse), data)
+        return self._parse(lambda d: Page.parse(d, ItemFleet.parse, limit=first), data)
 
     async def fleet(self, token: str, fleet_id: str) -> ItemFleet:
         """One fleet with its items and code policy."""
@@ -257,7 +286,7 @@ class ErmClient:
             "queryorder": "DESC" if newest_first else "ASC",
         }
         data = await self._call(ops.CLIENT_ITEMS, variables, token=token)
-        return self._parse(lambda d: Page.parse(d, Item.parse), data)
+        return self._parse(lambda d: Page.parse(d, Item.parse, limit=first), data)
 
     async def item(self, token: str, item_id: str) -> Item:
         data = await self._call(ops.ITEM, {"itemId": item_id}, token=token)
@@ -274,7 +303,7 @@ class ErmClient:
     ) -> Page[AssetAccount]:
         variables = {"clientId": client_id, "first": first, "after": after, "search": search}
         data = await self._call(ops.ASSET_ACCOUNTS, variables, token=token)
-        return self._parse(lambda d: Page.parse(d, AssetAccount.parse), data)
+        return self._parse(lambda d: Page.parse(d, AssetAccount.parse, limit=first), data)
 
     async def asset_account(self, token: str, account_id: str) -> AssetAccount:
         data = await self._call(ops.ASSET_ACCOUNT, {"id": account_id}, token=token)
@@ -362,14 +391,19 @@ class ErmClient:
                 raise UncertainOutcomeError(op.root_field, "unreadable answer") from exc
             raise ErmUnavailableError(f"ERM answered HTTP {status} with no JSON body") from exc
         if not isinstance(payload, dict):
+            if op.mutation and status == 200:
+                raise UncertainOutcomeError(op.root_field, "answer of an unexpected shape")
             raise ErmUnavailableError("ERM answered with an unexpected JSON shape")
+        data = _dict(payload.get("data"))
+        result = data.get(op.root_field)
         errors = payload.get("errors")
         if errors:
-            raise _graphql_error(errors)
+            if op.mutation and isinstance(result, dict):
+                # Data and errors together: the code may be made and the answer damaged.
+                raise UncertainOutcomeError(op.root_field, "answer with data and errors")
+            raise _graphql_error(op, errors, status)
         if status != 200:
             raise ErmUnavailableError(f"ERM answered HTTP {status}")
-        data = payload.get("data") or {}
-        result = data.get(op.root_field) if isinstance(data, dict) else None
         if not isinstance(result, dict):
             if op.mutation:
                 raise UncertainOutcomeError(op.root_field, "answer without data")
@@ -384,32 +418,102 @@ class ErmClient:
             raise ErmUnavailableError(f"ERM answer could not be read ({exc})") from exc
 
 
-def _graphql_error(errors: object) -> ErmError:
-    """Map the first GraphQL error (Apollo shape) to the error tree, keeping ERM's message."""
+def _graphql_error(op: ops.Operation, errors: object, status: int) -> ErmError:
+    """Map the first GraphQL error to the error tree (erm-api.md §4 and §8).
+
+    ERM is NestJS behind Apollo: a refusal for a business or validation reason is ``BAD_REQUEST``
+    with the top-level message "Bad Request Exception" and the reason in
+    ``extensions.originalError.message`` (a string, or a list from class-validator); older servers
+    put it in ``extensions.(exception.)response.message``. Everything but 400/401/403 arrives as
+    ``INTERNAL_SERVER_ERROR``, so neither ``NOT_FOUND`` nor ``BAD_USER_INPUT`` is relied on: an id
+    that matches nothing shows as a null non-nullable root field, and any other server error on a
+    code mutation leaves its outcome unknown.
+    """
     first = _dict(errors[0] if isinstance(errors, list) and errors else None)
     extensions = _dict(first.get("extensions"))
     code = extensions.get("code") if isinstance(extensions.get("code"), str) else None
-    message = _validation_message(extensions) or first.get("message") or "unknown error"
-    message = str(message)[:500]
-    if code == "UNAUTHENTICATED" or message == "Unauthorized":
+    top = str(first.get("message") or "")
+    message = (_reason(extensions) or top or "unknown error")[:500]
+    if code == "UNAUTHENTICATED" or top == "Unauthorized":
         return ErmAuthError(f"ERM refused the access token: {message}", message)
-    return ErmRejectedError(message, code)
+    if code in _SCHEMA_CODES:
+        return ErmSchemaError(op.name, message)
+    if top.startswith(_NULL_ROOT) and _at_root(first, op):
+        return ErmNotFoundError(message, code)
+    if code in _REFUSAL_CODES or 400 <= _status_of(extensions, status) < 500:
+        return ErmRejectedError(message, code)
+    if op.mutation:
+        return UncertainOutcomeError(op.root_field, f"ERM error {code or 'without a code'}")
+    return ErmUnavailableError(f"ERM failed to answer {op.name}: {message}")
 
 
-def _validation_message(extensions: Mapping[str, Any]) -> str | None:
-    """NestJS class-validator messages sit in ``extensions.(exception.)response.message``."""
-    for holder in (extensions.get("response"), _dict(extensions.get("exception")).get("response")):
+def _reason(extensions: Mapping[str, Any]) -> str | None:
+    """The reason of a refusal, wherever this version of NestJS put it."""
+    holders = (
+        extensions.get("originalError"),
+        extensions.get("response"),
+        _dict(extensions.get("exception")).get("response"),
+    )
+    for holder in holders:
         message = _dict(holder).get("message")
-        if isinstance(message, list) and message:
-            return "; ".join(str(m) for m in message)
-        if isinstance(message, str) and message:
-            return message
+        if isinstance(message, list):
+            parts = [str(m).strip() for m in message if str(m).strip()]
+            if parts:
+                return "; ".join(parts)
+        elif isinstance(message, str) and message.strip():
+            return message.strip()
     return None
+
+
+def _status_of(extensions: Mapping[str, Any], status: int) -> int:
+    """The HTTP status ERM meant: older NestJS keeps it beside ``INTERNAL_SERVER_ERROR``."""
+    for holder in (
+        extensions.get("originalError"),
+        extensions.get("exception"),
+        extensions,
+    ):
+        for key in ("statusCode", "status"):
+            value = _dict(holder).get(key)
+            if isinstance(value, int) and not isinstance(value, bool):
+                return value
+    return status
+
+
+def _at_root(error: Mapping[str, Any], op: ops.Operation) -> bool:
+    """Whether a "Cannot return null" error is about the operation's root field itself."""
+    path = error.get("path")
+    if isinstance(path, list):
+        return path == [op.root_field]
+    return f".{op.root_field}." in f"{error.get('message')}"
 
 
 def _dict(value: object) -> Mapping[str, Any]:
     """``value`` if it is a JSON object, else an empty one: error payloads are not trusted."""
     return value if isinstance(value, dict) else {}
+
+
+async def walk_pages(
+    fetch: Callable[[str | None], Awaitable[Page[T]]], what: str, *, max_pages: int = MAX_PAGES
+) -> AsyncIterator[Page[T]]:
+    """The pages of one ERM list, forward from the first, for as long as each cursor moves on.
+
+    ERM's cursors are opaque and its gateway is not ours: a cursor that repeats, or a list that
+    never ends, must not keep a request calling ERM in a loop. The walk stops (and says so in the
+    log) rather than fail, since what was read so far is still true.
+    """
+    seen: set[str] = set()
+    after: str | None = None
+    for _ in range(max_pages):
+        page = await fetch(after)
+        yield page
+        if not page.has_next or not page.end_cursor:
+            return
+        if page.end_cursor in seen:
+            log.warning("erm list cursor did not advance; stopping", extra={"operation": what})
+            return
+        seen.add(page.end_cursor)
+        after = page.end_cursor
+    log.warning("erm list longer than the walk allows; stopping", extra={"operation": what})
 
 
 def _describe(exc: BaseException) -> str:

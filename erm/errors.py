@@ -5,8 +5,12 @@
     ErmError                      root: catch this to handle anything from erm/
     ├── ErmUnavailableError       network error, timeout before sending, HTTP 5xx: try again later
     ├── ErmAuthError              UNAUTHENTICATED / HTTP 401 / bad distributor credentials
-    ├── ErmRejectedError          ERM refused the request (FORBIDDEN, BAD_USER_INPUT, quota, ...);
-    │                             ``erm_message`` and ``erm_code`` keep what ERM said
+    ├── ErmRejectedError          ERM refused the request (BAD_REQUEST with its reason, FORBIDDEN,
+    │   │                         ...); ``erm_message`` keeps the reason, ``erm_code`` the code
+    │   └── ErmNotFoundError      an id matched nothing: ERM's non-nullable root field came back
+    │                             null ("Cannot return null for non-nullable field ...")
+    ├── ErmSchemaError            ERM could not validate the client's document: the client and this
+    │                             ERM disagree about the schema (``erm-bot doctor --erm`` names how)
     ├── UncertainOutcomeError     a code mutation was sent and no answer came back: ERM may or may
     │                             not have created the code, so it must be reconciled, never retried
     ├── InvalidInputError         the caller's input is wrong before anything is sent (days out of
@@ -45,6 +49,19 @@ class ErmRejectedError(ErmError):
         super().__init__(erm_message)
         self.erm_message = erm_message
         self.erm_code = erm_code
+
+
+class ErmNotFoundError(ErmRejectedError):
+    """What was asked for does not exist for this caller (ERM answers a null root field)."""
+
+
+class ErmSchemaError(ErmError):
+    """ERM refused the document itself (GraphQL validation): nothing ran, nothing changed."""
+
+    def __init__(self, operation: str, erm_message: str) -> None:
+        super().__init__(f"ERM cannot run {operation} as erm-bot wrote it: {erm_message}")
+        self.operation = operation
+        self.erm_message = erm_message
 
 
 class UncertainOutcomeError(ErmError):

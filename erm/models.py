@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Generic, TypeVar
 
+import jwt
+
 T = TypeVar("T")
 
 Json = Mapping[str, Any]
@@ -75,6 +77,24 @@ def keypad_digits(code: str) -> str:
     return "".join(ch for ch in code if ch.isdigit())
 
 
+_KEYPAD_CODE = re.compile(r"^\*?[0-9][0-9 ]*#?$")
+MIN_CODE_DIGITS = 6  # OpenPAYGO tokens have 9, ACP1 codes 21; fewer is not a code
+
+
+def is_keypad_code(code: str) -> bool:
+    """Whether ``code`` is digits a keypad takes, with at most ERM's ``*``/spaces/``#`` around."""
+    text = code.strip()
+    return bool(_KEYPAD_CODE.match(text)) and len(keypad_digits(text)) >= MIN_CODE_DIGITS
+
+
+def hex_string(value: object) -> str:
+    """A code's hex form, or ``""`` where ERM has none (migrated legacy events carry ``--``)."""
+    if not isinstance(value, str):
+        return ""
+    text = value.strip()
+    return "" if not text.strip("-") else text
+
+
 def keypad_format(code: str) -> str:
     """``024413975593119504641`` -> ``*024 413 975 593 119 504 641#``, as typed on the keypad."""
     digits = keypad_digits(code)
@@ -125,23 +145,52 @@ def _enum(kind: type[Any], value: object) -> Any:
         return None
 
 
+class SignInMethod(enum.StrEnum):
+    """Which ERM mutation a distributor's credentials sign in with."""
+
+    CLIENT = "client"  # signInClient: distributor (organisation) accounts
+    USER = "user"  # signInUser: staff accounts, as in ERM's own API handbook
+
+
 @dataclass(frozen=True, slots=True)
 class SignIn:
-    """What ``signInClient`` returns: the distributor's ERM id and a JWT access token."""
+    """What a sign-in returns: the account's ERM id, the distributor it acts for, and a JWT.
 
-    client_id: str
+    ``distributor_id`` is what history and client queries want. It comes from the token's
+    ``distributorId`` claim when there is one (a servicer or staff account acts for a distributor
+    and has an ``_id`` of its own), otherwise from ``_id`` (a distributor signing in as itself).
+    """
+
+    account_id: str
     access_token: str = field(repr=False)
     name: str | None = None
     email: str | None = None
+    distributor_id: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.distributor_id:
+            object.__setattr__(self, "distributor_id", self.account_id)
 
     @classmethod
     def parse(cls, data: Json) -> SignIn:
+        token = _req_str(data, "accessToken")
         return cls(
-            client_id=_req_str(data, "_id"),
-            access_token=_req_str(data, "accessToken"),
+            account_id=_req_str(data, "_id"),
+            access_token=token,
             name=_opt_str(data, "name"),
             email=_opt_str(data, "email"),
+            distributor_id=_opt_str(token_claims(token), "distributorId") or "",
         )
+
+
+def token_claims(token: str) -> Json:
+    """A JWT's claims, read without verification (ERM's key is not ours to check): the expiry and
+    the distributor the token acts for. Anything unreadable is no claims at all."""
+    try:
+        claims = jwt.decode(token, options={"verify_signature": False, "verify_exp": False})
+    except jwt.PyJWTError:
+        return {}
+    return claims if isinstance(claims, dict) else {}
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,6 +203,8 @@ class FleetPolicy:
     day_code_limit: int | None = None
     total_code_limit: int | None = None
     max_credit_stack_days: int | None = None
+    # How many of the newest code events the credit-stack rule adds up (None: all of them).
+    max_credit_stack_events: int | None = None
     free_codes_disabled: bool = False
 
     @classmethod
@@ -168,6 +219,9 @@ class FleetPolicy:
             day_code_limit=rule("dayCodeCountLimit", "disableDayCodeCountLimit"),
             total_code_limit=rule("totalCodeCountLimit", "disableTotalCodeCountLimit"),
             max_credit_stack_days=rule("maxCreditStackDays", "disableMaxCreditStackDays"),
+            max_credit_stack_events=rule(
+                "maxCreditStackCodeEvents", "disableMaxCreditStackCodeEvents"
+            ),
             free_codes_disabled=_opt_bool(data, "disableFreeCode"),
         )
 
@@ -265,8 +319,9 @@ class CodeEvent:
             id=_req_str(data, "_id"),
             code_type=_enum(CodeType, data.get("codeType")),
             code_days=_opt_int(data, "codeDays") or 0,
-            code_dec=keypad_digits(_req_str(data, "codeDecString")),
-            code_hex=_opt_str(data, "codeHexString") or "",
+            # A history entry without digits (a damaged migrated row) is still shown, codeless.
+            code_dec=keypad_digits(_opt_str(data, "codeDecString") or ""),
+            code_hex=hex_string(data.get("codeHexString")),
             created_at=parse_datetime(data.get("createdAt")),
             description=_opt_str(data, "description"),
             actor=_opt_str(data, "actorName"),
@@ -278,7 +333,9 @@ class IssuedCode:
     """A code ERM generated for this request (``CodeResponse``), with the item it is for.
 
     ``reconciled`` is true when the mutation's answer was lost and the code was found afterwards in
-    the item's history: the code is real and must not be generated again.
+    the item's history: the code is real and must not be generated again. ``likely``: it was
+    found without this request's reference (ERM did not keep the description), as the one code
+    of this type that appeared since the request began.
     """
 
     code_type: CodeType
@@ -287,20 +344,29 @@ class IssuedCode:
     item: Item
     days: int | None = None
     reconciled: bool = False
+    likely: bool = False
 
     @property
     def keypad(self) -> str:
         return keypad_format(self.code_dec)
 
     @classmethod
-    def parse(cls, data: Json, *, item: Item, days: int | None) -> IssuedCode:
-        code_type = _enum(CodeType, data.get("codeType"))
-        if code_type is None:
-            raise ValueError("ERM response has no valid 'codeType'")
+    def parse(cls, data: Json, *, item: Item, code_type: CodeType, days: int | None) -> IssuedCode:
+        """ERM's answer to a code mutation, if it is a well-formed code of the type asked for.
+
+        Anything else raises ``ValueError``: an enum value the schema does not list, another code
+        type, or a code string without the digits a keypad takes.
+        """
+        answered = data.get("codeType")
+        if answered != code_type.value:
+            raise ValueError(f"codeType {str(answered)[:20]!r} where {code_type.value} was asked")
+        code = data.get("codeDec")
+        if not isinstance(code, str) or not is_keypad_code(code):
+            raise ValueError("codeDec is not a keypad code")
         return cls(
             code_type=code_type,
-            code_dec=keypad_digits(_req_str(data, "codeDec")),
-            code_hex=_opt_str(data, "codeHex") or "",
+            code_dec=keypad_digits(code),
+            code_hex=hex_string(data.get("codeHex")),
             item=item,
             days=days,
         )
@@ -390,15 +456,21 @@ class Page(Generic[T]):
     total: int | None = None
 
     @classmethod
-    def parse(cls, data: Json, node: Callable[[Json], T]) -> Page[T]:
+    def parse(cls, data: Json, node: Callable[[Json], T], *, limit: int | None = None) -> Page[T]:
+        """One page; with ``limit``, at most that many nodes even if ERM ignored ``first`` (the
+        page then continues after the last node kept, when its cursor is known)."""
         connection = data.get("page") or {}
         info = connection.get("pageInfo") or {}
-        nodes = tuple(
-            node(edge["node"]) for edge in connection.get("edges") or () if edge.get("node")
-        )
+        edges = [edge for edge in connection.get("edges") or () if edge and edge.get("node")]
+        end_cursor = _opt_str(info, "endCursor")
+        has_next = bool(info.get("hasNextPage"))
+        if limit is not None and len(edges) > max(limit, 0):
+            edges = edges[: max(limit, 0)]
+            end_cursor = _opt_str(edges[-1], "cursor") if edges else None
+            has_next = end_cursor is not None
         return cls(
-            nodes=nodes,
-            end_cursor=_opt_str(info, "endCursor"),
-            has_next=bool(info.get("hasNextPage")),
+            nodes=tuple(node(edge["node"]) for edge in edges),
+            end_cursor=end_cursor,
+            has_next=has_next,
             total=_opt_int(data.get("pageData"), "count"),
         )

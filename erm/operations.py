@@ -1,7 +1,9 @@
 """The GraphQL documents the client sends: one named operation per constant.
 
-Names, arguments and types are exactly those of the ERM schema (``shared/erm-api.md``). Every value
-travels as a variable; nothing a person typed is ever spliced into a document.
+Names, arguments and types are exactly those of the ERM schema (``shared/erm-api.md``). Where the
+evidence conflicts, each document is written to be valid under every reading: history's
+``distributorId`` is declared ``ID!``, which fits a nullable argument as well as a required one.
+Every value travels as a variable; nothing a person typed is ever spliced into a document.
 """
 
 from __future__ import annotations
@@ -57,6 +59,17 @@ mutation SignInClient($signInCredentialsInput: SignInCredentialsInput!) {
 )
 
 
+SIGN_IN_USER = Operation(
+    "SignInUser",
+    "signInUser",
+    """
+mutation SignInUser($signInCredentials: SignInCredentialsDto!) {
+  signInUser(signInCredentials: $signInCredentials) { _id accessToken name email }
+}""",
+    mutation=True,
+)
+
+
 def _code_mutation(name: str, root_field: str, argument: str, input_type: str) -> Operation:
     document = f"""
 mutation {name}(${argument}: {input_type}!) {{
@@ -80,7 +93,7 @@ CODE_HISTORY = Operation(
     "getAllCodeEventsForSpecificItemByDistributor",
     f"""
 query GetAllCodeEventsForSpecificItemByDistributor(
-  $itemId: ID!, $distributorId: ID, $first: Int, $after: String
+  $itemId: ID!, $distributorId: ID!, $first: Int, $after: String
 ) {{
   getAllCodeEventsForSpecificItemByDistributor(
     itemId: $itemId, distributorId: $distributorId, first: $first, after: $after
@@ -178,6 +191,7 @@ query GetSpecificAssetAccount($id: ID!) {{
 
 ALL = (
     SIGN_IN_CLIENT,
+    SIGN_IN_USER,
     GENERATE_DAYS_CODE,
     GENERATE_FREE_CODE,
     GENERATE_RESET_CODE,

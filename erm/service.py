@@ -21,11 +21,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TypeVar
 
-import jwt
-
-from erm.client import ErmClient
+from erm.client import ErmClient, walk_pages
 from erm.errors import (
     ErmAuthError,
+    ErmNotFoundError,
     ErmRejectedError,
     ErmUnavailableError,
     InvalidInputError,
@@ -42,6 +41,16 @@ from erm.models import (
     ItemFleet,
     Page,
     SignIn,
+    SignInMethod,
+    token_claims,
+)
+from erm.reconcile import (
+    CodeOutcomePendingError,
+    PendingCode,
+    Settlement,
+    Verdict,
+    code_description,
+    judge,
 )
 from erm.vault import DistributorInfo, StoredToken, TokenVault
 
@@ -56,7 +65,12 @@ MAX_NOTE = 200
 MAX_HISTORY = 50
 _ITEM_REF = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]*$")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-_NOT_FOUND_CODES = frozenset({"NOT_FOUND", "BAD_USER_INPUT", "FORBIDDEN"})
+# Another distributor's id is, to this distributor, an id that matches nothing.
+_NOT_YOURS_CODES = frozenset({"FORBIDDEN"})
+
+
+def _not_found(exc: ErmRejectedError) -> bool:
+    return isinstance(exc, ErmNotFoundError) or exc.erm_code in _NOT_YOURS_CODES
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,15 +79,24 @@ class ServiceConfig:
     refresh_margin: float = 120.0
     item_cache_ttl: float = 600.0
     item_cache_size: int = 5000
-    # After a lost mutation answer: how often and how patiently to look for the code in history.
-    reconcile_attempts: int = 3
+    # After a lost mutation answer, the history is read at once, then after reconcile_delay
+    # seconds, doubling up to reconcile_max_delay: for reconcile_quick seconds while the person
+    # waits, then in the background until reconcile_window seconds have passed. The window must
+    # outlast ERM's plausible commit delay behind its gateway (erm-api.md §8).
     reconcile_delay: float = 0.5
+    reconcile_max_delay: float = 15.0
+    reconcile_quick: float = 2.0
+    reconcile_window: float = 120.0
     reconcile_depth: int = 10
+    # How far before the request ERM's clock may date its code (untagged match), and how far
+    # before it any new code means the history changed.
+    reconcile_likely_skew: float = 5.0
+    reconcile_changed_skew: float = 120.0
 
 
 @dataclass(frozen=True, slots=True)
 class _Session:
-    client_id: str
+    distributor_id: str  # what ERM's history and client queries take (see SignIn)
     token: str
     expires_at: float | None
 
@@ -117,18 +140,8 @@ def check_note(note: str | None) -> str | None:
 
 def token_expiry(token: str) -> float | None:
     """The JWT ``exp`` claim, read without verification: only to schedule the next sign-in."""
-    try:
-        claims = jwt.decode(token, options={"verify_signature": False})
-    except jwt.PyJWTError:
-        return None
-    exp = claims.get("exp")
-    return float(exp) if isinstance(exp, int | float) else None
-
-
-def code_description(note: str | None, reference: str) -> str:
-    """The description sent with a code: the note plus the reference reconciliation looks for."""
-    tag = f"[erm-bot {reference}]"
-    return f"{note} {tag}" if note else tag
+    exp = token_claims(token).get("exp")
+    return float(exp) if isinstance(exp, int | float) and not isinstance(exp, bool) else None
 
 
 class ErmService:
@@ -154,15 +167,26 @@ class ErmService:
     # -- distributors ---------------------------------------------------------------------------
 
     async def add_distributor(
-        self, name: str, email: str, password: str, *, replace: bool = False
+        self,
+        name: str,
+        email: str,
+        password: str,
+        *,
+        sign_in: SignInMethod = SignInMethod.CLIENT,
+        replace: bool = False,
     ) -> SignIn:
         """Check the credentials with one sign-in, then store them (and the token) encrypted."""
         if not email.strip() or not password:
             raise InvalidInputError("both an email and a password are needed")
-        signed = await self.client.sign_in_client(email.strip(), password)
+        signed = await self.client.sign_in(sign_in, email.strip(), password)
         self.sign_ins += 1
         await self.vault.add_distributor(
-            name, email.strip(), password, client_id=signed.client_id, replace=replace
+            name,
+            email.strip(),
+            password,
+            client_id=signed.distributor_id,
+            sign_in=sign_in,
+            replace=replace,
         )
         await self._remember(name, signed)
         return signed
@@ -171,7 +195,8 @@ class ErmService:
         return await self.vault.list_distributors()
 
     async def client_id(self, distributor: str) -> str:
-        return (await self._session(distributor)).client_id
+        """The ERM id of the distributor, as its queries take it."""
+        return (await self._session(distributor)).distributor_id
 
     # -- codes ----------------------------------------------------------------------------------
 
@@ -195,13 +220,15 @@ class ErmService:
             raise InvalidInputError(f"codes of type {code_type.value} cannot be generated")
         note = check_note(note)
         item = await self.resolve_item(distributor, item_ref)
-        description = code_description(note, reference or secrets.token_hex(4))
+        reference = reference or secrets.token_hex(4)
+        description = code_description(note, reference)
 
         async def mutate(session: _Session) -> IssuedCode:
             return await self.client.generate_code(
                 session.token, code_type, item, days=days, description=description
             )
 
+        started = self._clock()
         try:
             return await self._authed(distributor, mutate)
         except UncertainOutcomeError as exc:
@@ -209,45 +236,48 @@ class ErmService:
                 "code mutation outcome unknown, reconciling",
                 extra={"distributor": distributor, "item": item.id, "reason": exc.reason},
             )
-            return await self._reconcile(distributor, item, code_type, days, description, exc)
+            pending = PendingCode(
+                distributor, item, code_type, days, reference, description, started, exc.reason
+            )
+        # A first, short look: most lost answers are in the history by now.
+        settled = await self.settle(pending, patience=self.config.reconcile_quick)
+        if settled.code is not None:
+            return settled.code
+        raise CodeOutcomePendingError(pending, settled)
 
-    async def _reconcile(
-        self,
-        distributor: str,
-        item: Item,
-        code_type: CodeType,
-        days: int | None,
-        description: str,
-        cause: UncertainOutcomeError,
-    ) -> IssuedCode:
+    async def settle(self, pending: PendingCode, *, patience: float | None = None) -> Settlement:
+        """Read the item's history until it shows the outcome of ``pending``, or ``patience``
+        seconds (default: the reconcile window) have passed; then the last verdict stands.
+
+        A verdict of ``NONE`` after the whole window is the only one that means nothing was
+        issued. The history is read at growing intervals, never more than the window needs.
+        """
         cfg = self.config
-        for attempt in range(cfg.reconcile_attempts):
-            if attempt:
-                await asyncio.sleep(cfg.reconcile_delay * 2 ** (attempt - 1))
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + (cfg.reconcile_window if patience is None else patience)
+        delay = cfg.reconcile_delay
+        settled = Settlement(pending, Verdict.UNREADABLE)
+        while True:
             try:
-                events = await self._latest_codes(distributor, item, cfg.reconcile_depth)
-            except ErmUnavailableError:
-                continue
-            match = next((e for e in events if e.description == description), None)
-            if match is not None:
-                return IssuedCode(
-                    code_type=match.code_type or code_type,
-                    code_dec=match.code_dec,
-                    code_hex=match.code_hex,
-                    item=item,
-                    days=days,
-                    reconciled=True,
+                events = await self._latest_codes(
+                    pending.distributor, pending.item, cfg.reconcile_depth
                 )
-            if attempt == cfg.reconcile_attempts - 1:
-                raise ErmUnavailableError(
-                    f"ERM did not answer, and the code history of {item.label} shows that no "
-                    "code was created: nothing was issued, it is safe to try again"
-                ) from cause
-        raise UncertainOutcomeError(
-            cause.operation,
-            f"{cause.reason}; the code history could not be read either: "
-            f"check the history of {item.label} before trying again",
-        ) from cause
+            except (ErmUnavailableError, ErmAuthError, ErmRejectedError) as exc:
+                log.info("reconciliation could not read the history", extra={"error": str(exc)})
+            else:
+                settled = judge(
+                    pending,
+                    events,
+                    likely_skew=cfg.reconcile_likely_skew,
+                    changed_skew=cfg.reconcile_changed_skew,
+                )
+                if settled.verdict.final:
+                    return settled
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return settled
+            await asyncio.sleep(min(delay, remaining))
+            delay = min(delay * 2, cfg.reconcile_max_delay)
 
     # -- lookups --------------------------------------------------------------------------------
 
@@ -272,19 +302,19 @@ class ErmService:
             try:
                 return await self.client.item(session.token, ref.lower())
             except ErmRejectedError as exc:
-                if exc.erm_code in _NOT_FOUND_CODES:
+                if _not_found(exc):
                     raise ItemNotFoundError(
                         f"no item with ERM id {ref} among this distributor's items ({exc})"
                     ) from exc
                 raise
         by_oem = await self.client.client_items(
-            session.token, session.client_id, first=2, oem_item_id=ref
+            session.token, session.distributor_id, first=2, oem_item_id=ref
         )
         if len(by_oem.nodes) == 1:
             return by_oem.nodes[0]
         wanted = ref.casefold()
         matches = await self.client.client_items(
-            session.token, session.client_id, first=20, search=ref
+            session.token, session.distributor_id, first=20, search=ref
         )
         exact = [
             i
@@ -313,23 +343,19 @@ class ErmService:
     async def _latest_codes(self, distributor: str, item: Item, count: int) -> list[CodeEvent]:
         return await self._authed(
             distributor,
-            lambda s: self.client.latest_codes(s.token, item.id, s.client_id, count),
+            lambda s: self.client.latest_codes(s.token, item.id, s.distributor_id, count),
         )
 
     async def item_fleets(self, distributor: str) -> list[ItemFleet]:
         """Every fleet of the distributor (all pages)."""
 
         async def fetch(session: _Session) -> list[ItemFleet]:
-            fleets: list[ItemFleet] = []
-            after: str | None = None
-            while True:
-                page = await self.client.item_fleets(
-                    session.token, session.client_id, first=100, after=after
+            async def page(after: str | None) -> Page[ItemFleet]:
+                return await self.client.item_fleets(
+                    session.token, session.distributor_id, first=100, after=after
                 )
-                fleets.extend(page.nodes)
-                if not page.has_next or not page.end_cursor:
-                    return fleets
-                after = page.end_cursor
+
+            return [f async for p in walk_pages(page, "item fleets") for f in p.nodes]
 
         return await self._authed(distributor, fetch)
 
@@ -361,7 +387,7 @@ class ErmService:
         return await self._authed(
             distributor,
             lambda s: self.client.client_items(
-                s.token, s.client_id, first=page_size, after=after, search=search
+                s.token, s.distributor_id, first=page_size, after=after, search=search
             ),
         )
 
@@ -378,7 +404,7 @@ class ErmService:
         return await self._authed(
             distributor,
             lambda s: self.client.asset_accounts(
-                s.token, s.client_id, first=page_size, after=after, search=search
+                s.token, s.distributor_id, first=page_size, after=after, search=search
             ),
         )
 
@@ -392,7 +418,7 @@ class ErmService:
                     distributor, lambda s: self.client.asset_account(s.token, account_id)
                 )
             except ErmRejectedError as exc:
-                if exc.erm_code not in _NOT_FOUND_CODES:
+                if not _not_found(exc):
                     raise
         item = await self.resolve_item(distributor, ref)
         if not item.account_id:
@@ -407,7 +433,7 @@ class ErmService:
     async def run_as(self, distributor: str, call: Callable[[str, str], Awaitable[T]]) -> T:
         """Run ``call(access_token, distributor_id)`` for a distributor, signing in as needed;
         for callers that send their own documents (the contract check)."""
-        return await self._authed(distributor, lambda s: call(s.token, s.client_id))
+        return await self._authed(distributor, lambda s: call(s.token, s.distributor_id))
 
     async def _authed(self, distributor: str, call: Callable[[_Session], Awaitable[T]]) -> T:
         """Run ``call`` with a valid session; on ``UNAUTHENTICATED`` sign in once and retry once."""
@@ -438,7 +464,7 @@ class ErmService:
                         return candidate
             creds = await self.vault.credentials(distributor)
             try:
-                signed = await self.client.sign_in_client(creds.email, creds.password)
+                signed = await self.client.sign_in(creds.sign_in, creds.email, creds.password)
             except ErmAuthError as exc:
                 raise ErmAuthError(
                     f"{exc} (stored credentials of distributor {creds.name!r}; update them with "
@@ -449,11 +475,11 @@ class ErmService:
 
     async def _remember(self, distributor: str, signed: SignIn) -> _Session:
         expires = token_expiry(signed.access_token)
-        session = _Session(signed.client_id, signed.access_token, expires)
+        session = _Session(signed.distributor_id, signed.access_token, expires)
         self._sessions[distributor] = session
         expires_at = datetime.fromtimestamp(expires, UTC) if expires is not None else None
         await self.vault.save_token(
-            distributor, StoredToken(signed.client_id, signed.access_token, expires_at)
+            distributor, StoredToken(signed.distributor_id, signed.access_token, expires_at)
         )
         return session
 

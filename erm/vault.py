@@ -34,6 +34,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from erm.db import Base, UtcDateTime
 from erm.errors import InvalidInputError, UnknownDistributorError, VaultError
+from erm.models import SignInMethod
 
 __all__ = [
     "DecryptionError",
@@ -217,11 +218,12 @@ class DistributorCredentials:
     email: str
     client_id: str | None
     password: str = field(repr=False)
+    sign_in: SignInMethod = SignInMethod.CLIENT
 
 
 @dataclass(frozen=True)
 class StoredToken:
-    """An ERM access token kept between runs, with the distributor's ERM ``_id``."""
+    """An ERM access token kept between runs, with the ERM id of the distributor it acts for."""
 
     client_id: str
     access_token: str = field(repr=False)
@@ -238,6 +240,7 @@ class DistributorInfo:
     has_token: bool
     token_expires_at: datetime | None
     created_at: datetime
+    sign_in: SignInMethod = SignInMethod.CLIENT
 
 
 # -- storage ------------------------------------------------------------------------------------
@@ -251,12 +254,18 @@ class DistributorRow(Base):
         CheckConstraint(
             "token_secret IS NULL OR client_id IS NOT NULL", name="token_has_client_id"
         ),
+        CheckConstraint("sign_in IN ('client', 'user')", name="sign_in"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(32), unique=True)
     email: Mapped[str] = mapped_column(String(_MAX_EMAIL))
+    # The ERM id of the distributor (the clientId / distributorId ERM's queries want).
     client_id: Mapped[str | None] = mapped_column(String(_MAX_CLIENT_ID))
+    # Which sign-in mutation the credentials take (SignInMethod).
+    sign_in: Mapped[str] = mapped_column(
+        String(8), default=SignInMethod.CLIENT.value, server_default=SignInMethod.CLIENT.value
+    )
     password_secret: Mapped[str] = mapped_column(Text)
     token_secret: Mapped[str | None] = mapped_column(Text)
     token_expires_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
@@ -282,6 +291,7 @@ class TokenVault:
         password: str,
         *,
         client_id: str | None = None,
+        sign_in: SignInMethod = SignInMethod.CLIENT,
         replace: bool = False,
     ) -> None:
         """Store a distributor's credentials.
@@ -305,6 +315,7 @@ class TokenVault:
                             name=name,
                             email=email,
                             client_id=client_id,
+                            sign_in=SignInMethod(sign_in).value,
                             password_secret=password_secret,
                             token_secret=None,
                             token_expires_at=None,
@@ -317,6 +328,7 @@ class TokenVault:
                 else:
                     row.email = email
                     row.client_id = client_id
+                    row.sign_in = SignInMethod(sign_in).value
                     row.password_secret = password_secret
                     row.token_secret = None
                     row.token_expires_at = None
@@ -329,7 +341,9 @@ class TokenVault:
         async with self._sessions.begin() as session:
             row = await _existing_row(session, name)
         password = self._open(row, _PASSWORD, row.password_secret)
-        return DistributorCredentials(row.name, row.email, row.client_id, password)
+        return DistributorCredentials(
+            row.name, row.email, row.client_id, password, SignInMethod(row.sign_in)
+        )
 
     async def names(self) -> list[str]:
         """The distributors' names, sorted."""
@@ -351,6 +365,7 @@ class TokenVault:
                     has_token=row.token_secret is not None,
                     token_expires_at=row.token_expires_at,
                     created_at=row.created_at,
+                    sign_in=SignInMethod(row.sign_in),
                 )
                 for row in rows
             ]

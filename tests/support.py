@@ -78,7 +78,10 @@ class CountingTransport(httpx.AsyncBaseTransport):
 
 
 def make_service(client: ErmClient, vault: TokenVault, clock: FakeClock) -> ErmService:
-    config = ServiceConfig(refresh_margin=120.0, reconcile_delay=0.01)
+    # Reconciliation looks for 0.05 s while the caller waits, then settles within 0.5 s.
+    config = ServiceConfig(
+        refresh_margin=120.0, reconcile_delay=0.01, reconcile_quick=0.05, reconcile_window=0.5
+    )
     return ErmService(client, vault, config, clock=clock)
 
 

@@ -6,15 +6,21 @@ import hashlib
 import logging
 from datetime import datetime, timedelta
 
+from bot.audit import AuditEntry
 from bot.context import Code, Field, Reply, Tone
 from bot.dispatch import STORAGE_ERRORS, Context
 from bot.errors import PermissionDeniedError
+from bot.refusals import explain_code_refusal
 from bot.registry import Days, ItemRef, Text, command
 from bot.roles import Role
-from bot.store import IssuedCodeRecord, RecentQuery
-from erm.models import CodeType, Item, keypad_format
+from bot.store import IssuedCodeRecord, ItemLock, RecentQuery
+from erm.errors import ErmRejectedError
+from erm.models import CodeType, IssuedCode, Item, keypad_format
+from erm.reconcile import CodeOutcomePendingError, Settlement, Verdict
 
 log = logging.getLogger(__name__)
+
+LOCK_TTL = 120.0
 
 _WHAT = {
     CodeType.DAYS: "adds days of use",
@@ -106,9 +112,9 @@ async def issue(
         if ctx.flags.get("again")
         else RecentQuery(code_type.value, days, since=ctx.now() - window)
     )
-    # The lock outlives one ERM call plus reconciliation; a dead holder's lock expires.
+    # Renewed while held; a dead holder's lock expires LOCK_TTL seconds after its last renewal.
     async with codes.item_lock(
-        distributor, item.id, request.request_key, ttl=120, wait=30, recent=recent
+        distributor, item.id, request.request_key, ttl=LOCK_TTL, wait=30, recent=recent
     ) as lock:
         if lock.recent is not None:
             already = lock.recent
@@ -121,49 +127,152 @@ async def issue(
                 notes=("Same item, same code: add --again to generate a new one.",),
                 tone=Tone.INFO,
             )
-        issued = await ctx.erm.generate_code(
-            distributor,
-            code_type,
-            item.id,
-            days=days,
-            note=note,
-            reference=_reference(request.request_key),
-        )
-        record = IssuedCodeRecord(
-            distributor=distributor,
-            item_id=item.id,
-            item_label=item.label,
-            client_name=item.client_name,
-            code_type=code_type.value,
-            days=days,
-            code_dec=issued.code_dec,
-            code_hex=issued.code_hex,
-            issued_by_platform=request.identity.platform,
-            issued_by_user=request.identity.user_id,
-            issued_by_name=request.identity.label,
-            request_key=request.request_key,
-            note=note,
-            reconciled=issued.reconciled,
-            issued_at=ctx.now(),
-            approval_id=request.approval_id,
-        )
         try:
-            await codes.record_issue(record, release=lock)  # and give the lock back
-        except STORAGE_ERRORS:
-            # ERM made the code: the user must get it even when it cannot be recorded here.
-            log.exception("an issued code could not be recorded", extra={"item": item.id})
-            recorded = False
-        else:
-            recorded = True
+            issued = await ctx.erm.generate_code(
+                distributor,
+                code_type,
+                item.id,
+                days=days,
+                note=note,
+                reference=_reference(request.request_key),
+            )
+        except CodeOutcomePendingError as exc:
+            # ERM may hold a code: the item stays locked while its history is watched, and the
+            # outcome reaches the requester privately when it is known.
+            codes.keep(lock)
+            ctx.core.background.start(_settle_later(ctx, lock, exc, note), f"settle {item.id}")
+            ctx.detail = f"{code_type.value} outcome unknown ({exc.reason}); settling"
+            return Reply(
+                title="ERM has not confirmed the code yet.",
+                lines=(
+                    "Do not ask again: you will get the code or a clear answer here.",
+                    f"{item.label} stays locked meanwhile.",
+                ),
+                tone=Tone.WARNING,
+            )
+        except ErmRejectedError as exc:
+            ctx.detail = f"refused by ERM: {exc.erm_message}"
+            raise await explain_code_refusal(
+                ctx.erm, distributor, item, code_type, days, exc, ctx.now()
+            ) from exc
+        return await _deliver(ctx, issued, note, lock)
+
+
+async def _deliver(ctx: Context, issued: IssuedCode, note: str | None, lock: ItemLock) -> Reply:
+    """Record a code ERM made (giving the item lock back) and show it."""
+    request, item, code_type, days = ctx.request, issued.item, issued.code_type, issued.days
+    record = IssuedCodeRecord(
+        distributor=ctx.distributor,
+        item_id=item.id,
+        item_label=item.label,
+        client_name=item.client_name,
+        code_type=code_type.value,
+        days=days,
+        code_dec=issued.code_dec,
+        code_hex=issued.code_hex,
+        issued_by_platform=request.identity.platform,
+        issued_by_user=request.identity.user_id,
+        issued_by_name=request.identity.label,
+        request_key=request.request_key,
+        note=note,
+        reconciled=issued.reconciled,
+        issued_at=ctx.now(),
+        approval_id=request.approval_id,
+    )
+    try:
+        await ctx.core.codes.record_issue(record, release=lock)  # and give the lock back
+    except STORAGE_ERRORS:
+        # ERM made the code: the user must get it even when it cannot be recorded here.
+        log.exception("an issued code could not be recorded", extra={"item": item.id})
+        recorded = False
+    else:
+        recorded = True
     ctx.erm_code = issued.code_hex or None
     ctx.detail = f"{code_type.value} {days} days issued" if days else f"{code_type.value} issued"
     notes = [f"It {_WHAT[code_type]}. Type it on the device keypad."]
-    if issued.reconciled:
+    if issued.likely:
+        ctx.detail += " (likely: found in history without its reference)"
+        notes.append(
+            "ERM's answer was lost. ERM's history shows this code, made just after the request, "
+            "most likely for it; check /history if in doubt."
+        )
+    elif issued.reconciled:
         notes.append("ERM's answer was lost; this code was found in the item's history.")
     if not recorded:
         ctx.detail += " (not recorded: database unavailable)"
         notes.append("erm-bot could not record it: /resend will not show it, /history will.")
     return _code_reply(_title(code_type, days, item), record, item, notes=tuple(notes))
+
+
+async def _settle_later(
+    ctx: Context, lock: ItemLock, pending: CodeOutcomePendingError, note: str | None
+) -> None:
+    """Watch the history until the outcome is known, then tell the requester and audit it."""
+    core = ctx.core
+    async with core.codes.holding(lock, ttl=LOCK_TTL):
+        settled = await core.erm.settle(pending.pending)
+        if settled.code is not None:
+            reply = await _deliver(ctx, settled.code, note, lock)
+            outcome = "ok"
+        else:
+            reply, outcome = _unsettled(settled), "uncertain"
+            if settled.verdict is Verdict.NONE:
+                outcome = "not_issued"
+            ctx.detail = f"settled: {settled.verdict.value}"
+    request = ctx.request
+    try:
+        await core.audit.append(
+            AuditEntry(
+                at=ctx.now(),
+                platform=request.identity.platform,
+                chat_id=request.chat_id,
+                user_id=request.identity.user_id,
+                user_name=request.identity.name,
+                command=ctx.command.name,
+                outcome=outcome,
+                detail=ctx.detail[:300],
+                distributor=ctx.distributor,
+                item_id=ctx.item_id,
+                erm_code_event=ctx.erm_code,
+                approval_id=request.approval_id,
+                request_key=request.request_key,
+            )
+        )
+    except Exception:
+        log.exception("audit of a settled code failed", extra={"item": ctx.item_id})
+    notifier = core.notifiers.get(request.identity.platform)
+    if notifier is None:
+        log.warning("no way to tell the requester how a code request settled")
+        return
+    try:
+        await notifier.send_private(request.identity.user_id, reply)
+    except Exception:
+        log.exception("could not tell the requester how a code request settled")
+
+
+def _unsettled(settled: Settlement) -> Reply:
+    """What to say when the history shows no code for the request (yet)."""
+    item = settled.pending.item
+    if settled.verdict is Verdict.NONE:
+        return Reply(
+            title=f"No code was made for {item.label}.",
+            lines=(
+                "ERM never confirmed it, and its history shows no new code since.",
+                "It is safe to ask again.",
+            ),
+            tone=Tone.WARNING,
+        )
+    if settled.verdict is Verdict.CHANGED and settled.other is not None:
+        when = settled.other.created_at
+        seen = f"a different code at {when:%H:%M} UTC" if when else "a different code"
+        first = f"ERM's history shows {seen}, none like yours."
+    else:
+        first = "ERM's history could not be read to check."
+    return Reply(
+        title=f"ERM never confirmed your code for {item.label}.",
+        lines=(first, f"Check /history {item.oem_item_id} before asking again."),
+        tone=Tone.WARNING,
+    )
 
 
 def _supervisors_only(ctx: Context, code_type: CodeType) -> None:

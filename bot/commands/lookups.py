@@ -13,6 +13,7 @@ from erm.service import MAX_HISTORY
 ITEMS_PAGE = 10
 MAX_PAGE = 50
 FLEET_ITEMS_SHOWN = 15
+FLEETS_SHOWN = 30
 
 
 @command("history", role=Role.VIEWER, example="/history TEST2503000017 10", flags=("page",))
@@ -46,11 +47,12 @@ async def history(ctx: Context, item: ItemRef, count: Count = 5) -> Reply:
 
 def _event_line(event: CodeEvent) -> str:
     when = f"{event.created_at:%Y-%m-%d %H:%M}" if event.created_at else "?"
+    # By type: migrated free and reset events carry the ACP jumps (1096, 2192) as codeDays.
     if event.code_type is CodeType.DAYS:
         kind = f"{event.code_days}d"
     else:
         kind = event.code_type.name.lower() if event.code_type else "?"
-    return f"{when}  {kind:<6} {event.keypad}"
+    return f"{when}  {kind:<6} {event.keypad if event.code_dec else '(no code kept)'}"
 
 
 @command("fleet", role=Role.VIEWER, example="/fleet Nairobi")
@@ -60,10 +62,14 @@ async def fleet(ctx: Context, name: Text | None = None) -> Reply:
         fleets = await ctx.erm.item_fleets(ctx.distributor)
         if not fleets:
             return Reply(title=f"{ctx.distributor} has no item fleets.", tone=Tone.INFO)
+        shown_fleets = fleets[:FLEETS_SHOWN]
+        notes = ["Details: /fleet NAME"]
+        if len(fleets) > len(shown_fleets):
+            notes.insert(0, f"{len(fleets) - len(shown_fleets)} more not shown.")
         return Reply(
             title=f"Item fleets of {ctx.distributor} ({len(fleets)})",
-            lines=tuple(f"{f.name}: {_policy_summary(f.policy)}" for f in fleets),
-            notes=("Details: /fleet NAME",),
+            lines=tuple(f"{f.name}: {_policy_summary(f.policy)}" for f in shown_fleets),
+            notes=tuple(notes),
         )
     found = await ctx.erm.fleet(ctx.distributor, name)
     shown = [i.label for i in found.items[:FLEET_ITEMS_SHOWN]]

@@ -1,8 +1,10 @@
 """A stand-in for the Omnivoltaic ERM GraphQL API, for demos, tests and benchmarks.
 
 It serves the schema of ``shared/erm-api.md`` §6 with seeded data (:mod:`.seed`), the code policy
-rules and code formats of §3/§5 (:mod:`.state`, :mod:`.codes`), Apollo-shaped errors (§4) and
-fault injection (:mod:`.faults`). Typical use::
+rules and code formats of §3/§5 (:mod:`.rules`, :mod:`.codes`), and answers the way production is
+known to answer (§8): NestJS/Apollo error shapes (:mod:`.errors`), 24-hour RS256 tokens naming the
+distributor a login acts for (:mod:`.auth`, :mod:`.tokens`), migrated legacy history; plus fault
+injection (:mod:`.faults`). Typical use::
 
     state = seed_state()
     app = create_app(state)
@@ -15,6 +17,8 @@ from erm.sandbox.errors import SandboxError
 from erm.sandbox.faults import ConnectionDroppedError, FaultConfig
 from erm.sandbox.seed import (
     ACME,
+    ACME_SERVICER,
+    ACME_STAFF,
     DEMO_DISTRIBUTORS,
     FLEET_ANGAZA,
     FLEET_DEFAULT,
@@ -22,6 +26,7 @@ from erm.sandbox.seed import (
     FLEET_LAGOS,
     FLEET_OPEN,
     FLEET_STRICT,
+    MIGRATED_ITEMS,
     OPEN_ACP1_OEM_ID,
     OPEN_OPENTOKEN_OEM_ID,
     SUNBRIGHT,
@@ -33,6 +38,8 @@ from erm.sandbox.state import SandboxConfig, SandboxState
 
 __all__ = [
     "ACME",
+    "ACME_SERVICER",
+    "ACME_STAFF",
     "DEMO_DISTRIBUTORS",
     "FLEET_ANGAZA",
     "FLEET_DEFAULT",
@@ -40,6 +47,7 @@ __all__ = [
     "FLEET_LAGOS",
     "FLEET_OPEN",
     "FLEET_STRICT",
+    "MIGRATED_ITEMS",
     "OPEN_ACP1_OEM_ID",
     "OPEN_OPENTOKEN_OEM_ID",
     "SUNBRIGHT",

@@ -6,8 +6,9 @@ an answer back while watching for the client to leave. Parsed and validated docu
 by query text, so a benchmark repeating the same operations pays for parsing once.
 
 HTTP behaviour follows Apollo Server: request errors (unparsable JSON, GraphQL syntax, a field the
-schema does not have, a variable that cannot be coerced) are HTTP 400; errors raised while
-executing are HTTP 200 with ``errors`` next to (possibly partial) ``data``.
+schema does not have, a variable that cannot be coerced, introspection while it is switched off)
+are HTTP 400; errors raised while executing are HTTP 200 with ``errors`` next to (possibly partial)
+``data``. The endpoint serves the sandbox's schema or an altered copy of it (contract tests).
 """
 
 from __future__ import annotations
@@ -19,7 +20,18 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from inspect import isawaitable
 from typing import Any, NoReturn
 
-from graphql import DocumentNode, ExecutionResult, GraphQLError, execute, parse, validate
+from graphql import (
+    DocumentNode,
+    ExecutionResult,
+    FieldNode,
+    GraphQLError,
+    GraphQLSchema,
+    ValidationRule,
+    execute,
+    parse,
+    specified_rules,
+    validate,
+)
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -45,6 +57,15 @@ Send = Callable[[Message], Awaitable[None]]
 MAX_BODY_BYTES = 1_000_000
 _DOCUMENT_CACHE_SIZE = 512
 _JSON_HEADERS = [(b"content-type", b"application/json")]
+# Apollo Server's words when a server runs with ``introspection: false`` (its NoIntrospection rule).
+NO_INTROSPECTION = (
+    "GraphQL introspection is not allowed by Apollo Server, but the query contained __schema or "
+    "__type. To enable introspection, pass introspection: true to ApolloServer in production"
+)
+# An odd answer's error beside the code (``odd_answer=data_and_errors``): a gateway whose service
+# made the code and then failed at something after it.
+ODD_ANSWER_ERROR = "Failed to record the code event: Timeout awaiting 'request' for 10000ms"
+_OTHER_CODE_TYPE = {"DAYSCODE": "FREECODE", "FREECODE": "RESETCODE", "RESETCODE": "DAYSCODE"}
 _UNAVAILABLE_BODY = json.dumps(
     {
         "errors": [
@@ -75,13 +96,26 @@ class _RequestError(Exception):
         self.errors = errors
 
 
+class _NoIntrospection(ValidationRule):
+    """Apollo Server's rule with introspection off: ``__schema`` and ``__type`` are refused,
+    ``__typename`` is not."""
+
+    def enter_field(self, node: FieldNode, *_args: Any) -> None:
+        if node.name.value in ("__schema", "__type"):
+            self.report_error(GraphQLError(NO_INTROSPECTION, node))
+
+
+_WITHOUT_INTROSPECTION = (*specified_rules, _NoIntrospection)
+
+
 class GraphQLEndpoint:
     """``POST /graphql``: Apollo-style answers, with faults injected around execution."""
 
-    def __init__(self, state: SandboxState) -> None:
+    def __init__(self, state: SandboxState, schema: GraphQLSchema | None = None) -> None:
         self.state = state
-        self.schema = load_schema()
-        self._documents: dict[str, DocumentNode | _RequestError] = {}
+        self.schema = schema if schema is not None else load_schema()
+        # keyed by whether introspection was allowed too: the setting changes at run time
+        self._documents: dict[tuple[str, bool], DocumentNode | _RequestError] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["method"] != "POST":
@@ -110,6 +144,8 @@ class GraphQLEndpoint:
                 await _drop(send)
             if after is Fault.HANG and not await _hang(receive, faults.hang_seconds):
                 return  # the client gave up; nobody is left to answer
+            if after is Fault.ODD_ANSWER:
+                _make_odd(payload, faults.odd_answer)
         await _send_json(send, status, payload)
 
     async def run(self, body: bytes, context: RequestContext) -> tuple[int, dict[str, Any]]:
@@ -137,29 +173,32 @@ class GraphQLEndpoint:
         return 200, payload
 
     def _document(self, query: str) -> DocumentNode:
-        known = self._documents.get(query)
+        key = (query, self.state.faults.introspection)
+        known = self._documents.get(key)
         if known is None:
-            known = self._compile(query)
+            known = self._compile(*key)
             if len(self._documents) >= _DOCUMENT_CACHE_SIZE:
                 self._documents.clear()
-            self._documents[query] = known
+            self._documents[key] = known
         if isinstance(known, _RequestError):
             raise known
         return known
 
-    def _compile(self, query: str) -> DocumentNode | _RequestError:
+    def _compile(self, query: str, introspection: bool) -> DocumentNode | _RequestError:
         try:
             document = parse(query)
         except GraphQLError as exc:
             return _RequestError([_format(exc, GRAPHQL_PARSE_FAILED)])
-        errors = validate(self.schema, document)
+        rules = None if introspection else _WITHOUT_INTROSPECTION
+        errors = validate(self.schema, document, rules)
         if errors:
             return _RequestError([_format(e, GRAPHQL_VALIDATION_FAILED) for e in errors])
         return document
 
 
-def create_app(state: SandboxState | None = None) -> Starlette:
-    """The ASGI app serving ``state`` (a freshly seeded one by default)."""
+def create_app(state: SandboxState | None = None, *, schema_sdl: str | None = None) -> Starlette:
+    """The ASGI app serving ``state`` (a freshly seeded one by default) through the sandbox's
+    schema, or through ``schema_sdl`` (an altered copy of it: see :func:`load_schema`)."""
     sandbox = state if state is not None else seed_state()
     logging.getLogger("uvicorn.error").addFilter(DROPPED_CONNECTION_FILTER)
 
@@ -195,7 +234,7 @@ def create_app(state: SandboxState | None = None) -> Starlette:
 
     app = Starlette(
         routes=[
-            Route("/graphql", GraphQLEndpoint(sandbox), methods=None),
+            Route("/graphql", GraphQLEndpoint(sandbox, load_schema(schema_sdl)), methods=None),
             Route("/_sandbox/health", health, methods=["GET"]),
             Route("/_sandbox/faults", faults, methods=["GET", "POST"]),
             Route("/_sandbox/reset", reset, methods=["POST"]),
@@ -244,6 +283,34 @@ def _format(error: GraphQLError, default_code: str) -> dict[str, Any]:
     extensions.setdefault("code", default_code)
     formatted["extensions"] = extensions
     return formatted
+
+
+def _make_odd(payload: dict[str, Any], kind: str) -> None:
+    """Make the answer to a request that issued a code odd, in place, the way ``kind`` says.
+
+    Done on the JSON rather than through graphql-core, which would refuse to serialise an enum
+    value the schema does not list. A code answer is a root value with ``codeType``/``codeDec``.
+    """
+    data = payload.get("data") or {}
+    keys = [
+        key
+        for key, value in data.items()
+        if isinstance(value, dict) and {"codeType", "codeDec"} & value.keys()
+    ]
+    if kind == "data_and_errors":
+        error = {
+            "message": ODD_ANSWER_ERROR,
+            "path": keys[:1],
+            "extensions": {"code": INTERNAL_SERVER_ERROR},
+        }
+        payload.setdefault("errors", []).append(error)
+    for answer in (data[key] for key in keys):
+        if kind == "bad_enum":
+            answer["codeType"] = "DAYSCODE_V2"
+        elif kind == "no_digits":
+            answer.update(codeDec="*#", codeHex="")
+        elif kind == "wrong_type" and "codeType" in answer:
+            answer["codeType"] = _OTHER_CODE_TYPE.get(answer["codeType"], "DAYSCODE")
 
 
 def _plain_error(message: str, code: str) -> dict[str, Any]:

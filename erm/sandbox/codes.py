@@ -20,6 +20,10 @@ from erm.sandbox.model import CodeSystem, CodeType, Item
 
 OPENPAYGO_STANDARD_MAX_DAYS = 995
 """Above this an OpenPAYGO token must use the 12-digit extended format."""
+FREE_CODE_JUMP = 1096
+"""How far a free code moves the hash chain; migrated free events also carry it as codeDays."""
+RESET_CODE_JUMP = 2192
+"""How far a reset code moves the hash chain; migrated reset events also carry it as codeDays."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +81,21 @@ def _openpaygo_code(item: Item, code_type: CodeType, days: int) -> GeneratedCode
     else:
         raise ValueError(f"the sandbox does not issue {code_type.value} codes")
     return GeneratedCode(code_type, f"{int(token):X}", str(token), int(new_count))
+
+
+def hash_jump(code_type: CodeType, days: int) -> int:
+    """How far a code moves ``hashIndex`` (erm-api.md §8: by the days, or the ACP jumps)."""
+    if code_type is CodeType.FREECODE:
+        return FREE_CODE_JUMP
+    if code_type is CodeType.RESETCODE:
+        return RESET_CODE_JUMP
+    return days
+
+
+def decorate(code_dec: str) -> str:
+    """``042799...`` as the keypad form ``*042 799 ... 763#`` that migrated history stores."""
+    groups = [code_dec[i : i + 3] for i in range(0, len(code_dec), 3)]
+    return f"*{' '.join(groups)}#"
 
 
 def next_hash_top(hash_top: str, code_hex: str) -> str:

@@ -15,8 +15,9 @@ What a client sees, over real HTTP (``serve``) and in-process (``httpx.ASGITrans
 - hang: the answer is held for ``hang_seconds`` or until the client disconnects. ASGITransport
   applies no httpx timeouts, so in-process callers must bound the call themselves (e.g.
   ``asyncio.timeout``); over HTTP the client's read timeout fires as usual.
-- ``*_after_mutation_next`` fire only on requests that actually issued a code (a refused mutation
-  or a query leaves the counter alone), so the code always exists when the answer is lost.
+- ``*_after_mutation_next`` and ``odd_answer_next`` fire only on requests that actually issued a
+  code (a refused mutation or a query leaves the counter alone), so the code always exists when
+  the answer is lost or odd.
 """
 
 from __future__ import annotations
@@ -67,7 +68,7 @@ class FaultConfig:
     """``bad_enum`` (codeType ERM's schema does not list), ``data_and_errors`` (the code plus an
     ``errors`` entry), ``no_digits`` (codeDec ``*#``) or ``wrong_type`` (another code type)."""
     stuck_cursor: bool = False
-    """Every list answers ``hasNextPage: true`` with the same ``endCursor``, whatever ``after`` is."""
+    """Every list answers ``hasNextPage: true`` and one ``endCursor``, whatever ``after`` is."""
     ignore_first: bool = False
     """Every list answers all of its nodes, whatever ``first`` asks for."""
     introspection: bool = True
@@ -124,6 +125,7 @@ class Fault(Enum):
     ERROR = "error"
     DROP = "drop"
     HANG = "hang"
+    ODD_ANSWER = "odd_answer"
 
 
 class ConnectionDroppedError(httpx.RemoteProtocolError):
@@ -185,6 +187,9 @@ class FaultInjector:
         if cfg.drop_after_mutation_next > 0:
             cfg.drop_after_mutation_next -= 1
             return Fault.DROP
+        if cfg.odd_answer_next > 0:
+            cfg.odd_answer_next -= 1
+            return Fault.ODD_ANSWER
         return Fault.NONE
 
 

@@ -13,6 +13,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+HASH_CHAIN_LENGTH = 100_000
+"""Where a generator's ``hashIndex`` starts (production's chain length, erm-api.md §8)."""
+
 
 class CodeType(StrEnum):
     """ERM ``CodeTypes``; the sandbox issues DAYSCODE, FREECODE and RESETCODE."""
@@ -86,7 +89,7 @@ class Person:
 
 @dataclass(slots=True)
 class Distributor:
-    """A distributor organisation; its login is the only way into the sandbox."""
+    """A distributor organisation; signs in with ``signInClient`` and owns fleets and items."""
 
     id: str
     name: str
@@ -94,6 +97,37 @@ class Distributor:
     password: str
     display_name: str
     org_contact_person: Person
+    created_at: float
+
+
+@dataclass(slots=True)
+class Servicer:
+    """A service organisation acting for one distributor (``distributorDelegate``, §8).
+
+    It signs in with ``signInClient`` and gets its own ``_id``; its token names the distributor
+    whose data it works on.
+    """
+
+    id: str
+    name: str
+    email: str
+    password: str
+    display_name: str
+    distributor: Distributor
+    created_at: float
+
+
+@dataclass(slots=True)
+class StaffUser:
+    """A person on a distributor's staff; signs in with ``signInUser`` (§8)."""
+
+    id: str
+    name: str
+    email: str
+    password: str
+    display_name: str
+    distributor: Distributor
+    role_id: str
     created_at: float
 
 
@@ -179,6 +213,8 @@ class CodeEvent:
     hash_root: str
     code_count: int
     actor_name: str
+    visible_from: float = 0.0
+    """When history starts to list the event (later than ``created_at`` under a commit delay)."""
     triggers: list[str] = field(default_factory=list)
     type: str = "EVENT"
     action_scope: str = "CLIENT"
@@ -189,9 +225,11 @@ class CodeEvent:
 class CodeGenerator:
     """Per-item generator state: hash chain position, counters and the full history.
 
-    ``free_code_count`` / ``reset_code_count`` are the codes of that kind the item may still get;
-    they start at the fleet's allowance and are raised by ``distributorIncrease...``.
-    ``token_count`` is the OpenPAYGO counter of OPENTOKEN items (not part of the ERM schema).
+    ``hash_index`` starts at the chain length and jumps by each code's days (§8, see
+    :func:`erm.sandbox.codes.hash_jump`). ``free_code_count`` / ``reset_code_count`` are the codes
+    of that kind the item may still get; they start at the fleet's allowance and are raised by
+    ``distributorIncrease...``. ``token_count`` is the OpenPAYGO counter of OPENTOKEN items (not
+    part of the ERM schema).
     """
 
     id: str
@@ -202,16 +240,11 @@ class CodeGenerator:
     updated_at: float
     free_code_count: int
     reset_code_count: int
-    hash_index: int = 0
+    hash_index: int = HASH_CHAIN_LENGTH
     code_count: int = 0
     code_reversal_count: int = 0
     token_count: int = 0
     events: list[CodeEvent] = field(default_factory=list)  # oldest first; append-only
-
-    @property
-    def code_history(self) -> list[CodeEvent]:
-        """ERM lists history newest first."""
-        return self.events[::-1]
 
 
 @dataclass(slots=True)

@@ -5,6 +5,11 @@ clients, cheap to make, and stable as long as the list does not change between p
 follows the practical reading (``hasPreviousPage`` / ``hasNextPage`` tell whether anything lies
 before / after the returned slice, whichever direction was asked for), which is what a client paging
 forward with ``after: endCursor`` needs.
+
+Bad arguments are refused the way production's validation pipe refuses them: ``Bad Request
+Exception`` with a list of reasons (erm-api.md §8). Two faults bend the answer on purpose:
+``stuck_cursor`` (every page is the first, with ``hasNextPage`` true and the same ``endCursor``)
+and ``ignore_first`` (every page holds all remaining nodes).
 """
 
 from __future__ import annotations
@@ -14,13 +19,10 @@ import binascii
 from collections.abc import Sequence
 from typing import Any
 
-from erm.sandbox.errors import BAD_USER_INPUT, SandboxError
+from erm.sandbox.errors import BadRequestError, not_a_cursor, too_small
 
 MAX_PAGE_SIZE = 100
 """``first`` / ``last`` above this are cut down to it; it is also the size when neither is given."""
-
-MSG_INVALID_CURSOR = "Invalid cursor"
-MSG_NEGATIVE_PAGE_SIZE = "first and last must not be negative"
 
 _PREFIX = "arrayconnection:"
 
@@ -30,14 +32,14 @@ def cursor_for(index: int) -> str:
     return base64.b64encode(f"{_PREFIX}{index}".encode()).decode()
 
 
-def index_of(cursor: str) -> int:
+def index_of(cursor: str, argument: str = "after") -> int:
     """Decode a cursor made by :func:`cursor_for`; anything else is the caller's mistake."""
     try:
         text = base64.b64decode(cursor.encode(), validate=True).decode()
     except (binascii.Error, UnicodeError, ValueError):
-        raise SandboxError(MSG_INVALID_CURSOR, BAD_USER_INPUT) from None
+        raise BadRequestError([not_a_cursor(argument)]) from None
     if not text.startswith(_PREFIX) or not text[len(_PREFIX) :].isdigit():
-        raise SandboxError(MSG_INVALID_CURSOR, BAD_USER_INPUT)
+        raise BadRequestError([not_a_cursor(argument)])
     return int(text[len(_PREFIX) :])
 
 
@@ -48,18 +50,29 @@ def connection(
     after: str | None = None,
     last: int | None = None,
     before: str | None = None,
+    stuck_cursor: bool = False,
+    ignore_first: bool = False,
 ) -> dict[str, Any]:
     """``{page: {edges, pageInfo}, pageData: {count, limit, offset}}`` for one page of ``nodes``."""
-    if (first is not None and first < 0) or (last is not None and last < 0):
-        raise SandboxError(MSG_NEGATIVE_PAGE_SIZE, BAD_USER_INPUT)
+    negative = [
+        too_small(name, 0)
+        for name, size in (("first", first), ("last", last))
+        if size is not None and size < 0
+    ]
+    if negative:
+        raise BadRequestError(negative)
     total = len(nodes)
     start = 0
     end = total
     if after is not None:
         start = min(max(index_of(after) + 1, 0), total)
     if before is not None:
-        end = max(min(index_of(before), total), start)
-    if first is not None:
+        end = max(min(index_of(before, "before"), total), start)
+    if stuck_cursor:  # the server never moves past the first page
+        start, end = 0, total
+    if ignore_first:
+        limit = total
+    elif first is not None:
         limit = min(first, MAX_PAGE_SIZE)
         end = min(end, start + limit)
     elif last is not None:
@@ -75,6 +88,9 @@ def connection(
         "hasPreviousPage": start > 0,
         "hasNextPage": end < total,
     }
+    if stuck_cursor:
+        page_info["endCursor"] = page_info["endCursor"] or cursor_for(0)
+        page_info["hasNextPage"] = True
     return {
         "page": {"edges": edges, "pageInfo": page_info},
         "pageData": {"count": total, "limit": limit, "offset": start},

@@ -12,12 +12,11 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from functools import cache
+from functools import cache, wraps
 from pathlib import Path
 from typing import Any, TypeAlias
 
 from graphql import (
-    GraphQLField,
     GraphQLObjectType,
     GraphQLResolveInfo,
     GraphQLScalarType,
@@ -25,7 +24,9 @@ from graphql import (
     build_schema,
 )
 
-from erm.sandbox.model import CodeType, Distributor, Fleet
+from erm.sandbox.auth import Caller
+from erm.sandbox.errors import UnknownIdError
+from erm.sandbox.model import CodeGenerator, CodeType, Distributor, Fleet
 from erm.sandbox.state import Paging, SandboxState
 
 SCHEMA_PATH = Path(__file__).with_name("schema.graphql")
@@ -64,13 +65,17 @@ class RequestContext:
     state: SandboxState
     authorization: str | None
     codes_issued: int = 0
-    _caller: Distributor | None = field(default=None, repr=False)
+    _caller: Caller | None = field(default=None, repr=False)
 
-    def caller(self) -> Distributor:
-        """The authenticated distributor; raises ``Unauthorized`` for a bad or missing token."""
+    def caller(self) -> Caller:
+        """The authenticated caller; raises ``Unauthorized`` for a bad or missing token."""
         if self._caller is None:
-            self._caller = self.state.authenticate(self.authorization)
+            self._caller = self.state.logins.authenticate(self.authorization)
         return self._caller
+
+    def distributor(self) -> Distributor:
+        """The distributor whose data the caller may see (the token's ``distributorId``)."""
+        return self.caller().distributor
 
 
 Info: TypeAlias = "GraphQLResolveInfo[RequestContext]"
@@ -92,10 +97,22 @@ def serialize_datetime(value: Any) -> str:
     return f"{moment:%Y-%m-%dT%H:%M:%S}.{moment.microsecond // 1000:03d}Z"
 
 
+def load_schema(sdl: str | None = None) -> GraphQLSchema:
+    """The sandbox's schema, or one built from ``sdl`` (an altered copy, for contract tests).
+
+    Built once per SDL text; a schema is immutable after resolvers are attached.
+    """
+    return _build_schema(_default_sdl() if sdl is None else sdl)
+
+
 @cache
-def load_schema() -> GraphQLSchema:
-    """Build the schema once per process; it is immutable after resolvers are attached."""
-    schema = build_schema(SCHEMA_PATH.read_text(encoding="utf-8"))
+def _default_sdl() -> str:
+    return SCHEMA_PATH.read_text(encoding="utf-8")
+
+
+@cache
+def _build_schema(sdl: str) -> GraphQLSchema:
+    schema = build_schema(sdl)
     scalar = schema.type_map["DateTime"]
     assert isinstance(scalar, GraphQLScalarType)
     # graphql-core 3.3 reads coerce_output_value; 3.2 only knows serialize
@@ -114,13 +131,14 @@ def load_schema() -> GraphQLSchema:
 
 
 def _attach(root: GraphQLObjectType | None, resolvers: dict[str, Resolver]) -> None:
+    """Resolve every root field; an altered schema may lack some of the sandbox's fields (their
+    resolvers are left out), but a root field with no resolver would answer null, so it fails."""
     assert root is not None
     missing = set(root.fields) - set(resolvers)
     if missing:
         raise RuntimeError(f"no sandbox resolver for {sorted(missing)}")
-    for name, resolver in resolvers.items():
-        field_def: GraphQLField = root.fields[name]
-        field_def.resolve = resolver
+    for name, field_def in root.fields.items():
+        field_def.resolve = resolvers[name]
 
 
 def _field_resolver(type_name: str, field_name: str) -> Resolver:
@@ -131,6 +149,12 @@ def _field_resolver(type_name: str, field_name: str) -> Resolver:
             return getattr(source.policy, attribute)
 
         return resolve_policy
+    if type_name == "CodeGenerator" and field_name == "codeHistory":
+
+        def resolve_history(source: CodeGenerator, info: Info, **_args: Any) -> Any:
+            return info.context.state.history(source)  # a commit delay hides recent events
+
+        return resolve_history
 
     def resolve(source: Any, _info: Info, **_args: Any) -> Any:
         if type(source) is dict:
@@ -156,21 +180,43 @@ def _paging(args: dict[str, Any]) -> Paging:
     )
 
 
-def _sign_in(_root: None, info: Info, signInCredentialsInput: dict[str, str]) -> Any:
+def _null_if_unknown(resolver: Resolver) -> Resolver:
+    """Answer null for an id that matches nothing: on a non-null root field graphql-core then
+    reports ``Cannot return null for non-nullable field ...``, production's "not found" (§8)."""
+
+    @wraps(resolver)
+    def resolve(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return resolver(*args, **kwargs)
+        except UnknownIdError:
+            return None
+
+    return resolve
+
+
+def _sign_in_client(_root: None, info: Info, signInCredentialsInput: dict[str, str]) -> Any:
     credentials = signInCredentialsInput
-    return _context(info).state.sign_in(credentials["email"], credentials["password"])
+    return _context(info).state.logins.sign_in_client(credentials["email"], credentials["password"])
+
+
+def _sign_in_user(_root: None, info: Info, signInCredentials: dict[str, str]) -> Any:
+    credentials = signInCredentials
+    return _context(info).state.logins.sign_in_user(credentials["email"], credentials["password"])
 
 
 def _generator(code_type: CodeType, input_name: str) -> Resolver:
+    @_null_if_unknown
     def resolve(_root: None, info: Info, **args: Any) -> Any:
         ctx = _context(info)
+        caller = ctx.caller()
         request = args[input_name]
         code = ctx.state.generate(
-            ctx.caller(),
+            caller.distributor,
             request["itemId"],
             code_type,
             request.get("codeDays", 0),
             request.get("description"),
+            actor_name=caller.actor_name,
         )
         ctx.codes_issued += 1
         return {"codeType": code.code_type, "codeHex": code.code_hex, "codeDec": code.code_dec}
@@ -178,47 +224,52 @@ def _generator(code_type: CodeType, input_name: str) -> Resolver:
     return resolve
 
 
+@_null_if_unknown
 def _increase_free(_root: None, info: Info, itemId: str, freeCodeCount: int) -> Any:
     ctx = _context(info)
-    return ctx.state.increase_free_codes(ctx.caller(), itemId, freeCodeCount).code_generator
+    return ctx.state.increase_free_codes(ctx.distributor(), itemId, freeCodeCount).code_generator
 
 
+@_null_if_unknown
 def _increase_reset(_root: None, info: Info, itemId: str, resetCodeCount: int) -> Any:
     ctx = _context(info)
-    return ctx.state.increase_reset_codes(ctx.caller(), itemId, resetCodeCount).code_generator
+    return ctx.state.increase_reset_codes(ctx.distributor(), itemId, resetCodeCount).code_generator
 
 
+@_null_if_unknown
 def _code_events(_root: None, info: Info, **args: Any) -> Any:
     ctx = _context(info)
     return ctx.state.code_events(
-        ctx.caller(), args["itemId"], args.get("distributorId"), _paging(args)
+        ctx.distributor(), args["itemId"], args["distributorId"], _paging(args)
     )
 
 
 def _fleets_for_client(_root: None, info: Info, **args: Any) -> Any:
     ctx = _context(info)
     return ctx.state.fleets_for_client(
-        ctx.caller(), args["clientId"], args.get("search"), _paging(args)
+        ctx.distributor(), args["clientId"], args.get("search"), _paging(args)
     )
 
 
+@_null_if_unknown
 def _specific_fleet(_root: None, info: Info, id: str) -> Any:
     ctx = _context(info)
-    return ctx.state.fleet(ctx.caller(), id)
+    return ctx.state.fleet(ctx.distributor(), id)
 
 
+@_null_if_unknown
 def _items_in_fleet(_root: None, info: Info, **args: Any) -> Any:
     ctx = _context(info)
     request = args["getAllClientItemsInItemFleet"]
     return ctx.state.items_in_fleet(
-        ctx.caller(), request["itemFleetId"], request["clientId"], _paging(args)
+        ctx.distributor(), request["itemFleetId"], request["clientId"], _paging(args)
     )
 
 
 def _client_items(_root: None, info: Info, **args: Any) -> Any:
     ctx = _context(info)
     return ctx.state.client_items(
-        ctx.caller(),
+        ctx.distributor(),
         args["clientId"],
         _paging(args),
         descending=args["queryorder"] == "DESC",
@@ -229,21 +280,23 @@ def _client_items(_root: None, info: Info, **args: Any) -> Any:
     )
 
 
+@_null_if_unknown
 def _specific_item(_root: None, info: Info, itemId: str) -> Any:
     ctx = _context(info)
-    return ctx.state.item(ctx.caller(), itemId)
+    return ctx.state.item(ctx.distributor(), itemId)
 
 
 def _accounts_for_client(_root: None, info: Info, **args: Any) -> Any:
     ctx = _context(info)
     return ctx.state.accounts_for_client(
-        ctx.caller(), args["clientId"], args.get("search"), _paging(args)
+        ctx.distributor(), args["clientId"], args.get("search"), _paging(args)
     )
 
 
+@_null_if_unknown
 def _specific_account(_root: None, info: Info, id: str) -> Any:
     ctx = _context(info)
-    return ctx.state.account(ctx.caller(), id)
+    return ctx.state.account(ctx.distributor(), id)
 
 
 _QUERY_RESOLVERS: dict[str, Resolver] = {
@@ -258,7 +311,8 @@ _QUERY_RESOLVERS: dict[str, Resolver] = {
 }
 
 _MUTATION_RESOLVERS: dict[str, Resolver] = {
-    "signInClient": _sign_in,
+    "signInClient": _sign_in_client,
+    "signInUser": _sign_in_user,
     "generateDaysCode": _generator(CodeType.DAYSCODE, "generateDaysCodeInput"),
     "generateFreeCode": _generator(CodeType.FREECODE, "generateFreeCodeInput"),
     "generateResetCode": _generator(CodeType.RESETCODE, "generateResetCodeInput"),

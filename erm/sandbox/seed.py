@@ -1,7 +1,27 @@
 """Deterministic demo data: two distributors, six fleets, 240 items, accounts and code history.
 
 The same ``seed`` always gives the same ids, codes and accounts, so demos and benchmark runs are
-comparable. The layout is fixed and documented here so tests can pick the right item for a rule:
+comparable. The layout is fixed and documented here so tests can pick the right item for a rule.
+
+Logins (:class:`DemoCredentials`):
+
+==================  =====================  ==============  ======================================
+constant            email                  mutation        acts as
+==================  =====================  ==============  ======================================
+``ACME``            acme@sandbox.erm       signInClient    the distributor acme (``_id`` = acme)
+``SUNBRIGHT``       sunbright@sandbox.erm  signInClient    the distributor sunbright
+``ACME_SERVICER``   servicer@sandbox.erm   signInClient    a servicer acting for acme: its own
+                                                           ``_id``, token ``distributorId`` = acme,
+                                                           ``roleName`` SERVICER
+``ACME_STAFF``      staff@sandbox.erm      signInUser      a staff user of acme: its own ``_id``,
+                                                           token ``distributorId`` = acme,
+                                                           ``userId`` = the user
+==================  =====================  ==============  ======================================
+
+Whoever signs in, requests are scoped by the token's ``distributorId``: the servicer and the staff
+user pass acme's id as ``clientId`` / ``distributorId``, not their own ``_id``.
+
+Fleets:
 
 =================  =========  =====================================  =========================
 fleet (constant)   owner      policy                                 items (OEM ids)
@@ -19,6 +39,14 @@ fleet (constant)   owner      policy                                 items (OEM 
 ``FLEET_KANO``     sunbright  5-minute interval, 3 codes per day     BTRY2412000001..30
 =================  =========  =====================================  =========================
 
+The first five items of ``FLEET_ANGAZA`` (:data:`MIGRATED_ITEMS`, all ACP1) came over from the
+legacy OTP system: their older history is migrated data as production stores it (decorated
+``codeDecString``, ``codeHexString`` ``--``, actor ``eIOT``, ``codeNumber`` 0, free / reset events
+with ``codeDays`` 1096 / 2192; see :meth:`SandboxState.migrate`). ``SHSA2406000501`` has a migrated
+free code, ``SHSA2406000502`` a migrated reset code; migrated codes use none of the items' free /
+reset allowance. Every generator's ``hashIndex`` starts at 100000 and jumps by each code's days
+(1096 for a free code, 2192 for a reset code).
+
 Outside ``FLEET_OPEN`` every tenth item of a fleet (by position) is OPENTOKEN, the rest ACP1;
 OPENTOKEN items each have their own batch holding the OpenPAYGO key. Seeded history is dated
 before :data:`SEED_EPOCH` (2025-06-01), so with a real clock it never trips the interval, daily
@@ -35,32 +63,25 @@ import random
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from erm.sandbox.customers import Market, make_account, make_address
 from erm.sandbox.faults import FaultConfig
 from erm.sandbox.model import (
-    AccountMeta,
-    AccountStage,
-    AccountStatus,
-    Activity,
-    Address,
-    AddressLocation,
-    AssetAccount,
     Batch,
     CodeGenerator,
     CodePolicy,
     CodeSystem,
     CodeType,
     Contact,
-    CreditAccount,
     Distributor,
     Firmware,
     Fleet,
     Item,
-    Payment,
-    PayPlan,
     Person,
-    PlanDetail,
+    Servicer,
+    StaffUser,
 )
-from erm.sandbox.state import DAY_SECONDS, SandboxConfig, SandboxState
+from erm.sandbox.rules import DAY_SECONDS
+from erm.sandbox.state import SandboxConfig, SandboxState
 
 SEED_EPOCH = 1_748_736_000.0
 """2025-06-01T00:00:00Z: all seeded timestamps (except future pay schedules) lie before it."""
@@ -68,7 +89,7 @@ SEED_EPOCH = 1_748_736_000.0
 
 @dataclass(frozen=True, slots=True)
 class DemoCredentials:
-    """A seeded distributor login, printed by ``erm-bot sandbox`` and used by tests."""
+    """A seeded login, printed by ``erm-bot sandbox`` and used by tests."""
 
     name: str
     email: str
@@ -78,6 +99,10 @@ class DemoCredentials:
 ACME = DemoCredentials("acme", "acme@sandbox.erm", "acme-sandbox-pass")
 SUNBRIGHT = DemoCredentials("sunbright", "sunbright@sandbox.erm", "sunbright-sandbox-pass")
 DEMO_DISTRIBUTORS: tuple[DemoCredentials, ...] = (ACME, SUNBRIGHT)
+ACME_SERVICER = DemoCredentials("acme-servicer", "servicer@sandbox.erm", "servicer-sandbox-pass")
+"""A servicer acting for acme; signs in with ``signInClient``."""
+ACME_STAFF = DemoCredentials("acme-staff", "staff@sandbox.erm", "staff-sandbox-pass")
+"""A staff user of acme; signs in with ``signInUser``."""
 
 FLEET_OPEN = "ACME Test Bench"
 FLEET_DEFAULT = "ACME Nairobi Retail"
@@ -90,6 +115,8 @@ OPEN_ACP1_OEM_ID = "TEST2503000001"
 """An ACP1 item of acme in the open fleet: the easiest target for code tests."""
 OPEN_OPENTOKEN_OEM_ID = "TEST2503000017"
 """An OPENTOKEN item of acme in the open fleet."""
+MIGRATED_ITEMS: tuple[str, ...] = tuple(f"SHSA2406000{serial}" for serial in range(501, 506))
+"""OEM ids of acme's items whose older history was migrated from the legacy OTP system."""
 
 OPEN_POLICY = CodePolicy(
     disable_free_code=True,
@@ -120,10 +147,7 @@ class _FleetPlan:
     description: str
     policy: CodePolicy
     products: tuple[_Product, ...]
-    currency: str
-    country: str
-    phone_prefix: str
-    cities: tuple[str, ...]
+    market: Market
     seller_id: str = "OVES"
     history: tuple[int, int] = (0, 4)
     seeded_code_types: tuple[CodeType, ...] = field(
@@ -140,10 +164,7 @@ _PLANS: tuple[_FleetPlan, ...] = (
         "Bench devices for integration tests: every code limit is switched off",
         OPEN_POLICY,
         (_Product("TEST", "2503", 1, 20, "Test bench solar home system"),),
-        "KES",
-        "Kenya",
-        "+2547",
-        ("Nairobi",),
+        Market("KES", "Kenya", "+2547", ("Nairobi",)),
         history=(0, 2),
         seeded_code_types=_DAYS_ONLY,
     ),
@@ -157,10 +178,7 @@ _PLANS: tuple[_FleetPlan, ...] = (
             _Product("SHSB", "2410", 201, 25, "Solar home system B 80W with TV"),
             _Product("LAMP", "2411", 301, 20, "Solar lantern with phone charger"),
         ),
-        "KES",
-        "Kenya",
-        "+2547",
-        ("Nairobi", "Thika", "Machakos", "Nakuru"),
+        Market("KES", "Kenya", "+2547", ("Nairobi", "Thika", "Machakos", "Nakuru")),
     ),
     _FleetPlan(
         FLEET_STRICT,
@@ -168,10 +186,7 @@ _PLANS: tuple[_FleetPlan, ...] = (
         "Pilot pumps with one free and one reset code per device",
         STRICT_POLICY,
         (_Product("PUMP", "2501", 1, 20, "Solar water pump 300W"),),
-        "TZS",
-        "Tanzania",
-        "+2557",
-        ("Arusha", "Moshi"),
+        Market("TZS", "Tanzania", "+2557", ("Arusha", "Moshi")),
         seeded_code_types=_DAYS_ONLY,
     ),
     _FleetPlan(
@@ -180,10 +195,7 @@ _PLANS: tuple[_FleetPlan, ...] = (
         "Systems sold through Angaza; seller ids are Angaza account numbers",
         CodePolicy(),
         (_Product("SHSA", "2406", 501, 30, "Solar home system A 50W"),),
-        "UGX",
-        "Uganda",
-        "+2567",
-        ("Kampala", "Entebbe", "Jinja"),
+        Market("UGX", "Uganda", "+2567", ("Kampala", "Entebbe", "Jinja")),
         seller_id="ANGAZA",
     ),
     _FleetPlan(
@@ -195,10 +207,7 @@ _PLANS: tuple[_FleetPlan, ...] = (
             _Product("SHSC", "2407", 1, 35, "Solar home system C 120W"),
             _Product("TVSE", "2408", 1, 25, "Solar TV set 24 inch"),
         ),
-        "NGN",
-        "Nigeria",
-        "+2348",
-        ("Lagos", "Ikeja", "Ibadan"),
+        Market("NGN", "Nigeria", "+2348", ("Lagos", "Ikeja", "Ibadan")),
     ),
     _FleetPlan(
         FLEET_KANO,
@@ -206,10 +215,7 @@ _PLANS: tuple[_FleetPlan, ...] = (
         "Battery packs on a slow, strict code schedule",
         KANO_POLICY,
         (_Product("BTRY", "2412", 1, 30, "Lithium battery pack 1kWh"),),
-        "NGN",
-        "Nigeria",
-        "+2348",
-        ("Kano", "Kaduna"),
+        Market("NGN", "Nigeria", "+2348", ("Kano", "Kaduna")),
         seeded_code_types=_DAYS_ONLY,
     ),
 )
@@ -219,19 +225,16 @@ _DISTRIBUTORS = {
     "sunbright": ("SunBright Energy Nigeria", "Chinedu Okafor", "+2348030000200", "Lagos"),
 }
 
-_FIRST_NAMES = (
-    "Amina", "Brian", "Caroline", "David", "Esther", "Faith", "George", "Halima", "Isaac",
-    "Joyce", "Kevin", "Lydia", "Moses", "Njeri", "Obinna", "Patience", "Robert", "Sarah",
-    "Tunde", "Wanjiru", "Yusuf", "Zainab", "Peter", "Grace", "Samuel", "Ruth",
-)  # fmt: skip
-_LAST_NAMES = (
-    "Achieng", "Mwangi", "Otieno", "Kamau", "Nakato", "Okello", "Adeyemi", "Balogun", "Mensah",
-    "Wekesa", "Mutua", "Nansubuga", "Chukwu", "Abubakar", "Kiprono", "Njoroge", "Ssempala",
-)  # fmt: skip
-
-_STREETS = ("Market", "Station", "Church", "Mission", "Hospital", "Moi", "Lumumba")
-_ACCOUNT_STAGES = tuple(AccountStage)
-_ACCOUNT_STATUSES = tuple(AccountStatus)
+# code types of each migrated item's legacy history, in MIGRATED_ITEMS order
+_MIGRATED_HISTORY: tuple[tuple[CodeType, ...], ...] = (
+    (CodeType.DAYSCODE, CodeType.DAYSCODE, CodeType.FREECODE),
+    (CodeType.DAYSCODE, CodeType.RESETCODE, CodeType.DAYSCODE),
+    (CodeType.DAYSCODE, CodeType.DAYSCODE),
+    (CodeType.DAYSCODE, CodeType.DAYSCODE, CodeType.DAYSCODE),
+    (CodeType.DAYSCODE, CodeType.DAYSCODE, CodeType.DAYSCODE, CodeType.DAYSCODE),
+)
+_SERVICER_NAME = "FieldFix Solar Services"
+_STAFF_NAME = "Peter Kamau"
 
 
 def seed_state(
@@ -263,7 +266,9 @@ def populate(state: SandboxState, seed: int = 0) -> None:
                 id=state.new_id(created),
                 name=contact_name,
                 contact=Contact(phone=phone, email=credentials.email),
-                address=_address(rng, city, "Kenya" if credentials.name == "acme" else "Nigeria"),
+                address=make_address(
+                    rng, city, "Kenya" if credentials.name == "acme" else "Nigeria"
+                ),
             ),
             created_at=created,
         )
@@ -358,10 +363,57 @@ def populate(state: SandboxState, seed: int = 0) -> None:
                     id_string=oem_item_id,
                 )
                 state.add_item(item)
+                if oem_item_id in MIGRATED_ITEMS:
+                    _seed_migrated_history(state, seed, item, created)
                 _seed_history(state, rng, item, plan, created)
                 if position % 7 != 3:
                     account_counter += 1
-                    state.add_account(_account(state, rng, item, plan, account_counter))
+                    account = make_account(
+                        state, rng, item, plan.market, account_counter, SEED_EPOCH
+                    )
+                    state.add_account(account)
+    # last, so that adding them left every other seeded id as it was
+    _seed_delegates(state, distributors["acme"])
+
+
+def _seed_delegates(state: SandboxState, acme: Distributor) -> None:
+    """The logins that act for acme without being acme: its servicer and a staff user."""
+    created = SEED_EPOCH - 200 * DAY_SECONDS
+    state.logins.add_servicer(
+        Servicer(
+            id=state.new_id(created),
+            name=ACME_SERVICER.name,
+            email=ACME_SERVICER.email,
+            password=ACME_SERVICER.password,
+            display_name=_SERVICER_NAME,
+            distributor=acme,
+            created_at=created,
+        )
+    )
+    state.logins.add_staff(
+        StaffUser(
+            id=state.new_id(created),
+            name=ACME_STAFF.name,
+            email=ACME_STAFF.email,
+            password=ACME_STAFF.password,
+            display_name=_STAFF_NAME,
+            distributor=acme,
+            role_id=state.new_id(created),
+            created_at=created,
+        )
+    )
+
+
+def _seed_migrated_history(state: SandboxState, seed: int, item: Item, created: float) -> None:
+    """Legacy codes dated before the item reached ERM, drawn from a generator of their own so the
+    rest of the seeded data does not depend on them."""
+    rng = random.Random(f"{seed}:{item.oem_item_id}")
+    code_types = _MIGRATED_HISTORY[MIGRATED_ITEMS.index(item.oem_item_id)]
+    moment = created - (len(code_types) + 1) * 40 * DAY_SECONDS
+    for code_type in code_types:
+        moment += rng.uniform(20, 40) * DAY_SECONDS
+        days = rng.choice((30, 60, 90)) if code_type is CodeType.DAYSCODE else 0
+        state.migrate(item, code_type, days, moment)
 
 
 def _seed_history(
@@ -377,93 +429,6 @@ def _seed_history(
         code_type = CodeType.DAYSCODE if number == 0 else rng.choice(plan.seeded_code_types)
         days = rng.choice((7, 14, 30)) if code_type is CodeType.DAYSCODE else 0
         state.issue(item, code_type, days, f"seeded payment {number + 1}", moment)
-
-
-def _account(
-    state: SandboxState, rng: random.Random, item: Item, plan: _FleetPlan, counter: int
-) -> AssetAccount:
-    opened = item.created_at + rng.uniform(1, 20) * DAY_SECONDS
-    owner = Person(
-        id=state.new_id(opened),
-        name=f"{rng.choice(_FIRST_NAMES)} {rng.choice(_LAST_NAMES)}",
-        contact=Contact(phone=f"{plan.phone_prefix}{rng.randrange(10**8):08d}"),
-        address=_address(rng, rng.choice(plan.cities), plan.country),
-    )
-    daily = rng.choice((20, 30, 50, 75, 100)) * (40 if plan.currency in ("UGX", "TZS") else 1)
-    if plan.currency == "NGN":
-        daily *= 10
-    deposit = daily * 30
-    duration = rng.choice((180, 360, 540))
-    history = [
-        Payment(
-            amount=float(daily * rng.choice((7, 14, 30))),
-            datetime=opened + (index + 1) * rng.uniform(6, 25) * DAY_SECONDS,
-            instruction=f"M-PESA {rng.randrange(10**9):09d}"
-            if plan.currency == "KES"
-            else f"MOBILE MONEY {rng.randrange(10**9):09d}",
-        )
-        for index in range(rng.randint(0, 5))
-    ]
-    schedule = [
-        Payment(
-            amount=float(daily * 30),
-            datetime=SEED_EPOCH + (month + 1) * 30 * DAY_SECONDS,
-            instruction="monthly instalment",
-        )
-        for month in range(3)
-    ]
-    activities = [
-        Activity(action="CREATE", datetime=opened, notes="account created"),
-        *(
-            Activity(action="CREDIT", datetime=p.datetime, amount=p.amount, notes=p.instruction)
-            for p in history
-        ),
-    ]
-    return AssetAccount(
-        id=state.new_id(opened),
-        account_stage=_ACCOUNT_STAGES[counter % len(_ACCOUNT_STAGES)],
-        asset=item,
-        credit=CreditAccount(
-            account_status=_ACCOUNT_STATUSES[counter % len(_ACCOUNT_STATUSES)],
-            balance=round(rng.uniform(-deposit, deposit * 4), 2),
-            currency=plan.currency,
-            owner=owner,
-            activities=activities,
-        ),
-        manager=item.distributor,
-        user=owner,
-        created_at=opened,
-        updated_at=max([opened, *(p.datetime for p in history)]),
-        c2u_ratio=1.0,
-        pay_schedule=schedule,
-        pay_history=history,
-        payment_plan=PayPlan(
-            plan_name=f"{item.description} {duration}-day plan",
-            plan_description=f"Deposit {deposit} {plan.currency}, then {daily} per day",
-            plan_details=[
-                PlanDetail("deposit", str(deposit)),
-                PlanDetail("dailyRate", str(daily)),
-                PlanDetail("planDuration", str(duration)),
-                PlanDetail("currency", plan.currency),
-                PlanDetail("freeDays", str(rng.choice((0, 3, 7)))),
-            ],
-        ),
-        meta=[AccountMeta("source", "sandbox seed"), AccountMeta("accountNumber", str(counter))],
-    )
-
-
-def _address(rng: random.Random, city: str, country: str) -> Address:
-    return Address(
-        street=f"{rng.randint(1, 400)} {rng.choice(_STREETS)} Road",
-        city=city,
-        srpc=city,
-        country=country,
-        postcode=f"{rng.randrange(10**5):05d}",
-        address_location=AddressLocation(
-            address_latitude=round(rng.uniform(-4.5, 12.0), 5),
-            address_longitude=round(rng.uniform(3.0, 40.0), 5),
-        ),
-    )
 
 
 def _month_start(yymm: str) -> float:

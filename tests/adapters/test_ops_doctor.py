@@ -20,8 +20,11 @@ from fakes.telegram import FakeTelegram
 
 from adapters.doctor import run_doctor
 from bot.settings import Settings
+from erm import operations as ops
 from erm.db import create_engine
-from erm.sandbox import ACME
+from erm.sandbox import ACME, create_app
+from erm.sandbox.schema import SCHEMA_PATH
+from erm.sandbox.server import serve
 from erm.vault import SecretBox, TokenVault
 
 ERM_BOT = Path(sys.executable).parent / "erm-bot"
@@ -69,10 +72,49 @@ def deployment(stack: Any, slack: FakeSlack, telegram: FakeTelegram, **changes: 
     return Settings(_env_file=None, **values)  # type: ignore[call-arg]
 
 
-async def doctor(settings: Settings) -> tuple[int, list[str]]:
+def erm_only(stack: Any, **changes: Any) -> Settings:
+    """The stack's settings with no chat platform: enough for ``doctor --erm``."""
+    values: dict[str, Any] = {
+        "erm_api_url": stack.settings.erm_api_url,
+        "erm_bot_database_url": stack.settings.erm_bot_database_url,
+        "erm_bot_secret_keys": stack.settings.erm_bot_secret_keys,
+    }
+    values.update(changes)
+    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+
+
+async def doctor(settings: Settings, *, erm: bool = False) -> tuple[int, list[str]]:
     out = io.StringIO()
-    status = await run_doctor(settings, out=out)
+    status = await run_doctor(settings, out=out, erm_only=erm)
     return status, out.getvalue().splitlines()
+
+
+def checks(lines: list[str]) -> list[str]:
+    return [text[6:].split(":", 1)[0] for text in lines[:-1]]
+
+
+async def erm_bot(env: dict[str, str], cwd: Path, *args: str) -> tuple[int, str]:
+    """Run the ``erm-bot`` command; its exit status and everything it printed."""
+    process = await asyncio.create_subprocess_exec(
+        str(ERM_BOT),
+        *args,
+        cwd=cwd,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        out, err = await asyncio.wait_for(process.communicate(), 60)
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+    assert process.returncode is not None
+    return process.returncode, out.decode() + err.decode()
+
+
+def histories(stack: Any) -> dict[str, int]:
+    return {i.id: len(i.code_generator.events) for i in stack.sandbox.items.values()}
 
 
 def line(lines: list[str], check: str) -> str:
@@ -87,8 +129,7 @@ async def test_a_healthy_deployment_passes_with_one_line_per_check(
     status, lines = await doctor(deployment(stack, slack, telegram))
 
     assert status == 0, lines
-    checks = [text[6:].split(":", 1)[0] for text in lines[:-1]]
-    assert checks == [
+    assert checks(lines) == [
         "configuration",
         "encryption keys",
         "erm url",
@@ -97,6 +138,7 @@ async def test_a_healthy_deployment_passes_with_one_line_per_check(
         "stored credentials",
         "erm",
         "erm sign-in of acme",
+        "erm contract of acme",
         "slack auth.test",
         "telegram getMe",
         "telegram webhook",
@@ -212,6 +254,70 @@ async def test_an_unreachable_erm_fails_and_skips_the_sign_ins(
     assert failed.startswith("FAIL ")
     assert "ERM_API_URL" in failed
     assert line(lines, "erm sign-in of acme").startswith("skip ")
+    assert line(lines, "erm contract of acme").startswith("skip ")
+
+
+async def test_doctor_erm_checks_only_erm_and_names_the_host(stack: Any) -> None:
+    status, lines = await doctor(erm_only(stack), erm=True)
+
+    assert status == 0, lines
+    assert checks(lines) == [
+        "encryption keys",
+        "erm url",
+        "database",
+        "migrations",
+        "stored credentials",
+        "erm",
+        "erm sign-in of acme",
+        "erm contract of acme",
+    ]
+    host = stack.sandbox_url.split("//", 1)[1].split("/", 1)[0]
+    assert line(lines, "erm contract of acme") == (
+        f"ok    erm contract of acme: ERM at {host} fits all {len(ops.ALL)} of erm-bot's "
+        "documents (its schema read by introspection)"
+    )
+    assert lines[-1] == "doctor: every check passed"
+
+
+async def test_doctor_erm_probes_without_a_code_when_introspection_is_off(stack: Any) -> None:
+    stack.sandbox.faults.introspection = False
+    before = histories(stack)
+
+    status, lines = await doctor(erm_only(stack), erm=True)
+
+    assert status == 0, lines
+    contract = line(lines, "erm contract of acme")
+    assert contract.startswith("ok    erm contract of acme: ERM at 127.0.0.1:")
+    assert "refuses introspection: 7 read-only operation(s) answered" in contract
+    assert histories(stack) == before
+
+
+async def test_doctor_erm_names_each_mismatch_of_an_altered_schema(stack: Any) -> None:
+    sdl = SCHEMA_PATH.read_text(encoding="utf-8")
+    for old, new in (
+        ("getSpecificItem(itemId: ID!)", "getSpecificItem(id: ID!)"),
+        ("clientId: String!, first: Int", "clientId: ID!, first: Int"),
+    ):
+        assert old in sdl
+        sdl = sdl.replace(old, new)
+
+    async with serve(create_app(stack.sandbox, schema_sdl=sdl)) as url:
+        status, lines = await doctor(erm_only(stack, erm_api_url=url), erm=True)
+
+    assert status == 1
+    summary = line(lines, "erm contract of acme")
+    assert summary.startswith("FAIL  erm contract of acme: ERM at 127.0.0.1:")
+    assert "2 of erm-bot's 12 operations do not fit" in summary
+    assert "-> check that ERM_API_URL names the ERM erm-bot is meant for" in summary
+    assert [text for text in lines if text.startswith("FAIL  erm contract of acme, ")] == [
+        "FAIL  erm contract of acme, GetItemFleetsForClient: "
+        "Query.getItemFleetsForClient(clientId): ERM expects ID!, the document declares "
+        "$clientId: String!",
+        "FAIL  erm contract of acme, GetSpecificItem: Query.getSpecificItem(itemId): "
+        "ERM has no argument itemId (its arguments: id: ID!)",
+        "FAIL  erm contract of acme, GetSpecificItem: Query.getSpecificItem(id): "
+        "ERM requires id: ID!, which the document does not send",
+    ]
 
 
 async def test_a_webhook_left_set_while_polling_is_a_warning_only(
@@ -279,26 +385,32 @@ async def test_erm_bot_doctor_runs_as_a_command_and_prints_no_secret(
             "TELEGRAM_API_URL": telegram.api_url,
         }
     )
-    process = await asyncio.create_subprocess_exec(
-        str(ERM_BOT),
-        "doctor",
-        cwd=tmp_path,
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    try:
-        out, err = await asyncio.wait_for(process.communicate(), 60)
-    finally:
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
-    output = out.decode() + err.decode()
+    returncode, output = await erm_bot(env, tmp_path, "doctor")
 
-    assert process.returncode == 1, output
+    assert returncode == 1, output
     assert "FAIL  slack auth.test" in output
     assert "ok    telegram getMe" in output
     for secret in ("xoxb-wrong-token-1234", SIGNING_SECRET, telegram.token, ACME.password):
         assert secret not in output
     for key in settings.secret_keys:
         assert key not in output
+
+
+async def test_erm_bot_doctor_erm_runs_as_a_command_without_chat_platforms(
+    stack: Any, tmp_path: Path
+) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ERM_", "SLACK_", "TELEGRAM_"))}
+    env.update(
+        {
+            "ERM_API_URL": stack.settings.erm_api_url,
+            "ERM_BOT_DATABASE_URL": stack.settings.database_url,
+            "ERM_BOT_SECRET_KEYS": ",".join(stack.settings.secret_keys),
+        }
+    )
+    returncode, output = await erm_bot(env, tmp_path, "doctor", "--erm")
+
+    assert returncode == 0, output
+    assert "ok    erm contract of acme: ERM at 127.0.0.1:" in output
+    assert "slack" not in output
+    assert "telegram" not in output
+    assert ACME.password not in output

@@ -123,7 +123,7 @@ async def test_a_failing_observer_does_not_fail_the_erm_call(stack: Any) -> None
     async with ErmClient(stack.settings.erm_client_config(), observer=observer) as client:
         signed = await client.sign_in_client(ACME.email, ACME.password)
 
-    assert signed.client_id
+    assert signed.distributor_id
     assert seen == [("SignInClient", None)]
 
 

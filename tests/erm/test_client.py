@@ -32,7 +32,7 @@ async def acme(erm_client: ErmClient) -> SignIn:
 
 
 async def open_item(client: ErmClient, acme: SignIn, oem_item_id: str) -> Item:
-    page = await client.client_items(acme.access_token, acme.client_id, oem_item_id=oem_item_id)
+    page = await client.client_items(acme.access_token, acme.distributor_id, oem_item_id=oem_item_id)
     assert len(page.nodes) == 1
     return page.nodes[0]
 
@@ -41,7 +41,7 @@ async def test_sign_in_returns_client_id_and_token(
     erm_client: ErmClient, sandbox: SandboxState
 ) -> None:
     signed = await erm_client.sign_in_client(ACME.email, ACME.password)
-    assert signed.client_id == sandbox.distributor_by_name("acme").id
+    assert signed.distributor_id == sandbox.distributor_by_name("acme").id
     assert signed.access_token.count(".") == 2
     assert ACME.password not in repr(signed)
     assert signed.access_token not in repr(signed)
@@ -60,7 +60,7 @@ async def test_days_code_for_acp1_item_is_21_digits_and_in_history(
     assert issued.code_type is CodeType.DAYS
     assert ACP1_DIGITS.match(issued.code_dec)
     assert re.fullmatch(r"\*\d{3}( \d{3}){6}#", issued.keypad)
-    history = await erm_client.code_history(acme.access_token, item.id, acme.client_id, first=1)
+    history = await erm_client.code_history(acme.access_token, item.id, acme.distributor_id, first=1)
     newest = history.nodes[0]
     assert (newest.code_dec, newest.code_days, newest.description) == (
         issued.code_dec,
@@ -102,24 +102,24 @@ async def test_code_history_pages_newest_first(erm_client: ErmClient, acme: Sign
     item = await open_item(erm_client, acme, OPEN_ACP1_OEM_ID)
     token = acme.access_token
     issued = [await erm_client.generate_days_code(token, item, d) for d in (1, 2, 3, 4, 5)]
-    first = await erm_client.code_history(token, item.id, acme.client_id, first=2)
+    first = await erm_client.code_history(token, item.id, acme.distributor_id, first=2)
     assert first.has_next
     assert [e.code_days for e in first.nodes] == [5, 4]
     second = await erm_client.code_history(
-        token, item.id, acme.client_id, first=2, after=first.end_cursor
+        token, item.id, acme.distributor_id, first=2, after=first.end_cursor
     )
     assert [e.code_days for e in second.nodes] == [3, 2]
-    everything = [e async for e in erm_client.iter_code_history(token, item.id, acme.client_id)]
+    everything = [e async for e in erm_client.iter_code_history(token, item.id, acme.distributor_id)]
     assert len(everything) == first.total
     assert [e.code_dec for e in everything[:5]] == [c.code_dec for c in reversed(issued)]
-    newest = await erm_client.latest_codes(token, item.id, acme.client_id, 3)
+    newest = await erm_client.latest_codes(token, item.id, acme.distributor_id, 3)
     assert [e.code_days for e in newest] == [5, 4, 3]
 
 
 async def test_item_fleets_and_one_fleet_with_policy(
     erm_client: ErmClient, acme: SignIn, sandbox: SandboxState
 ) -> None:
-    page = await erm_client.item_fleets(acme.access_token, acme.client_id)
+    page = await erm_client.item_fleets(acme.access_token, acme.distributor_id)
     names = {f.name for f in page.nodes}
     assert names == {f.fleet_name for f in sandbox.fleets_of("acme")}
     default = next(f for f in page.nodes if f.name == FLEET_DEFAULT)
@@ -135,7 +135,7 @@ async def test_item_fleets_and_one_fleet_with_policy(
 async def test_client_items_pages_search_and_oem_lookup(
     erm_client: ErmClient, acme: SignIn, sandbox: SandboxState
 ) -> None:
-    token, client_id = acme.access_token, acme.client_id
+    token, client_id = acme.access_token, acme.distributor_id
     first = await erm_client.client_items(token, client_id, first=10)
     assert len(first.nodes) == 10
     assert first.total == len(sandbox.items_of("acme"))
@@ -161,7 +161,7 @@ async def test_item_has_fleet_firmware_and_client(
 
 
 async def test_asset_accounts_and_one_account(erm_client: ErmClient, acme: SignIn) -> None:
-    page = await erm_client.asset_accounts(acme.access_token, acme.client_id, first=50)
+    page = await erm_client.asset_accounts(acme.access_token, acme.distributor_id, first=50)
     assert page.nodes
     assert page.total is not None
     assert page.total >= len(page.nodes)
@@ -186,7 +186,7 @@ async def test_another_distributors_item_is_rejected_as_forbidden(
 
 async def test_days_out_of_range_is_rejected_by_erm(erm_client: ErmClient, acme: SignIn) -> None:
     item = await open_item(erm_client, acme, OPEN_ACP1_OEM_ID)
-    with pytest.raises(ErmRejectedError, match="between 1 and 1095"):
+    with pytest.raises(ErmRejectedError, match="must not be greater than 1095"):
         await erm_client.generate_days_code(acme.access_token, item, 1096)
 
 
@@ -195,7 +195,7 @@ async def test_expired_token_is_auth_error(
 ) -> None:
     clock.advance(2 * 3600)
     with pytest.raises(ErmAuthError):
-        await erm_client.item_fleets(acme.access_token, acme.client_id)
+        await erm_client.item_fleets(acme.access_token, acme.distributor_id)
 
 
 async def test_every_method_over_real_loopback_http(sandbox: SandboxState) -> None:
@@ -203,7 +203,7 @@ async def test_every_method_over_real_loopback_http(sandbox: SandboxState) -> No
         assert url.startswith("http://127.0.0.1:")
         async with ErmClient(ClientConfig(url=url, total_timeout=5.0)) as client:
             signed = await client.sign_in_client(ACME.email, ACME.password)
-            token, client_id = signed.access_token, signed.client_id
+            token, client_id = signed.access_token, signed.distributor_id
             items = await client.client_items(token, client_id, oem_item_id=OPEN_ACP1_OEM_ID)
             item = await client.item(token, items.nodes[0].id)
             issued = await client.generate_days_code(token, item, 10)

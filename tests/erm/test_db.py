@@ -30,7 +30,7 @@ from erm.db import (
 if TYPE_CHECKING:
     from support import TestDatabase
 
-ERM_HEAD = "erm0001"
+ERM_HEAD = "erm0002"
 
 EXTRA_REVISION = """
 import sqlalchemy as sa

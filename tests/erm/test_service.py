@@ -17,14 +17,14 @@ from erm.errors import (
     ErmUnavailableError,
     InvalidInputError,
     ItemNotFoundError,
-    UncertainOutcomeError,
     UnknownDistributorError,
     VaultError,
 )
 from erm.models import CodeType
 from erm.sandbox import ACME, FLEET_ANGAZA, FLEET_STRICT, OPEN_ACP1_OEM_ID, SUNBRIGHT
 from erm.sandbox.state import SandboxState
-from erm.service import ErmService, code_description
+from erm.reconcile import CodeOutcomePendingError, Verdict, code_description
+from erm.service import ErmService
 from erm.vault import SecretBox, TokenVault
 
 DAYS = CodeType.DAYS
@@ -134,7 +134,7 @@ async def test_add_distributor_checks_credentials_before_storing(
         await service.add_distributor(SUNBRIGHT.name, SUNBRIGHT.email, "wrong")
     assert await vault.names() == []
     signed = await service.add_distributor(SUNBRIGHT.name, SUNBRIGHT.email, SUNBRIGHT.password)
-    assert (await vault.credentials(SUNBRIGHT.name)).client_id == signed.client_id
+    assert (await vault.credentials(SUNBRIGHT.name)).client_id == signed.distributor_id
     await service.item_fleets(SUNBRIGHT.name)
     assert service.sign_ins == 1  # the token of the check is stored and used
 
@@ -316,14 +316,62 @@ async def test_lost_answer_is_reconciled_to_the_one_code_erm_created(
     assert erm_transport.calls["GenerateDaysCode"] == 1
 
 
-async def test_lost_request_that_created_nothing_is_reported_safe_to_retry(
+async def test_lost_request_that_created_nothing_settles_as_nothing_issued_after_the_window(
     impatient_service: ErmService, sandbox: SandboxState, erm_transport: CountingTransport
 ) -> None:
     sandbox.faults.drop_next = 1  # the connection breaks before ERM runs the mutation
     before = event_count(sandbox, OPEN_ACP1_OEM_ID)
-    with pytest.raises(ErmUnavailableError, match="no code was created"):
+    with pytest.raises(CodeOutcomePendingError) as caught:
         await impatient_service.generate_code(ACME.name, DAYS, OPEN_ACP1_OEM_ID, days=7)
+    assert caught.value.settlement.verdict is Verdict.NONE  # not final: the window is not over
+    settled = await impatient_service.settle(caught.value.pending)
+    assert (settled.verdict, settled.code) == (Verdict.NONE, None)
     assert new_events(sandbox, OPEN_ACP1_OEM_ID, before) == 0
+    assert erm_transport.calls["GenerateDaysCode"] == 1
+
+
+async def test_code_committed_after_the_timeout_is_found_not_reported_absent(
+    impatient_service: ErmService, sandbox: SandboxState, clock: FakeClock
+) -> None:
+    sandbox.faults.drop_after_mutation_next = 1
+    sandbox.faults.commit_delay_seconds = 4.0  # ERM's history shows the code 4 s later
+    with pytest.raises(CodeOutcomePendingError) as caught:
+        await impatient_service.generate_code(ACME.name, DAYS, OPEN_ACP1_OEM_ID, days=7)
+    clock.advance(5)
+    settled = await impatient_service.settle(caught.value.pending)
+    created = sandbox.item_by_oem_id(OPEN_ACP1_OEM_ID).code_generator.events[-1]
+    assert settled.verdict is Verdict.ISSUED
+    assert settled.code is not None and settled.code.code_dec == created.code_dec_string
+
+
+@pytest.mark.parametrize("mode", ["truncate", "drop"])
+async def test_code_whose_description_erm_did_not_keep_is_the_likely_answer(
+    impatient_service: ErmService, sandbox: SandboxState, mode: str
+) -> None:
+    sandbox.faults.description_mode = mode
+    sandbox.faults.description_max_chars = 12
+    sandbox.faults.drop_after_mutation_next = 1
+    issued = await impatient_service.generate_code(
+        ACME.name, DAYS, OPEN_ACP1_OEM_ID, days=7, note="cash 500 from the client"
+    )
+    created = sandbox.item_by_oem_id(OPEN_ACP1_OEM_ID).code_generator.events[-1]
+    assert (issued.reconciled, issued.likely) == (True, True)
+    assert issued.code_dec == created.code_dec_string
+
+
+@pytest.mark.parametrize("odd", ["bad_enum", "data_and_errors", "no_digits", "wrong_type"])
+async def test_odd_answer_to_a_code_request_is_reconciled_never_shown_or_retried(
+    impatient_service: ErmService,
+    sandbox: SandboxState,
+    erm_transport: CountingTransport,
+    odd: str,
+) -> None:
+    sandbox.faults.odd_answer = odd
+    sandbox.faults.odd_answer_next = 1
+    issued = await impatient_service.generate_code(ACME.name, DAYS, OPEN_ACP1_OEM_ID, days=7)
+    created = sandbox.item_by_oem_id(OPEN_ACP1_OEM_ID).code_generator.events[-1]
+    assert (issued.reconciled, issued.likely) == (True, False)
+    assert issued.code_dec == created.code_dec_string
     assert erm_transport.calls["GenerateDaysCode"] == 1
 
 
@@ -344,7 +392,7 @@ class GoneAfterMutation(httpx.AsyncBaseTransport):
         return await self.inner.handle_async_request(request)
 
 
-async def test_unverifiable_outcome_stays_uncertain_and_says_to_check_history(
+async def test_unverifiable_outcome_stays_unreadable_never_nothing_issued(
     erm_transport: CountingTransport,
     acme_vault: TokenVault,
     clock: FakeClock,
@@ -354,8 +402,10 @@ async def test_unverifiable_outcome_stays_uncertain_and_says_to_check_history(
     async with ErmClient(config, transport=GoneAfterMutation(erm_transport)) as client:
         service = make_service(client, acme_vault, clock)
         before = event_count(sandbox, OPEN_ACP1_OEM_ID)
-        with pytest.raises(UncertainOutcomeError, match="check the history"):
+        with pytest.raises(CodeOutcomePendingError) as caught:
             await service.generate_code(ACME.name, DAYS, OPEN_ACP1_OEM_ID, days=7)
+        settled = await service.settle(caught.value.pending)
+    assert settled.verdict is Verdict.UNREADABLE
     assert new_events(sandbox, OPEN_ACP1_OEM_ID, before) == 1
     assert erm_transport.calls["GenerateDaysCode"] == 1
 

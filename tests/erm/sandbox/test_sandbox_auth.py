@@ -1,11 +1,13 @@
-"""Sign-in and bearer-token checks of the sandbox."""
+"""Sign-in and bearer-token checks of the sandbox: production's token shape (erm-api.md §8)."""
 
 from __future__ import annotations
 
 import jwt
 import pytest
 
-from erm.sandbox import ACME
+from erm.sandbox import ACME, SandboxError, seed_state
+from erm.sandbox.state import SandboxConfig
+from erm.sandbox.tokens import signing_key
 
 SIGN_IN = """
 mutation SignIn($creds: SignInCredentialsInput!) {
@@ -17,7 +19,13 @@ mutation SignIn($creds: SignInCredentialsInput!) {
 ITEM = "query Item($id: ID!) { getSpecificItem(itemId: $id) { _id oemItemID } }"
 
 
-async def test_sign_in_returns_a_jwt_for_the_distributor(anonymous, state, clock):
+def _sandbox_token(state, claims, kid=None):
+    """A token signed with the sandbox's own key, with claims of the test's choosing."""
+    headers = {"kid": kid if kid is not None else state.logins.tokens.key_id}
+    return jwt.encode(claims, signing_key(), algorithm="RS256", headers=headers)
+
+
+async def test_sign_in_returns_the_distributor_and_its_token(anonymous, state):
     data = await anonymous.data(
         SIGN_IN, {"creds": {"email": ACME.email, "password": ACME.password}}
     )
@@ -28,12 +36,32 @@ async def test_sign_in_returns_a_jwt_for_the_distributor(anonymous, state, clock
     assert token["roleName"] == "DISTRIBUTOR"
     assert token["email"] == ACME.email
     assert token["name"] == acme.display_name
-    claims = jwt.decode(token["accessToken"], options={"verify_signature": False})
-    assert claims["sub"] == acme.id
-    assert claims["_id"] == acme.id
-    assert claims["email"] == ACME.email
-    assert claims["iat"] == int(clock.now)
-    assert claims["exp"] - claims["iat"] == state.config.token_ttl_seconds
+
+
+async def test_token_has_productions_header_and_claims(anonymous, state, clock):
+    data = await anonymous.data(
+        SIGN_IN, {"creds": {"email": ACME.email, "password": ACME.password}}
+    )
+
+    token = data["signInClient"]["accessToken"]
+    header = jwt.get_unverified_header(token)
+    claims = jwt.decode(token, options={"verify_signature": False})
+    assert header["alg"] == "RS256"
+    assert header["kid"] == state.logins.tokens.key_id
+    assert claims == {
+        "distributorId": state.distributor_by_name("acme").id,
+        "userId": None,
+        "roleName": "DISTRIBUTOR",
+        "servicerId": None,
+        "distributorDelegate": False,
+        "delegatorEmail": None,
+        "iat": int(clock.now),
+        "exp": int(clock.now) + state.config.token_ttl_seconds,
+    }
+
+
+def test_tokens_live_24_hours_by_default():
+    assert SandboxConfig().token_ttl_seconds == 86_400
 
 
 @pytest.mark.parametrize(
@@ -73,7 +101,9 @@ async def test_missing_token_is_unauthorized(anonymous, state):
     [
         "not-a-jwt",
         "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ4In0.c2lnbmF0dXJl",
-        jwt.encode({"sub": "x", "exp": 4_000_000_000}, "k" * 40, algorithm="HS256"),
+        jwt.encode(
+            {"distributorId": "x", "iat": 0, "exp": 4_000_000_000}, "k" * 40, algorithm="HS256"
+        ),
     ],
     ids=["garbled", "bad-signature-shape", "foreign-key"],
 )
@@ -85,16 +115,40 @@ async def test_bad_token_is_unauthorized(anonymous, state, token):
     assert response.json()["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED"
 
 
-async def test_token_signed_by_the_sandbox_key_but_unknown_subject_is_unauthorized(
-    anonymous, state, clock
-):
-    token = jwt.encode(
-        {"sub": "0" * 24, "exp": int(clock.now) + 60}, state.config.jwt_secret, algorithm="HS256"
-    )
+async def test_token_naming_an_unknown_distributor_is_unauthorized(anonymous, state, clock):
+    now = int(clock.now)
+    token = _sandbox_token(state, {"distributorId": "0" * 24, "iat": now, "exp": now + 60})
 
     response = await anonymous.post(ITEM, {"id": state.items_of("acme")[0].id}, token=token)
 
     assert response.json()["errors"][0]["message"] == "Unauthorized"
+
+
+async def test_token_with_another_key_id_is_unauthorized(anonymous, state, clock):
+    now = int(clock.now)
+    claims = {"distributorId": state.distributor_by_name("acme").id, "iat": now, "exp": now + 60}
+    token = _sandbox_token(state, claims, kid="0123456789abcdef")
+
+    response = await anonymous.post(ITEM, {"id": state.items_of("acme")[0].id}, token=token)
+
+    assert response.json()["errors"][0]["message"] == "Unauthorized"
+
+
+async def test_revoked_tokens_are_refused(acme, state):
+    item = state.items_of("acme")[0]
+    assert (await acme.data(ITEM, {"id": item.id}))["getSpecificItem"]["_id"] == item.id
+
+    state.revoke_tokens()
+
+    assert (await acme.error(ITEM, {"id": item.id}))["message"] == "Unauthorized"
+
+
+async def test_a_restarted_sandbox_refuses_the_old_tokens(acme, state, clock):
+    restarted = seed_state(0, SandboxConfig(clock=clock))
+    assert restarted.distributor_by_name("acme").id == acme.id  # same seed, same ids
+
+    with pytest.raises(SandboxError, match="Unauthorized"):
+        restarted.logins.authenticate(f"Bearer {acme.token}")
 
 
 async def test_non_bearer_scheme_is_unauthorized(acme, state):

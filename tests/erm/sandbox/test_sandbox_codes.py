@@ -25,7 +25,9 @@ mutation Reset($in: GenerateCodeInput!) {
   generateResetCode(generateResetCodeInput: $in) { codeType codeHex codeDec }
 }"""
 HISTORY = """
-query History($item: ID!, $dist: ID, $first: Int, $after: String, $last: Int, $before: String) {
+query History(
+  $item: ID!, $dist: ID!, $first: Int, $after: String, $last: Int, $before: String
+) {
   getAllCodeEventsForSpecificItemByDistributor(
     itemId: $item, distributorId: $dist, first: $first, after: $after, last: $last, before: $before
   ) {
@@ -70,7 +72,8 @@ async def _days(caller, item_id, days, description=None):
 
 
 async def _history(caller, item_id, **paging):
-    data = await caller.data(HISTORY, {"item": item_id, **paging})
+    variables = {"item": item_id, "dist": caller.distributor_id, **paging}
+    data = await caller.data(HISTORY, variables)
     return data["getAllCodeEventsForSpecificItemByDistributor"]
 
 
@@ -189,14 +192,15 @@ async def test_history_pages_forward_and_backward(acme, state, clock):
     assert [e["node"]["codeDays"] for e in back["page"]["edges"]] == [6, 5]
 
 
-async def test_history_distributor_id_defaults_to_the_caller_and_may_be_given(acme, state):
-    item = _open_item(state)
-    await _days(acme, item.id, 5)
+async def test_history_requires_the_distributor_id(acme, state):
+    nullable = HISTORY.replace("$dist: ID!", "$dist: ID")
 
-    implicit = await _history(acme, item.id, first=5)
-    explicit = await _history(acme, item.id, first=5, dist=acme.id)
+    response = await acme.post(nullable, {"item": _open_item(state).id, "dist": acme.id})
 
-    assert implicit == explicit
+    assert response.status_code == 400
+    error = response.json()["errors"][0]
+    assert error["extensions"]["code"] == "GRAPHQL_VALIDATION_FAILED"
+    assert "$dist" in error["message"]
 
 
 async def test_history_for_another_distributor_id_is_forbidden(acme, sunbright, state):
@@ -207,9 +211,15 @@ async def test_history_for_another_distributor_id_is_forbidden(acme, sunbright, 
 
 
 async def test_history_of_another_distributors_item_is_forbidden(sunbright, state):
-    error = await sunbright.error(HISTORY, {"item": _open_item(state).id})
+    error = await sunbright.error(HISTORY, {"item": _open_item(state).id, "dist": sunbright.id})
 
-    assert error["message"] == "Item is not assigned to this distributor"
+    assert error["message"] == "Forbidden resource"
+    assert error["extensions"]["code"] == "FORBIDDEN"
+
+
+@pytest.mark.parametrize("item_id", ["ffffffffffffffffffffffff", "TEST2503000001"])
+async def test_history_of_an_unknown_item_is_null(acme, item_id):
+    await acme.not_found(HISTORY, {"item": item_id, "dist": acme.id})
 
 
 async def test_code_history_on_the_item_matches_the_paged_history(acme, state):
@@ -231,8 +241,43 @@ async def test_code_history_on_the_item_matches_the_paged_history(acme, state):
 async def test_code_for_another_distributors_item_is_forbidden(sunbright, state):
     error = await sunbright.error(DAYS, {"in": {"itemId": _open_item(state).id, "codeDays": 5}})
 
-    assert error["message"] == "Item is not assigned to this distributor"
+    assert error["message"] == "Forbidden resource"
     assert error["extensions"]["code"] == "FORBIDDEN"
+
+
+@pytest.mark.parametrize(
+    ("query", "request_input"),
+    [(DAYS, {"codeDays": 5}), (FREE, {}), (RESET, {})],
+    ids=["days", "free", "reset"],
+)
+@pytest.mark.parametrize("item_id", ["ffffffffffffffffffffffff", "not-an-object-id"])
+async def test_code_for_an_unknown_item_is_null(acme, query, request_input, item_id):
+    await acme.not_found(query, {"in": {"itemId": item_id, **request_input}})
+
+
+# -- hashIndex ------------------------------------------------------------------------------------
+
+
+async def test_hash_index_jumps_by_the_days_or_the_acp_jumps(acme, state):
+    item = _open_item(state, index=4)
+    start = item.code_generator.hash_index
+
+    await _days(acme, item.id, 30)
+    await acme.data(FREE, {"in": {"itemId": item.id}})
+    await acme.data(RESET, {"in": {"itemId": item.id}})
+
+    nodes = [e["node"] for e in (await _history(acme, item.id, first=3))["page"]["edges"]]
+    assert [n["hashIndex"] for n in reversed(nodes)] == [
+        start + 30,
+        start + 30 + 1096,
+        start + 30 + 1096 + 2192,
+    ]
+
+
+def test_a_new_generator_starts_at_the_chain_length(state):
+    item = next(i for i in state.items.values() if not i.code_generator.events)
+
+    assert item.code_generator.hash_index == 100_000
 
 
 # -- OPENTOKEN ------------------------------------------------------------------------------------
@@ -345,12 +390,19 @@ async def test_increasing_reset_codes_raises_the_items_allowance(acme, state):
 
 
 @pytest.mark.parametrize("count", [0, -4])
-async def test_increase_by_a_non_positive_count_is_bad_input(acme, state, count):
+async def test_increase_by_a_non_positive_count_is_a_validation_refusal(acme, state, count):
     item = state.items_of("acme", fleet=FLEET_DEFAULT)[0]
 
-    error = await acme.error(INCREASE_FREE, {"item": item.id, "n": count})
+    free = await acme.refusal(INCREASE_FREE, {"item": item.id, "n": count})
+    reset = await acme.refusal(INCREASE_RESET, {"item": item.id, "n": count})
 
-    assert error["extensions"]["code"] == "BAD_USER_INPUT"
+    assert free == ["freeCodeCount must not be less than 1"]
+    assert reset == ["resetCodeCount must not be less than 1"]
+
+
+@pytest.mark.parametrize("query", [INCREASE_FREE, INCREASE_RESET], ids=["free", "reset"])
+async def test_increase_for_an_unknown_item_is_null(acme, query):
+    await acme.not_found(query, {"item": "ffffffffffffffffffffffff", "n": 1})
 
 
 async def test_increase_for_another_distributors_item_is_forbidden(sunbright, state):

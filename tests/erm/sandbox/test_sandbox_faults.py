@@ -116,7 +116,7 @@ async def test_after_mutation_faults_ignore_queries_and_refused_mutations(acme, 
 
     assert (await acme.post(TYPENAME)).status_code == 200
     refused = await acme.post(DAYS, _days_vars(item, days=0))
-    assert refused.json()["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"
+    assert refused.json()["errors"][0]["extensions"]["code"] == "BAD_REQUEST"
 
     assert state.faults.drop_after_mutation_next == 1
 

@@ -40,13 +40,15 @@ async def test_wrongly_typed_variable_declaration_is_400_validation_failed(acme)
 
 async def test_uncoercible_variable_is_400_bad_user_input(acme, state):
     query = """
-    query History($item: ID!, $n: Int) {
-      getAllCodeEventsForSpecificItemByDistributor(itemId: $item, first: $n) {
+    query History($item: ID!, $dist: ID!, $n: Int) {
+      getAllCodeEventsForSpecificItemByDistributor(itemId: $item, distributorId: $dist, first: $n) {
         pageData { count }
       }
     }"""
 
-    response = await acme.post(query, {"item": state.items_of("acme")[0].id, "n": "ten"})
+    response = await acme.post(
+        query, {"item": state.items_of("acme")[0].id, "dist": acme.id, "n": "ten"}
+    )
 
     assert response.status_code == 400
     error = response.json()["errors"][0]
@@ -89,7 +91,7 @@ async def test_get_on_graphql_is_405(http):
     assert response.headers["allow"] == "POST"
 
 
-async def test_resolver_error_is_200_with_path_locations_and_code(acme):
+async def test_unknown_id_is_200_with_a_null_non_nullable_field(acme):
     response = await acme.post(ITEM, {"id": "ffffffffffffffffffffffff"})
 
     assert response.status_code == 200
@@ -97,10 +99,38 @@ async def test_resolver_error_is_200_with_path_locations_and_code(acme):
     assert body["data"] is None
     assert body["errors"] == [
         {
-            "message": "Item not found",
+            "message": "Cannot return null for non-nullable field Query.getSpecificItem.",
             "locations": [{"line": 1, "column": 24}],
             "path": ["getSpecificItem"],
-            "extensions": {"code": "NOT_FOUND"},
+            "extensions": {"code": "INTERNAL_SERVER_ERROR"},
+        }
+    ]
+
+
+async def test_refusal_is_200_with_the_reason_in_the_original_error(acme, state):
+    days = (
+        "mutation Days($in: GenerateDaysCodeInput!) "
+        "{ generateDaysCode(generateDaysCodeInput: $in) { codeDec } }"
+    )
+
+    response = await acme.post(
+        days, {"in": {"itemId": state.items_of("acme")[0].id, "codeDays": 0}}
+    )
+
+    assert response.status_code == 200
+    assert response.json()["errors"] == [
+        {
+            "message": "Bad Request Exception",
+            "locations": [{"line": 1, "column": 46}],
+            "path": ["generateDaysCode"],
+            "extensions": {
+                "code": "BAD_REQUEST",
+                "originalError": {
+                    "message": ["codeDays must not be less than 1"],
+                    "error": "Bad Request",
+                    "statusCode": 400,
+                },
+            },
         }
     ]
 

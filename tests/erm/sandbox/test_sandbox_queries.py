@@ -145,11 +145,17 @@ async def test_fleets_of_another_client_are_forbidden(acme, sunbright):
     assert error["extensions"]["code"] == "FORBIDDEN"
 
 
-async def test_client_id_that_is_not_an_object_id_is_bad_input(acme):
+async def test_client_id_that_is_not_an_object_id_is_forbidden(acme):
     error = await acme.error(FLEETS, {"client": "acme"})
 
-    assert error["message"] == "Invalid id"
-    assert error["extensions"]["code"] == "BAD_USER_INPUT"
+    assert error["message"] == "Forbidden resource"
+    assert error["extensions"]["code"] == "FORBIDDEN"
+
+
+async def test_client_id_in_upper_case_is_the_callers_own(acme):
+    data = await acme.data(FLEETS, {"client": acme.id.upper()})
+
+    assert data["getItemFleetsForClient"]["pageData"]["count"] == 4
 
 
 async def test_specific_fleet_has_items_and_policy(acme, state):
@@ -180,14 +186,17 @@ async def test_open_fleet_has_its_limits_disabled(acme, state):
 async def test_fleet_of_another_distributor_is_forbidden(acme, state):
     error = await acme.error(FLEET, {"id": state.fleet_by_name(FLEET_LAGOS).id})
 
-    assert error["message"] == "Item fleet is not assigned to this distributor"
+    assert error["message"] == "Forbidden resource"
     assert error["extensions"]["code"] == "FORBIDDEN"
 
 
-async def test_unknown_fleet_is_not_found(acme):
-    error = await acme.error(FLEET, {"id": "0123456789abcdef01234567"})
+@pytest.mark.parametrize("fleet_id", ["0123456789abcdef01234567", FLEET_OPEN])
+async def test_unknown_fleet_is_null(acme, fleet_id):
+    await acme.not_found(FLEET, {"id": fleet_id})
 
-    assert error["extensions"]["code"] == "NOT_FOUND"
+
+async def test_items_in_an_unknown_fleet_are_null(acme):
+    await acme.not_found(ITEMS_IN_FLEET, {"fleet": "0123456789abcdef01234567", "client": acme.id})
 
 
 async def test_items_in_fleet_lists_the_fleets_items(acme, state):
@@ -273,17 +282,19 @@ async def test_page_size_is_capped_at_100(acme):
     assert data["getAllClientItems"]["pageData"]["limit"] == 100
 
 
-async def test_negative_page_size_is_bad_input(acme):
-    error = await acme.error(ITEMS, _items_vars(acme.id, first=-1))
+async def test_negative_page_size_is_a_validation_refusal(acme):
+    refusal = await acme.refusal(ITEMS, _items_vars(acme.id, first=-1, last=-2))
 
-    assert error["extensions"]["code"] == "BAD_USER_INPUT"
+    assert refusal == ["first must not be less than 0", "last must not be less than 0"]
 
 
-async def test_garbage_cursor_is_bad_input(acme):
-    error = await acme.error(ITEMS, _items_vars(acme.id, after="bm90LWEtY3Vyc29y"))
+@pytest.mark.parametrize("cursor", ["bm90LWEtY3Vyc29y", "not base64!"])
+async def test_garbage_cursor_is_a_validation_refusal(acme, cursor):
+    after = await acme.refusal(ITEMS, _items_vars(acme.id, after=cursor))
+    before = await acme.refusal(ITEMS, _items_vars(acme.id, before=cursor))
 
-    assert error["message"] == "Invalid cursor"
-    assert error["extensions"]["code"] == "BAD_USER_INPUT"
+    assert after == ["after must be a valid cursor"]
+    assert before == ["before must be a valid cursor"]
 
 
 async def test_queryorder_sorts_by_creation_time(acme):
@@ -386,23 +397,23 @@ async def test_item_of_another_distributor_is_forbidden(acme, state):
 
     error = await acme.error(ITEM, {"id": other.id})
 
-    assert error["message"] == "Item is not assigned to this distributor"
+    assert error["message"] == "Forbidden resource"
     assert error["extensions"]["code"] == "FORBIDDEN"
 
 
 @pytest.mark.parametrize(
-    ("item_id", "message", "code"),
-    [
-        ("ffffffffffffffffffffffff", "Item not found", "NOT_FOUND"),
-        ("TEST2503000001", "Invalid id", "BAD_USER_INPUT"),
-        ("fffffffffffffffffffffffg", "Invalid id", "BAD_USER_INPUT"),
-    ],
+    "item_id", ["ffffffffffffffffffffffff", "TEST2503000001", "fffffffffffffffffffffffg"]
 )
-async def test_unknown_or_malformed_item_id(acme, item_id, message, code):
-    error = await acme.error(ITEM, {"id": item_id})
+async def test_unknown_or_malformed_item_id_is_null(acme, item_id):
+    await acme.not_found(ITEM, {"id": item_id})
 
-    assert error["message"] == message
-    assert error["extensions"]["code"] == code
+
+async def test_item_id_in_upper_case_finds_the_item(acme, state):
+    item = state.items_of("acme")[0]
+
+    data = await acme.data(ITEM, {"id": item.id.upper()})
+
+    assert data["getSpecificItem"]["_id"] == item.id
 
 
 # -- asset accounts -------------------------------------------------------------------------------
@@ -488,12 +499,10 @@ async def test_asset_account_of_another_distributor_is_forbidden(acme, state):
 
     error = await acme.error(ACCOUNT, {"id": other.id})
 
-    assert error["message"] == "Asset account is not assigned to this distributor"
+    assert error["message"] == "Forbidden resource"
     assert error["extensions"]["code"] == "FORBIDDEN"
 
 
-async def test_unknown_asset_account_is_not_found(acme):
-    error = await acme.error(ACCOUNT, {"id": "aaaaaaaaaaaaaaaaaaaaaaaa"})
-
-    assert error["message"] == "Asset account not found"
-    assert error["extensions"]["code"] == "NOT_FOUND"
+@pytest.mark.parametrize("account_id", ["aaaaaaaaaaaaaaaaaaaaaaaa", "account-1"])
+async def test_unknown_asset_account_is_null(acme, account_id):
+    await acme.not_found(ACCOUNT, {"id": account_id})

@@ -42,23 +42,26 @@ def _item(state, fleet, distributor="acme"):
     return state.items_of(distributor, fleet=fleet, code_system=CodeSystem.ACP1)[0]
 
 
-async def _refused(caller, query, variables, message):
-    error = await caller.error(query, variables)
-    assert error["message"] == message
-    assert error["extensions"]["code"] == "BAD_USER_INPUT"
+async def _refused(caller, query, variables, reason):
+    """A business refusal: ``Bad Request Exception`` with one reason string (erm-api.md §8)."""
+    assert await caller.refusal(query, variables) == reason
 
 
 # -- codeDays -------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("days", [0, -1, 1096])
-async def test_days_outside_1_to_1095_are_refused(acme, state, days):
-    await _refused(
-        acme,
-        DAYS,
-        _days_vars(_item(state, FLEET_OPEN), days),
-        "codeDays must be between 1 and 1095",
-    )
+@pytest.mark.parametrize(
+    ("days", "reasons"),
+    [
+        (0, ["codeDays must not be less than 1"]),
+        (-1, ["codeDays must not be less than 1"]),
+        (1096, ["codeDays must not be greater than 1095"]),
+    ],
+)
+async def test_days_outside_1_to_1095_are_a_validation_refusal(acme, state, days, reasons):
+    refusal = await acme.refusal(DAYS, _days_vars(_item(state, FLEET_OPEN), days))
+
+    assert refusal == reasons
 
 
 @pytest.mark.parametrize("days", [1, 1095])
@@ -234,7 +237,9 @@ async def test_codes_beyond_the_daily_limit_are_refused(sunbright, state, clock)
         await sunbright.data(DAYS, _days_vars(item, 1))
         clock.advance(6 * MINUTE)
 
-    await _refused(sunbright, DAYS, _days_vars(item, 1), "Daily code limit reached for this item")
+    await _refused(
+        sunbright, DAYS, _days_vars(item, 1), "Day code count limit reached for this item"
+    )
 
 
 async def test_daily_limit_frees_up_after_24_hours(sunbright, state, clock):
@@ -263,7 +268,7 @@ async def test_codes_beyond_the_total_limit_are_refused(acme, state, clock):
     await acme.data(DAYS, _days_vars(item, 1))
     clock.advance(MINUTE)
 
-    await _refused(acme, DAYS, _days_vars(item, 1), "Total code limit reached for this item")
+    await _refused(acme, DAYS, _days_vars(item, 1), "Total code count limit reached for this item")
 
 
 # -- atomicity ------------------------------------------------------------------------------------
@@ -280,7 +285,7 @@ async def test_a_refused_request_changes_nothing(acme, state, clock):
     await _refused(
         acme, DAYS, _days_vars(item, 61), "Maximum credit stack days exceeded for this item"
     )
-    await _refused(acme, DAYS, _days_vars(item, 0), "codeDays must be between 1 and 1095")
+    assert await acme.refusal(DAYS, _days_vars(item, 0)) == ["codeDays must not be less than 1"]
 
     after = item.code_generator
     assert after.events == events_before

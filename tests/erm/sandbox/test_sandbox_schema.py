@@ -64,3 +64,37 @@ def test_attribute_names_follow_the_field_names():
 
 def test_datetimes_render_in_erm_format():
     assert serialize_datetime(1_740_816_930.1234) == "2025-03-01T08:15:30.123Z"
+
+
+def test_history_needs_a_distributor_id():
+    query = load_schema().query_type
+    assert query is not None
+
+    distributor_id = query.fields["getAllCodeEventsForSpecificItemByDistributor"].args[
+        "distributorId"
+    ]
+
+    assert str(distributor_id.type) == "ID!"
+
+
+def test_pagination_argument_is_productions_enum():
+    query = load_schema().query_type
+    assert query is not None
+
+    pagination = query.fields["getAllClientItems"].args["pagination"]
+
+    assert str(pagination.type) == "PaginationEnum"
+    assert list(pagination.type.values) == ["CURSOR", "OFFSET"]
+
+
+def test_sign_in_user_takes_credentials_and_answers_an_auth_token():
+    mutation = load_schema().mutation_type
+    assert mutation is not None
+
+    sign_in_user = mutation.fields["signInUser"]
+
+    assert str(sign_in_user.args["signInCredentials"].type) == "SignInCredentialsDto!"
+    assert str(sign_in_user.type) == "AuthToken"
+    assert {"_id", "accessToken", "refreshToken", "email", "name", "role", "subrole"} <= set(
+        sign_in_user.type.fields
+    )
