@@ -16,7 +16,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--json", action="store_true", help="print one JSON line with the URL first"
     )
-    parser.add_argument("--token-ttl", type=int, default=3600, help="access token lifetime (s)")
+    parser.add_argument("--token-ttl", type=int, default=86400, help="access token lifetime (s)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the demo data")
     add_fault_arguments(parser)
     return parser

@@ -88,7 +88,7 @@ def run_sandbox(
     port: int = 8765,
     json_output: bool = False,
     faults: FaultConfig | None = None,
-    token_ttl: int = 3600,
+    token_ttl: int = 86400,
     *,
     seed: int = 0,
     out: TextIO | None = None,

@@ -28,7 +28,16 @@ import pytest
 
 from erm.db import create_engine
 from erm.errors import VaultError
-from erm.sandbox import ACME, DEMO_DISTRIBUTORS, SUNBRIGHT, create_app, seed_state, serve
+from erm.models import SignInMethod
+from erm.sandbox import (
+    ACME,
+    ACME_STAFF,
+    DEMO_DISTRIBUTORS,
+    SUNBRIGHT,
+    create_app,
+    seed_state,
+    serve,
+)
 from erm.sandbox.state import SandboxState
 from erm.vault import SecretBox, TokenVault
 
@@ -425,6 +434,24 @@ async def test_keys_generate_prints_a_new_usable_key_each_time(cli: Cli) -> None
 # -- erm-bot distributor ------------------------------------------------------------------------
 
 
+async def test_distributor_add_with_sign_in_user_acts_for_the_staff_members_distributor(
+    configured: Cli, sandbox: Sandbox, db_path: Path, key: str
+) -> None:
+    staff = ("distributor", "add", "acme", "--email", ACME_STAFF.email, "--password-stdin")
+
+    as_client = await configured(*staff, stdin=ACME_STAFF.password + "\n")
+    as_user = await configured(*staff, "--sign-in", "user", stdin=ACME_STAFF.password + "\n")
+
+    assert as_client.returncode == 1  # staff accounts cannot use signInClient
+    assert "Invalid Credentials" in as_client.stderr
+    assert as_user.returncode == 0, as_user.stderr
+    async with open_vault(db_path, [key]) as vault:
+        credentials = await vault.credentials("acme")
+    assert credentials.sign_in is SignInMethod.USER
+    # The token's distributorId claim, not the staff member's own _id.
+    assert credentials.client_id == sandbox.state.distributor_by_name("acme").id
+
+
 async def test_distributor_add_checks_with_erm_and_stores_only_ciphertext(
     configured: Cli, sandbox: Sandbox, db_path: Path, key: str
 ) -> None:
@@ -504,7 +531,9 @@ async def test_distributor_list_and_remove(configured: Cli, db_path: Path, key: 
     again = await configured("distributor", "remove", "acme")
 
     assert listed.returncode == 0, listed.stderr
-    assert listed.stdout.splitlines() == [f"acme\t{ACME.email}\t{token.client_id}\ttoken cached"]
+    assert listed.stdout.splitlines() == [
+        f"acme\t{ACME.email}\t{token.client_id}\ttoken cached\tsign-in client"
+    ]
     assert ACME.password not in listed.stdout
     assert token.access_token not in listed.stdout
     assert removed.returncode == 0, removed.stderr

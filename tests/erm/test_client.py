@@ -32,7 +32,9 @@ async def acme(erm_client: ErmClient) -> SignIn:
 
 
 async def open_item(client: ErmClient, acme: SignIn, oem_item_id: str) -> Item:
-    page = await client.client_items(acme.access_token, acme.distributor_id, oem_item_id=oem_item_id)
+    page = await client.client_items(
+        acme.access_token, acme.distributor_id, oem_item_id=oem_item_id
+    )
     assert len(page.nodes) == 1
     return page.nodes[0]
 
@@ -60,7 +62,9 @@ async def test_days_code_for_acp1_item_is_21_digits_and_in_history(
     assert issued.code_type is CodeType.DAYS
     assert ACP1_DIGITS.match(issued.code_dec)
     assert re.fullmatch(r"\*\d{3}( \d{3}){6}#", issued.keypad)
-    history = await erm_client.code_history(acme.access_token, item.id, acme.distributor_id, first=1)
+    history = await erm_client.code_history(
+        acme.access_token, item.id, acme.distributor_id, first=1
+    )
     newest = history.nodes[0]
     assert (newest.code_dec, newest.code_days, newest.description) == (
         issued.code_dec,
@@ -109,7 +113,9 @@ async def test_code_history_pages_newest_first(erm_client: ErmClient, acme: Sign
         token, item.id, acme.distributor_id, first=2, after=first.end_cursor
     )
     assert [e.code_days for e in second.nodes] == [3, 2]
-    everything = [e async for e in erm_client.iter_code_history(token, item.id, acme.distributor_id)]
+    everything = [
+        e async for e in erm_client.iter_code_history(token, item.id, acme.distributor_id)
+    ]
     assert len(everything) == first.total
     assert [e.code_dec for e in everything[:5]] == [c.code_dec for c in reversed(issued)]
     newest = await erm_client.latest_codes(token, item.id, acme.distributor_id, 3)

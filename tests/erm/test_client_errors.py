@@ -94,7 +94,10 @@ async def test_validation_failure_400_is_a_schema_error_naming_the_operation() -
     async with client:
         with pytest.raises(ErmSchemaError) as caught:
             await client.item("tok", ITEM.id)
-    assert (caught.value.operation, caught.value.erm_message) == ("GetSpecificItem", "Unknown field")
+    assert (caught.value.operation, caught.value.erm_message) == (
+        "GetSpecificItem",
+        "Unknown field",
+    )
 
 
 async def test_bad_credentials_are_auth_error_with_erm_message() -> None:
@@ -257,7 +260,7 @@ async def test_older_response_message_shape_is_still_read() -> None:
     }
     client, _ = make_client(lambda _r: httpx.Response(200, json=body))
     async with client:
-        with pytest.raises(ErmRejectedError, match="^Too soon$"):
+        with pytest.raises(ErmRejectedError, match=r"^Too soon$"):
             await client.generate_days_code("tok", ITEM, 5)
 
 

@@ -14,16 +14,24 @@ from erm.client import ClientConfig, ErmClient
 from erm.errors import (
     ErmAuthError,
     ErmRejectedError,
-    ErmUnavailableError,
     InvalidInputError,
     ItemNotFoundError,
     UnknownDistributorError,
     VaultError,
 )
-from erm.models import CodeType
-from erm.sandbox import ACME, FLEET_ANGAZA, FLEET_STRICT, OPEN_ACP1_OEM_ID, SUNBRIGHT
-from erm.sandbox.state import SandboxState
+from erm.models import CodeType, SignInMethod
 from erm.reconcile import CodeOutcomePendingError, Verdict, code_description
+from erm.sandbox import (
+    ACME,
+    ACME_SERVICER,
+    ACME_STAFF,
+    FLEET_ANGAZA,
+    FLEET_STRICT,
+    OPEN_ACP1_OEM_ID,
+    SUNBRIGHT,
+)
+from erm.sandbox.seed import DemoCredentials
+from erm.sandbox.state import SandboxState
 from erm.service import ErmService
 from erm.vault import SecretBox, TokenVault
 
@@ -137,6 +145,33 @@ async def test_add_distributor_checks_credentials_before_storing(
     assert (await vault.credentials(SUNBRIGHT.name)).client_id == signed.distributor_id
     await service.item_fleets(SUNBRIGHT.name)
     assert service.sign_ins == 1  # the token of the check is stored and used
+
+
+@pytest.mark.parametrize(
+    ("login", "method"),
+    [(ACME_SERVICER, SignInMethod.CLIENT), (ACME_STAFF, SignInMethod.USER)],
+    ids=["servicer", "staff"],
+)
+async def test_account_acting_for_a_distributor_queries_with_the_tokens_distributor_id(
+    erm_client: ErmClient,
+    sqlite_engine: AsyncEngine,
+    secret_keys: list[str],
+    clock: FakeClock,
+    sandbox: SandboxState,
+    login: DemoCredentials,
+    method: SignInMethod,
+) -> None:
+    vault = TokenVault(sqlite_engine, SecretBox(secret_keys))
+    service = make_service(erm_client, vault, clock)
+    signed = await service.add_distributor("acme", login.email, login.password, sign_in=method)
+    acme_id = sandbox.distributor_by_name("acme").id
+    assert signed.account_id != acme_id
+    assert signed.distributor_id == acme_id
+    item, events = await service.code_history("acme", OPEN_ACP1_OEM_ID, 3)
+    assert item.oem_item_id == OPEN_ACP1_OEM_ID
+    assert len(await service.item_fleets("acme")) > 0
+    service.forget_sessions()  # a restart: the stored token and id are used, not the account's
+    assert (await service.code_history("acme", OPEN_ACP1_OEM_ID, 1))[1][0] == events[0]
 
 
 async def test_database_holds_no_plaintext_password_or_token(
@@ -341,7 +376,8 @@ async def test_code_committed_after_the_timeout_is_found_not_reported_absent(
     settled = await impatient_service.settle(caught.value.pending)
     created = sandbox.item_by_oem_id(OPEN_ACP1_OEM_ID).code_generator.events[-1]
     assert settled.verdict is Verdict.ISSUED
-    assert settled.code is not None and settled.code.code_dec == created.code_dec_string
+    assert settled.code is not None
+    assert settled.code.code_dec == created.code_dec_string
 
 
 @pytest.mark.parametrize("mode", ["truncate", "drop"])
