@@ -124,6 +124,8 @@ class Context:
     erm_code: str | None = None
     detail: str = ""
     approval_id: str | None = None
+    # How the request ended, when it returned a reply: "pending" when its outcome comes later.
+    outcome: str = "ok"
 
     @property
     def distributor(self) -> str:
@@ -256,7 +258,7 @@ class Dispatcher:
                 reply, outcome = stale, "stale"
             else:
                 reply = await parsed.command.handler(ctx, **parsed.args)
-                outcome = "ok"
+                outcome = ctx.outcome
         except UserError as exc:
             reply, outcome = Reply.error(str(exc), tone=Tone.WARNING), _outcome(exc)
         except ErmError as exc:

@@ -29,6 +29,9 @@ class Settings(BaseSettings):
     erm_read_timeout: float = Field(15.0, gt=0)
     erm_total_timeout: float = Field(20.0, gt=0)
     erm_query_attempts: int = Field(3, ge=1, le=10)
+    # How long a code request whose answer was lost is watched for in ERM's history before
+    # "nothing was issued" may be said (the item stays locked meanwhile).
+    erm_reconcile_window: float = Field(120.0, ge=5, le=3600)
     erm_token_refresh_margin: float = Field(120.0, ge=0)
     erm_item_cache_ttl: float = Field(600.0, ge=0)
 
@@ -147,4 +150,5 @@ class Settings(BaseSettings):
         return ServiceConfig(
             refresh_margin=self.erm_token_refresh_margin,
             item_cache_ttl=self.erm_item_cache_ttl,
+            reconcile_window=self.erm_reconcile_window,
         )

@@ -142,6 +142,7 @@ async def issue(
             codes.keep(lock)
             ctx.core.background.start(_settle_later(ctx, lock, exc, note), f"settle {item.id}")
             ctx.detail = f"{code_type.value} outcome unknown ({exc.reason}); settling"
+            ctx.outcome = "pending"
             return Reply(
                 title="ERM has not confirmed the code yet.",
                 lines=(

@@ -270,26 +270,32 @@ async def fault_stack(
             )
             vault = TokenVault(engine, SecretBox(secret_keys))
             async with ErmClient(settings.erm_client_config()) as client:
-                service = ErmService(
-                    client, vault, ServiceConfig(reconcile_attempts=2, reconcile_delay=0.05)
+                # A lost answer is settled within a second here, not two minutes.
+                config = ServiceConfig(
+                    reconcile_delay=0.05, reconcile_quick=0.1, reconcile_window=1.0
                 )
+                service = ErmService(client, vault, config)
                 # The sign-in goes straight to the sandbox, whatever is in front of it.
                 async with ErmClient(ClientConfig(url=sandbox_url)) as direct:
                     await ErmService(direct, vault).add_distributor(
                         ACME.name, ACME.email, ACME.password
                     )
                 runtime = Runtime(settings, engine, vault, client, service)
-                yield FaultStack(
-                    settings,
-                    runtime,
-                    runtime.dispatcher(),
-                    engine,
-                    sandbox,
-                    sandbox_url,
-                    operations,
-                    erm_proxy if proxy_erm else None,
-                    hooks,
-                )
+                dispatcher = runtime.dispatcher()
+                try:
+                    yield FaultStack(
+                        settings,
+                        runtime,
+                        dispatcher,
+                        engine,
+                        sandbox,
+                        sandbox_url,
+                        operations,
+                        erm_proxy if proxy_erm else None,
+                        hooks,
+                    )
+                finally:
+                    await dispatcher.core.background.drain(5.0)
     finally:
         await engine.dispose()
 

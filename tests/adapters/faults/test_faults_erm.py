@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import pytest
+from fakes.slack import shown
 from fakes.telegram import FakeTelegram, User
 from fault_rig import MUTATIONS, TOTAL_TIMEOUT, FaultStack, SlackClient
 
@@ -75,25 +76,28 @@ async def test_code_answer_held_past_the_timeout_is_found_in_history_and_not_iss
     assert await outcomes(faulty, 2) == [("code days", "ok"), ("code days", "ok")]
 
 
-async def test_code_when_erm_is_slow_for_everything_says_check_history_and_issues_once(
+async def test_code_when_erm_is_slow_for_everything_is_settled_and_sent_later_once(
     faulty: FaultStack, slack: SlackClient
 ) -> None:
-    """The mutation is applied after the bot gave up, and the history cannot be read either."""
+    """The mutation is applied after the bot gave up, and the history cannot be read either:
+    the agent is told to wait, and gets the code privately once the history shows it."""
     await warm_up(faulty, slack)
     before = faulty.code_events(ITEM)
     faulty.sandbox.faults.latency_ms = SLOWER_THAN_TIMEOUT_MS
 
     text = await slack.ask("/code", f"days {ITEM} 7")
     faulty.sandbox.faults.latency_ms = 0
-    history = await slack.ask("/history", f"{ITEM} 1")  # what the reply tells the agent to do
+    assert await faulty.dispatcher.core.background.drain(10.0)
 
-    assert "ERM did not confirm the code" in text
-    assert "Do not try again yet" in text
-    assert "/history" in text
+    assert "ERM has not confirmed the code yet." in text
+    assert "Do not ask again: you will get the code or a clear answer here." in text
+    dms = [shown(c) for c in slack.fake.calls_to("chat.postMessage")]
+    assert len(dms) == 1
+    assert newest_code(faulty) in dms[0]
+    assert "ERM's answer was lost; this code was found in the item's history." in dms[0]
     assert faulty.code_events(ITEM) == before + 1  # ERM made it, late; the bot never resent it
     assert faulty.operations.count("GenerateDaysCode") == 1
-    assert newest_code(faulty) in history
-    assert await outcomes(faulty, 2) == [("code days", "erm_error"), ("history", "ok")]
+    assert await outcomes(faulty, 2) == [("code days", "pending"), ("code days", "ok")]
 
 
 # -- 5xx ---------------------------------------------------------------------------------------
@@ -191,7 +195,7 @@ async def test_connection_dropped_after_the_code_was_made_shows_that_code_once(
     assert await outcomes(faulty, 2) == [("code days", "ok"), ("resend", "ok")]
 
 
-async def test_dropped_answer_with_unreadable_history_says_check_before_trying_again(
+async def test_dropped_answer_with_history_down_for_the_whole_window_says_check_it(
     faulty: FaultStack, slack: SlackClient
 ) -> None:
     before = faulty.code_events(ITEM)
@@ -200,20 +204,29 @@ async def test_dropped_answer_with_unreadable_history_says_check_before_trying_a
 
     async def history_down_after_the_code(operation: str) -> None:
         if operation in MUTATIONS:
-            faults.fail_next = 100
+            faults.fail_next = 10_000
 
     faulty.hooks.after = history_down_after_the_code
 
     text = await slack.ask("/code", f"days {ITEM} 11")
+    assert await faulty.dispatcher.core.background.drain(10.0)
     faults.fail_next = 0
     history = await slack.ask("/history", f"{ITEM} 1")
 
-    assert "ERM did not confirm the code and its history could not be checked" in text
-    assert "Do not try again yet" in text
+    assert "ERM has not confirmed the code yet." in text
+    dms = [shown(c) for c in slack.fake.calls_to("chat.postMessage")]
+    assert len(dms) == 1
+    assert "ERM never confirmed your code" in dms[0]
+    assert f"Check /history {ITEM} before asking again." in dms[0]
+    assert "safe" not in dms[0]  # never "nothing was issued" while ERM may hold a code
     assert faulty.code_events(ITEM) == before + 1
     assert newest_code(faulty) in history
     assert faulty.operations.count("GenerateDaysCode") == 1
-    assert await outcomes(faulty, 2) == [("code days", "erm_error"), ("history", "ok")]
+    assert await outcomes(faulty, 3) == [
+        ("code days", "pending"),
+        ("code days", "uncertain"),
+        ("history", "ok"),
+    ]
 
 
 # -- tokens ------------------------------------------------------------------------------------
