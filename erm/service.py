@@ -304,7 +304,7 @@ class ErmService:
             except ErmRejectedError as exc:
                 if _not_found(exc):
                     raise ItemNotFoundError(
-                        f"no item with ERM id {ref} among this distributor's items ({exc})"
+                        f"no item with ERM id {ref} among this distributor's items"
                     ) from exc
                 raise
         by_oem = await self.client.client_items(

@@ -57,14 +57,14 @@ async def session(
 ) -> AsyncIterator[Session]:
     sandbox = seed_state(0)
     tokens: list[str] = []
-    sign_in = sandbox.sign_in
+    sign_in = sandbox.logins.sign_in_client
 
     def recording_sign_in(email: str, password: str) -> dict[str, Any]:
         answer = sign_in(email, password)
         tokens.append(str(answer["accessToken"]))
         return answer
 
-    sandbox.sign_in = recording_sign_in  # type: ignore[method-assign]
+    sandbox.logins.sign_in_client = recording_sign_in  # type: ignore[method-assign]
     # A bot id of its own: the polling lock is per bot id, and other test runs share the server.
     bot_id = secrets.randbelow(10**9) + 10**9
     telegram = FakeTelegram(token=f"{bot_id}:AAH-secrets-suite-token", bot_id=bot_id)
