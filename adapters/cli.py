@@ -109,7 +109,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8765)
     p.add_argument("--json", action="store_true", help="print the URL and credentials as JSON")
-    p.add_argument("--token-ttl", type=int, default=86400, help="access token lifetime, seconds (ERM: 24 h)")
+    p.add_argument(
+        "--token-ttl", type=int, default=86400, help="access token lifetime, seconds (ERM: 24 h)"
+    )
     p.add_argument(
         "--latency-ms", dest="fault_latency_ms", type=float, help="added to each request"
     )
