@@ -492,3 +492,27 @@ async def test_item_and_account_pages(service: ErmService) -> None:
     assert more.nodes[0] not in items.nodes
     accounts = await service.asset_accounts(ACME.name, page_size=5)
     assert len(accounts.nodes) == 5
+
+
+async def test_a_cursor_that_never_advances_stops_the_walk_after_one_repeat(
+    service: ErmService, sandbox: SandboxState, erm_transport: CountingTransport
+) -> None:
+    sandbox.faults.stuck_cursor = True
+    fleets = await service.item_fleets(ACME.name)
+    history = await service.code_history(ACME.name, OPEN_ACP1_OEM_ID, 50)
+    assert fleets  # what was read is kept
+    assert erm_transport.calls["GetItemFleetsForClient"] == 2  # the second page repeated it
+    assert len(history[1]) <= 50
+    assert erm_transport.calls["GetAllCodeEventsForSpecificItemByDistributor"] <= 2
+
+
+async def test_a_page_longer_than_asked_is_cut_and_continues_after_its_last_node(
+    service: ErmService, sandbox: SandboxState
+) -> None:
+    sandbox.faults.ignore_first = True
+    page = await service.client_items(ACME.name, page_size=10)
+    assert len(page.nodes) == 10
+    assert page.has_next
+    sandbox.faults.ignore_first = False
+    more = await service.client_items(ACME.name, page_size=10, after=page.end_cursor)
+    assert more.nodes[0] not in page.nodes
