@@ -35,7 +35,7 @@ from bot.errors import (
 )
 from bot.parse import Parsed, parse
 from bot.permissions import Access, Permissions
-from bot.refusals import explain_refusal
+from bot.refusals import SCHEMA_MISMATCH, explain_refusal
 from bot.registry import Command
 from bot.store import (
     Claim,
@@ -624,10 +624,7 @@ def _erm_reply(exc: ErmError) -> Reply:
             "whether a code was created."
         )
     elif isinstance(exc, ErmSchemaError):
-        message = (
-            "erm-bot and this ERM disagree about ERM's API: nothing was changed.\n"
-            "Tell an operator to run `erm-bot doctor --erm`."
-        )
+        message = "\n".join(SCHEMA_MISMATCH)
     elif isinstance(exc, ErmAuthError):
         message = (
             "erm-bot could not sign in to ERM for this distributor.\n"

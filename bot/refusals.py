@@ -190,6 +190,11 @@ def next_code_after_daily_limit(
 AGAIN = "Send the same command again then."
 ADMIN_IN_ERM = "the distributor's ERM admin"
 CHECK_IDS = "Check the id you typed and the distributor (add --dist NAME for another one)."
+# ERM could not validate the document erm-bot sent (a schema change): the operator's business.
+SCHEMA_MISMATCH = (
+    "ERM could not read erm-bot's request: nothing was changed.",
+    "Tell an operator to run `erm-bot doctor --erm`.",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -391,10 +396,7 @@ def _forbidden(k: Known) -> list[str]:
 
 
 def _garbled(k: Known) -> list[str]:
-    return [
-        "ERM could not read erm-bot's request: nothing was changed.",
-        "Tell an operator to run `erm-bot doctor --erm`.",
-    ]
+    return list(SCHEMA_MISMATCH)
 
 
 def _other(k: Known) -> list[str]:
