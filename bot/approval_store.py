@@ -3,7 +3,7 @@
 Every change is one short transaction, and every state change of a request is a compare-and-set
 (``UPDATE ... WHERE status = 'pending'`` and the like, checking the row count), so several bot
 processes on one database decide, expire and remind each request once. The tables belong to the
-Alembic branch ``bot`` (revision ``bot0003``). :mod:`bot.approvals` runs the flow over this store.
+Alembic branch ``bot`` (revisions ``bot0003`` and later). :mod:`bot.approvals` runs the flow over this store.
 """
 
 from __future__ import annotations
