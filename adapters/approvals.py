@@ -1,4 +1,7 @@
-"""The approval sweep: expiry, half-time reminders and late cards, on a timer in every bot process.
+"""The approval sweep: expiry, reminders, late cards and approved requests whose process died.
+
+It runs on a timer in every bot process, the first round at start (so a restart finishes what the
+process before it left).
 
 :meth:`bot.approvals.ApprovalService.sweep` does the work; every step of it is a compare-and-set in
 the database, so several processes sweeping at once expire, remind and post each thing once. It
@@ -41,11 +44,13 @@ class ApprovalSweeper(Periodic):
         if approvals is None:
             return
         report = await approvals.sweep(self.core.clock())
-        if report.expired or report.reminded or report.posted or report.settled:
+        if report.expired or report.reminded or report.posted or report.settled or report.recovered:
             log.info(
-                "approval sweep: %d expired, %d reminded, %d cards posted, %d cards settled",
+                "approval sweep: %d expired, %d reminded, %d cards posted, %d cards settled, "
+                "%d approved requests finished after a restart",
                 report.expired,
                 report.reminded,
                 report.posted,
                 report.settled,
+                report.recovered,
             )

@@ -21,14 +21,17 @@ from pydantic import ValidationError
 from adapters import demo
 from adapters.console import PLATFORM, Console
 from adapters.logs import configure_from_settings, configure_logging, settings_secrets
+from adapters.platform_ids import USER_IDS
 from adapters.runtime import open_engine, open_runtime
 from bot.approvals import POLICY_SETTINGS, POLICY_USAGE, ApprovalStore, apply_setting
 from bot.audit import AuditLog
 from bot.errors import UsageError, UserError
+from bot.permissions import check_user_id
 from bot.roles import Role
 from bot.settings import Settings
-from bot.store import GrantStore
-from erm.errors import ErmError, InvalidInputError
+from bot.store import CodeStore, GrantStore
+from erm.db import MigrationError
+from erm.errors import ErmError, InvalidInputError, VaultError
 from erm.models import SignInMethod
 from erm.sandbox.faults import add_fault_arguments, faults_from_arguments
 from erm.sandbox.server import run_sandbox
@@ -185,9 +188,23 @@ async def _keys_generate(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def _keys_rotate(args: argparse.Namespace, settings: Settings) -> int:
+    """Distributors' secrets and issued codes, each store on its own: one that cannot finish
+    does not keep the other from being rotated; a rerun finishes the job."""
+    problems: list[str] = []
+    secrets = codes = 0
     async with open_runtime(settings) as runtime:
-        count = await runtime.vault.rotate()
-    print(f"re-encrypted {count} stored value(s) under the newest key")
+        try:
+            secrets = await runtime.vault.rotate()
+        except VaultError as exc:
+            problems.append(str(exc))
+        try:
+            codes = await CodeStore(runtime.engine, box=runtime.vault.box).rotate()
+        except VaultError as exc:
+            problems.append(str(exc))
+    if problems:
+        raise VaultError("; ".join(problems))
+    of_them = f" ({codes} of them issued codes)" if codes else ""
+    print(f"re-encrypted {secrets + codes} stored value(s) under the newest key{of_them}")
     return 0
 
 
@@ -235,6 +252,7 @@ async def _console(args: argparse.Namespace, settings: Settings) -> int:
 async def _users_grant(args: argparse.Namespace, settings: Settings) -> int:
     """Needs no encryption key: an unknown distributor is refused by the grant itself."""
     platform, user_id = _split_user(args.user)
+    check_user_id(USER_IDS, platform, user_id)  # an id that cannot exist: refused, nothing stored
     async with open_engine(settings) as engine:
         await GrantStore(engine).grant(
             platform, user_id, Role.parse(args.role), args.distributor, "cli"
@@ -358,7 +376,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if inspect.iscoroutine(outcome):
             outcome = asyncio.run(outcome)
         return int(outcome)
-    except (ErmError, UserError) as exc:
+    except (ErmError, UserError, MigrationError) as exc:
         print(f"erm-bot: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -3,6 +3,7 @@
 Request keys are kept for a day (a platform redelivers within hours: Telegram keeps undelivered
 updates 24 hours), rate-limit windows for a day, buttons until they expire. Each purge is one
 DELETE, safe to run from several processes at once. The audit log and issued codes are kept.
+Each round first recovers code requests a crashed process left in flight (:mod:`bot.recovery`).
 """
 
 from __future__ import annotations
@@ -14,12 +15,15 @@ from datetime import timedelta
 
 from starlette.routing import BaseRoute
 
+from bot import recovery
 from bot.dispatch import Core
 
 log = logging.getLogger(__name__)
 
 INTERVAL_SECONDS = 600.0
 RATE_WINDOW_RETENTION = timedelta(days=1)
+# Closed code intents are kept a day for diagnostics; open ones until they are recovered.
+CODE_INTENT_RETENTION = timedelta(days=1)
 
 
 async def tidy(core: Core) -> dict[str, int]:
@@ -29,6 +33,7 @@ async def tidy(core: Core) -> dict[str, int]:
         "requests": await core.requests.purge(now - core.requests.retention),
         "rate_windows": await core.rate.purge(now - RATE_WINDOW_RETENTION),
         "buttons": await core.buttons.purge(now=now),
+        "code_intents": await core.intents.purge(now - CODE_INTENT_RETENTION),
     }
 
 
@@ -83,6 +88,15 @@ class Housekeeping(Periodic):
         super().__init__(core, interval)
 
     async def run_once(self) -> None:
+        # Code requests cut off by a crash first (the first round runs at start, after the
+        # platforms, so their notifiers can tell the requesters), then the purges.
+        try:
+            recovered = await recovery.sweep(self.core)
+        except Exception:
+            log.warning("recovering code requests failed; will retry", exc_info=True)
+        else:
+            if recovered:
+                log.info("housekeeping recovered code requests: %s", recovered)
         removed = await tidy(self.core)
         if any(removed.values()):
             log.info("housekeeping removed %s", removed)

@@ -11,6 +11,12 @@
   signing and webhook secrets, encryption keys, the database password) and anything shaped like a
   token (Slack and Telegram tokens, JWTs such as ERM access tokens, bearer credentials, passwords
   in URLs) in the message, every field and the formatted traceback, whatever library logged it.
+- No code is written either: unlock codes (9 or more digits, bare or in 3-digit keypad groups,
+  ``*...#`` or not; ERM's 16-digit hex form) and invite codes (``/start CODE``, ``?start=CODE``,
+  the invite alphabet's 10-character shape) become ``<code …123>`` / ``<invite>``. At DEBUG,
+  python-telegram-bot and slack_sdk log whole message bodies (codes, client names): those loggers
+  stay at INFO whatever the level, and the redaction holds if they log anyway. Ordinary numbers
+  (times, ports, counts, dates, Slack timestamps, OEM item ids, negative chat ids) are left alone.
 """
 
 from __future__ import annotations
@@ -35,6 +41,10 @@ MIN_SECRET = 4
 
 # Noisy at INFO and below: shown only when the level is DEBUG.
 _CHATTY = ("httpx", "httpcore", "asyncio", "telegram.ext", "slack_bolt", "slack_sdk")
+# Their DEBUG lines are message bodies (codes, invite codes, client names and phones): at most
+# INFO even when the level is DEBUG. The code redaction below still covers them should one be
+# turned up by hand.
+_BODIES = ("telegram", "slack_bolt", "slack_sdk")
 # Never below WARNING: aiosqlite's DEBUG lines repeat every SQL statement with its parameters
 # (stored replies, unlock codes), which SQLAlchemy's own hide_parameters keeps out of errors.
 _QUIET = ("aiosqlite",)
@@ -47,6 +57,80 @@ _PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"(?i)\b(bearer\s+)[A-Za-z0-9._~+/=-]{6,}"), rf"\g<1>{MASK}"),
     (re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://[^\s:/@]+:)[^\s@/]+@"), rf"\g<1>{MASK}@"),
 )
+
+
+CODE_MASK = "<code …{last}>"
+INVITE_MASK = "<invite>"
+
+# Each pattern starts with a character class (so the regex engine skips ahead fast) and checks
+# what precedes its first character just after it. A token starts after no letter, digit, "_" or
+# "." (1712345678.123456, a Slack timestamp, and TEST2503000017, an OEM id, are not codes), or
+# after an escaped newline or tab ("\\n" in a logged repr or JSON body: the "n" is no letter).
+_STARTS = r"(?:(?<![\w.]{c})|(?<=\\[nrt]{c}))"
+_DIGIT_STARTS = r"(?<!telegram:\d)(?:(?<![\w.\-]\d)|(?<=\\[nrt]\d))"  # nor "-", "telegram:"
+_END = r"(?![\w]|\.\d)"
+
+
+def _code(match: re.Match[str]) -> str:
+    """An unlock code: only its last 3 digits (what a viewer sees) stay, to match it up."""
+    digits = re.sub(r"\D", "", match.group(0))
+    return CODE_MASK.format(last=digits[-3:])
+
+
+def _shaped(match: re.Match[str]) -> str:
+    """ERM's hex form of a code (16 uppercase hex digits; request ids are lowercase), or an invite
+    code (10 characters of bot.cards.INVITE_ALPHABET, letters and digits: all-capital words such
+    as DEPRECATED and ids such as 2345678923 are not taken for one); anything else as it was."""
+    text = match.group(0)
+    if len(text) == 16 and _HEX.fullmatch(text):
+        return CODE_MASK.format(last="hex")
+    if len(text) == 10 and _INVITE.fullmatch(text) and not text.isalpha() and not text.isdigit():
+        return INVITE_MASK
+    return text
+
+
+_HEX = re.compile(r"[0-9A-F]{16}")
+_INVITE = re.compile(r"[A-HJ-NP-Z2-9]{10}")
+
+# Unlock codes: 9 digits or more, so dates (2026-12-01), times, ports and counts never match.
+# "-" before the digits is a Telegram group's chat id (-1001234567890), "telegram:" a user's key.
+_CODE_PATTERNS: tuple[tuple[re.Pattern[str], Any], ...] = (
+    # Keypad form, however decorated: *024 413 975 593 119 504 641#, *123-456-789#, *123456789#
+    (re.compile(r"\*\d{3}(?:[ -]?\d{3}){2,}(?:[ -]?\d{1,2})?#?"), _code),
+    # Bare digits (024413975593119504641, 123456789) or 3-digit groups without * and #
+    # (024 413 975 593 119 504 641, 123-456-789)
+    (
+        re.compile(r"\d" + _DIGIT_STARTS + r"(?:\d{8,}|\d{2}(?:[ -]\d{3}){2,})" + _END),
+        _code,
+    ),
+    # Hex codes and invite codes by their shape: one scan for both.
+    (re.compile(r"[0-9A-Z]" + _STARTS.format(c="[0-9A-Z]") + r"[0-9A-Z]{9,15}(?!\w)"), _shaped),
+)
+# Invite codes by their context, whatever their case: after /start (as typed), "start" (Slack's
+# "/erm start CODE"), ?start= (a deep link) or the "Invite code" label of /invite's reply.
+_INVITE_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
+    (re.compile(r"(?i)(/start(?:@\w+)?[ \t]+)[^\s'\"\\<]+"), rf"\g<1>{INVITE_MASK}"),
+    (
+        re.compile(r"(?i)(\bstart[ \t]+)[A-HJ-NP-Z2-9]{10}(?![A-Za-z0-9])"),
+        rf"\g<1>{INVITE_MASK}",
+    ),
+    (re.compile(r"([?&]start=)[^\s&'\"\\<]+"), rf"\g<1>{INVITE_MASK}"),
+    (
+        re.compile(r"(?i:invite code)(.{1,40}?)(?<![A-Za-z0-9])[A-HJ-NP-Z2-9]{10}(?![A-Za-z0-9])"),
+        rf"Invite code\g<1>{INVITE_MASK}",
+    ),
+)
+
+
+def redact_codes(text: str) -> str:
+    """``text`` with unlock codes and invite codes replaced."""
+    for pattern, replacement in _CODE_PATTERNS:
+        text = pattern.sub(replacement, text)
+    lowered = text.lower()
+    if "start" in lowered or "invite code" in lowered:  # the context patterns are slower
+        for invite_pattern, invite_replacement in _INVITE_PATTERNS:
+            text = invite_pattern.sub(invite_replacement, text)
+    return text
 
 
 class Redactor:
@@ -73,7 +157,7 @@ class Redactor:
                 text = text.replace(secret, MASK)
         for pattern, replacement in _PATTERNS:
             text = pattern.sub(replacement, text)
-        return text
+        return redact_codes(text)
 
     def clean(self, value: Any) -> Any:
         """``value`` with secrets replaced in every string inside it."""
@@ -94,6 +178,27 @@ class Redactor:
 
 REDACTOR = Redactor()
 """The process's redactor: :func:`configure_logging` fills it from the settings."""
+
+
+class CodeFilter(logging.Filter):
+    """Rewrites a standard-library record's message without its codes, before any formatter.
+
+    The structlog chain redacts everything again (secrets, fields, tracebacks); this makes the
+    record itself free of codes for whatever else reads it after our handler, at the cost of one
+    cheap pass (the secret patterns are left to the chain). Never drops a record.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if getattr(record, "_from_structlog", False) or not isinstance(record.msg, str):
+            return True  # structlog's own event dicts: its processor chain redacts them
+        try:
+            message = record.getMessage()
+        except Exception:  # a library's bad format string: leave it to the formatter to report
+            return True
+        clean = redact_codes(message)
+        if clean != message:
+            record.msg, record.args = clean, None
+        return True
 
 
 def settings_secrets(settings: Any) -> list[str]:
@@ -173,6 +278,7 @@ def configure_logging(
         ],
     )
     handler = _Handler(stream)
+    handler.addFilter(CodeFilter())
     handler.setFormatter(formatter)
     handler.setLevel(level)
     root = logging.getLogger()
@@ -184,6 +290,11 @@ def configure_logging(
         logging.getLogger(name).setLevel(
             logging.NOTSET if level <= logging.DEBUG else logging.WARNING
         )
+    for name in _BODIES:
+        if level <= logging.DEBUG:
+            logging.getLogger(name).setLevel(logging.INFO)
+        elif name not in _CHATTY:
+            logging.getLogger(name).setLevel(logging.NOTSET)
     logging.getLogger("alembic").setLevel(
         logging.INFO if level <= logging.DEBUG else logging.WARNING
     )

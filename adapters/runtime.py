@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import httpx
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from adapters.platform_ids import USER_IDS
 from bot import metrics
 from bot.approvals import ApprovalService, ApprovalStore
 from bot.audit import AuditLog
@@ -40,11 +41,13 @@ class Runtime:
         return Core(
             erm=self.service,
             grants=grants,
-            codes=CodeStore(engine),
-            requests=RequestStore(engine),
+            codes=CodeStore(engine, box=self.vault.box),
+            requests=RequestStore(engine, box=self.vault.box),
             rate=RateLimiter(engine),
-            audit=AuditLog(engine),
-            permissions=Permissions(grants, self.vault.names, self.settings.admins),
+            audit=AuditLog(engine, box=self.vault.box),
+            permissions=Permissions(
+                grants, self.vault.names, self.settings.admins, user_ids=USER_IDS
+            ),
             commands=COMMANDS,
             buttons=ButtonStore(engine),
             invites=InviteStore(engine),
@@ -71,10 +74,13 @@ def secret_box(settings: Settings) -> SecretBox:
 
 @asynccontextmanager
 async def open_engine(settings: Settings) -> AsyncIterator[AsyncEngine]:
-    """The database engine, migrated to the newest schema (a no-op when it already is)."""
+    """The database engine, migrated to the newest schema (a no-op when it already is).
+
+    The keys are asked for only by a migration that must encrypt rows an older release wrote.
+    """
     engine = create_engine(settings.database_url)
     try:
-        await migrate(engine)
+        await migrate(engine, secret_box=lambda: secret_box(settings))
         yield engine
     finally:
         await engine.dispose()

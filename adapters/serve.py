@@ -119,7 +119,8 @@ async def serve(settings: Settings, host: str, port: int) -> int:
         gc.freeze()
         await server.serve()
         # Code requests still being settled get a moment to record their outcome; one cut short
-        # leaves its item lock to expire (resuming it after a restart is not built yet).
+        # leaves its intent open, and the next process's housekeeping (or the next request for
+        # the item) reconciles it once its item lock has expired (bot.recovery).
         await dispatcher.core.background.drain(SHUTDOWN_GRACE_SECONDS)
         # uvicorn reports a failed startup (a platform refused to start) by not starting.
         return 0 if server.started else 1

@@ -11,7 +11,9 @@ so a SIGTERM to uvicorn finishes in-flight commands before the process exits.
 - ``GET /metrics``: Prometheus text format (:mod:`bot.metrics`).
 
 Every other HTTP request (a Slack command, a Telegram webhook update) gets a fresh request id in
-the log context (:func:`adapters.logs.bind_request`), which the work it starts inherits.
+the log context (:func:`adapters.logs.bind_request`), which the work it starts inherits. A route
+that takes a body reads it with :func:`adapters.bodies.read_bounded` (413 past its limit, while
+it streams), never ``request.body()``: a sender must not choose how much memory a request takes.
 """
 
 from __future__ import annotations

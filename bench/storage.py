@@ -34,6 +34,7 @@ from bot.store import (
     migrate,
 )
 from erm.db import create_engine, transaction
+from erm.vault import SecretBox
 
 STEPS = (
     "claim + grants + rate limits + policy",
@@ -48,8 +49,14 @@ async def measure(url: str, n: int) -> dict[str, float]:
     engine = create_engine(url)
     try:
         await migrate(engine)
-        requests, grants, rate = RequestStore(engine), GrantStore(engine), RateLimiter(engine)
-        codes, audit, policies = CodeStore(engine), AuditLog(engine), ApprovalStore(engine)
+        box = SecretBox([SecretBox.generate_key()])  # codes and fingerprints cost what they do
+        requests, grants, rate = (
+            RequestStore(engine, box=box),
+            GrantStore(engine),
+            RateLimiter(engine),
+        )
+        codes, audit = CodeStore(engine, box=box), AuditLog(engine, box=box)
+        policies = ApprovalStore(engine)
         spent: dict[str, float] = dict.fromkeys(STEPS, 0.0)
 
         @contextmanager
@@ -93,7 +100,12 @@ async def measure(url: str, n: int) -> dict[str, float]:
                 with step(STEPS[2]):
                     await codes.record_issue(record, release=lock)  # the exit has nothing left
             entry = AuditEntry(
-                at=now, platform="slack", user_id="UBENCH", command="code", outcome="ok"
+                at=now,
+                platform="slack",
+                user_id="UBENCH",
+                command="code",
+                outcome="ok",
+                erm_code_event=record.code_dec,
             )
             with step(STEPS[3]):
                 await transaction(

@@ -3,7 +3,8 @@
 Every change is one short transaction, and every state change of a request is a compare-and-set
 (``UPDATE ... WHERE status = 'pending'`` and the like, checking the row count), so several bot
 processes on one database decide, expire and remind each request once. The tables belong to the
-Alembic branch ``bot`` (revisions ``bot0003`` and later). :mod:`bot.approvals` runs the flow over this store.
+Alembic branch ``bot`` (revisions ``bot0003`` and later). :mod:`bot.approvals` runs the flow over
+this store; the cards' storage is :mod:`bot.approval_card_store`.
 """
 
 from __future__ import annotations
@@ -26,15 +27,17 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
-    Row,
     RowMapping,
     String,
     Text,
     UniqueConstraint,
+    and_,
     bindparam,
     delete,
     func,
+    or_,
     select,
+    text,
     update,
 )
 from sqlalchemy.exc import IntegrityError
@@ -44,7 +47,15 @@ from sqlalchemy.orm import Mapped, mapped_column
 from bot.cards import INVITE_ALPHABET
 from bot.context import Field, Identity
 from bot.errors import UsageError
-from bot.store import _DISTRIBUTOR_NAME, BotBase, _aware, _table, dialect_insert
+from bot.store import (
+    _DISTRIBUTOR_NAME,
+    BotBase,
+    IssuedCodeRow,
+    RequestRow,
+    _aware,
+    _table,
+    dialect_insert,
+)
 from erm import db
 from erm.models import CodeType
 from erm.vault import DistributorRow
@@ -53,6 +64,9 @@ ID_LENGTH = 6  # 30 bits from a 32-letter alphabet without 0/O and 1/I: typed on
 CARD = "card"
 REMINDER = "reminder"
 SETTLE_FOR = timedelta(days=1)  # how long the sweep keeps trying to edit a decided card
+# How far back the sweep finishes approved requests whose process died: older ones were surely
+# noticed by a person already, and a message about them now would only confuse.
+RECOVER_FOR = timedelta(days=7)
 
 
 class Status(enum.StrEnum):
@@ -148,6 +162,15 @@ class ApprovalRow(BotBase):
         Index("ix_bot_approvals_distributor_status", "distributor", "status"),
         Index("ix_bot_approvals_requester", "requester_platform", "requester_user", "created_at"),
         Index("ix_bot_approvals_fingerprint", "fingerprint"),
+        # One pending request per identical ask, enforced by the database: a check-then-insert
+        # alone lets two processes (or two connections) insert the same request at once.
+        Index(
+            "uq_bot_approvals_pending_dedupe_key",
+            "dedupe_key",
+            unique=True,
+            sqlite_where=text("status = 'pending'"),
+            postgresql_where=text("status = 'pending'"),
+        ),
     )
 
     id: Mapped[str] = mapped_column(String(8), primary_key=True)
@@ -180,6 +203,11 @@ class ApprovalRow(BotBase):
     executed_at: Mapped[datetime | None] = mapped_column(db.UtcDateTime)
     result: Mapped[str | None] = mapped_column(Text)  # "code issued", or why not (never a code)
     delivered_at: Mapped[datetime | None] = mapped_column(db.UtcDateTime)
+    # See :func:`dedupe_key`; None for a duplicate left by a release before bot0006.
+    dedupe_key: Mapped[str | None] = mapped_column(String(64))
+    # While an approved request runs: until when its runner is presumed alive (a lease); the
+    # recovery sweep finishes requests whose lease ended without a result.
+    run_until: Mapped[datetime | None] = mapped_column(db.UtcDateTime)
 
 
 class ApprovalCardRow(BotBase):
@@ -202,9 +230,15 @@ class ApprovalCardRow(BotBase):
     platform: Mapped[str] = mapped_column(String(16))
     chat_id: Mapped[str] = mapped_column(String(128))
     kind: Mapped[str] = mapped_column(String(8))
-    message_ref: Mapped[str | None] = mapped_column(String(64))  # None while being posted
-    posted_at: Mapped[datetime] = mapped_column(db.UtcDateTime)
+    # None until the message exists: only then does the card count as shown.
+    message_ref: Mapped[str | None] = mapped_column(String(64))
+    posted_at: Mapped[datetime] = mapped_column(db.UtcDateTime)  # claimed, then posted
     settled_at: Mapped[datetime | None] = mapped_column(db.UtcDateTime)  # shows the decision
+    # Posting: failed attempts so far, and when the claim (or the wait after a failure) ends, so a
+    # card whose poster died or failed is posted again, later each time (bot0006).
+    attempts: Mapped[int] = mapped_column(Integer, server_default="0")
+    retry_at: Mapped[datetime | None] = mapped_column(db.UtcDateTime)
+    failure: Mapped[str | None] = mapped_column(String(64))  # why the last attempt failed
 
 
 # -- values -------------------------------------------------------------------------------------
@@ -228,6 +262,8 @@ class Card:
     kind: str
     message_ref: str | None
     settled_at: datetime | None
+    attempts: int = 0
+    failure: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -248,6 +284,16 @@ class NewApproval:
     needs: str
     context: dict[str, Any]
     request_key: str | None
+
+    @property
+    def dedupe_key(self) -> str:
+        return dedupe_key(
+            distributor=self.distributor,
+            requester=self.requester.key,
+            item_id=self.item_id,
+            code_type=self.code_type,
+            days=self.days,
+        )
 
     @property
     def fingerprint(self) -> str:
@@ -364,6 +410,20 @@ def request_fingerprint(
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
+def dedupe_key(
+    *, distributor: str, requester: str, item_id: str, code_type: CodeType, days: int | None
+) -> str:
+    """What makes two pending requests the same ask: who wants which code for which item.
+
+    The note and the exact wording are left out on purpose: asking again with another note while
+    one waits is the same ask (migration bot0006 computes it the same way for existing rows).
+    """
+    canonical = json.dumps(
+        [distributor, requester, item_id, code_type.value, days], separators=(",", ":")
+    )
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
 def new_approval_id() -> str:
     return "".join(secrets.choice(INVITE_ALPHABET) for _ in range(ID_LENGTH))
 
@@ -375,11 +435,32 @@ def normalise_id(text: str) -> str:
 # -- store --------------------------------------------------------------------------------------
 
 
+class RunState(enum.Enum):
+    """See :meth:`ApprovalStore.run_state`."""
+
+    ISSUED = "issued"  # a code was recorded for the request
+    FINISHED = "finished"  # the run ended (its reply is stored) without a code
+    CUT_OFF = "cut_off"  # the run started and never ended: ERM may hold a code
+    NOT_STARTED = "not_started"
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """What one person got lately (see :meth:`ApprovalStore.usage`)."""
+
+    codes: int
+    days_issued: int
+    days_waiting: int
+
+
 class ApprovalStore:
-    """Approval policies, channels, requests and their cards; every change one transaction."""
+    """Approval policies, channels and requests; every change one transaction (cards:
+    :class:`bot.approval_card_store.CardStore`)."""
 
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
+        self._codes = _table(IssuedCodeRow)
+        self._requests = _table(RequestRow)
         self._policies = _table(ApprovalPolicyRow)
         self._channels = _table(ApprovalChannelRow)
         self._approvals = _table(ApprovalRow)
@@ -388,6 +469,10 @@ class ApprovalStore:
         self._policy = select(self._policies).where(
             self._policies.c.distributor == bindparam("p_distributor")
         )
+
+    @property
+    def engine(self) -> AsyncEngine:
+        return self._engine
 
     # policy and channels
 
@@ -483,14 +568,25 @@ class ApprovalStore:
     async def create(
         self, new: NewApproval, *, now: datetime, ttl: timedelta
     ) -> tuple[Approval, bool]:
-        """Store a pending request; an identical one still pending is returned instead (False)."""
+        """Store a pending request; the same ask still pending is returned instead (False).
+
+        "The same" is :func:`dedupe_key`; a unique index over the pending rows' keys makes it hold
+        when two identical requests arrive at the same instant on two connections: the second
+        insert fails and reads the first one's row.
+        """
         now = _aware(now, "now")
         table = self._approvals
-        fingerprint = new.fingerprint
+        fingerprint, key = new.fingerprint, new.dedupe_key
+        pending = table.c.status == Status.PENDING.value
         same = select(table.c.id).where(
-            table.c.fingerprint == fingerprint,
-            table.c.status == Status.PENDING.value,
-            table.c.expires_at > now,
+            table.c.dedupe_key == key, pending, table.c.expires_at > now
+        )
+        # A request past its expiry that no sweep expired yet still holds the key: it gives the
+        # key up (the sweep still expires it and tells its requester, as always).
+        release = (
+            update(table)
+            .where(table.c.dedupe_key == key, pending, table.c.expires_at <= now)
+            .values(dedupe_key=None)
         )
         values: dict[str, Any] = {
             "distributor": new.distributor,
@@ -519,7 +615,8 @@ class ApprovalStore:
         def work(connection: Connection, approval_id: str) -> tuple[RowMapping | None, bool]:
             existing = connection.scalar(same.limit(1))
             if existing is None:
-                connection.execute(table.insert().values(id=approval_id, **values))
+                connection.execute(release)
+                connection.execute(table.insert().values(id=approval_id, dedupe_key=key, **values))
             return self._read_approval(connection, existing or approval_id), existing is None
 
         for _ in range(5):
@@ -527,7 +624,9 @@ class ApprovalStore:
                 row, created = await db.transaction(
                     self._engine, partial(work, approval_id=new_approval_id())
                 )
-            except IntegrityError:  # the id was taken: draw another
+            except IntegrityError:
+                # The id was taken (draw another), or the same ask was stored at this very moment
+                # on another connection (the next round reads it).
                 continue
             assert row is not None
             return _approval(row), created
@@ -596,10 +695,16 @@ class ApprovalStore:
         by: Identity,
         reason: str | None = None,
         now: datetime,
+        run_for: timedelta | None = None,
     ) -> bool:
-        """Approve or deny a pending, unexpired request; False when it was not (any more)."""
+        """Approve or deny a pending, unexpired request; False when it was not (any more).
+
+        ``run_for``: the lease of the approver's process on running the approved request (the
+        recovery sweep leaves the request alone until it ends).
+        """
         now = _aware(now, "now")
         table = self._approvals
+        lease = {"run_until": now + run_for} if run_for is not None else {}
         statement = (
             update(table)
             .where(
@@ -613,6 +718,7 @@ class ApprovalStore:
                 decided_by_name=by.label[:160],
                 decided_at=now,
                 reason=reason,
+                **lease,
             )
         )
         return await self._changed(statement)
@@ -627,6 +733,7 @@ class ApprovalStore:
                 table.c.status == Status.PENDING.value,
                 table.c.requester_platform == requester.platform,
                 table.c.requester_user == requester.user_id,
+                table.c.expires_at > now,  # past it, the request expires instead
             )
             .values(
                 status=Status.CANCELLED.value,
@@ -708,112 +815,115 @@ class ApprovalStore:
         )
         await self._execute(statement)
 
-    # cards
+    # approved requests whose runner died
 
-    async def claim_card(
-        self, approval_id: str, platform: str, chat_id: str, kind: str, *, now: datetime
-    ) -> int | None:
-        """Reserve the card of (request, chat, kind) before posting it; None if it exists."""
-        table = self._cards
-        statement = (
-            dialect_insert(self._engine, table)
-            .values(
-                approval_id=approval_id,
-                platform=platform,
-                chat_id=chat_id,
-                kind=kind,
-                posted_at=_aware(now, "now"),
-            )
-            .on_conflict_do_nothing(index_elements=["approval_id", "platform", "chat_id", "kind"])
-            .returning(table.c.id)
+    def _unrun(self, now: datetime, grace: timedelta) -> Any:
+        """Approved, never recorded as run, and nobody's lease on running it is current (rows
+        approved before bot0006 have no lease: ``grace`` after the decision counts as one)."""
+        table = self._approvals
+        return and_(
+            table.c.status == Status.APPROVED.value,
+            table.c.executed_at.is_(None),
+            table.c.decided_at > now - RECOVER_FOR,
+            or_(
+                table.c.run_until <= now,
+                and_(table.c.run_until.is_(None), table.c.decided_at <= now - grace),
+            ),
         )
-        card_id = await self._scalar(statement)
-        return None if card_id is None else int(card_id)
 
-    async def card_posted(self, card_id: int, message_ref: str) -> None:
-        table = self._cards
-        statement = update(table).where(table.c.id == card_id).values(message_ref=message_ref[:64])
-        await self._execute(statement)
-
-    async def drop_card(self, card_id: int) -> None:
-        """Give up a claimed card that could not be posted (a later sweep tries again)."""
-        table = self._cards
-        await self._execute(delete(table).where(table.c.id == card_id))
-
-    async def settle_card(self, card_id: int, *, now: datetime) -> None:
-        table = self._cards
-        statement = update(table).where(table.c.id == card_id).values(settled_at=_aware(now, "now"))
-        await self._execute(statement)
-
-    async def cards(self, approval_id: str) -> list[Card]:
-        table = self._cards
-        statement = select(table).where(table.c.approval_id == approval_id).order_by(table.c.id)
-        return await self._select_cards(statement)
-
-    async def unsettled(self, *, now: datetime, limit: int = 100) -> list[Card]:
-        """Posted cards still showing buttons although their request was decided (in the last
-        day: a card someone deleted is not tried for ever)."""
-        cards, approvals = self._cards, self._approvals
+    async def unrun(self, *, now: datetime, grace: timedelta, limit: int = 20) -> list[str]:
+        """Ids of approved requests left unrun (their process died between decision and result)."""
+        table = self._approvals
         statement = (
-            select(cards)
-            .join(approvals, approvals.c.id == cards.c.approval_id)
-            .where(
-                cards.c.message_ref.is_not(None),
-                cards.c.settled_at.is_(None),
-                approvals.c.status != Status.PENDING.value,
-                approvals.c.decided_at > _aware(now, "now") - SETTLE_FOR,
-            )
-            .order_by(cards.c.id)
+            select(table.c.id)
+            .where(self._unrun(_aware(now, "now"), grace))
+            .order_by(table.c.decided_at)
             .limit(limit)
         )
-        return await self._select_cards(statement)
-
-    async def missing_cards(
-        self, *, now: datetime, limit: int = 100
-    ) -> list[tuple[Approval, Channel]]:
-        """Pending requests and the approval channels that do not show them yet."""
-        approvals, channels, cards = self._approvals, self._channels, self._cards
-        shown = (
-            select(cards.c.id)
-            .where(
-                cards.c.approval_id == approvals.c.id,
-                cards.c.platform == channels.c.platform,
-                cards.c.chat_id == channels.c.chat_id,
-                cards.c.kind == CARD,
-            )
-            .exists()
+        return await db.transaction(
+            self._engine, lambda c: [str(i) for i in c.execute(statement).scalars()]
         )
+
+    async def claim_run(
+        self, approval_id: str, *, now: datetime, grace: timedelta, lease: timedelta
+    ) -> bool:
+        """Take over running an unrun approved request for ``lease`` (one process wins)."""
+        now = _aware(now, "now")
+        table = self._approvals
         statement = (
-            select(approvals, channels.c.platform.label("channel_platform"))
-            .join(channels, channels.c.distributor == approvals.c.distributor)
-            .where(
-                approvals.c.status == Status.PENDING.value,
-                approvals.c.expires_at > _aware(now, "now"),
-                ~shown,
-            )
-            .order_by(approvals.c.created_at)
-            .limit(limit)
+            update(table)
+            .where(table.c.id == approval_id, self._unrun(now, grace))
+            .values(run_until=now + lease)
+        )
+        return await self._changed(statement)
+
+    async def run_state(self, approval_id: str, request_key: str) -> RunState:
+        """How far the run of an approved request got, from what it left behind: a code recorded
+        for it, the dispatcher's claim of its request key (``running`` or ``done``), or nothing."""
+        codes, requests = self._codes, self._requests
+        recorded = select(func.count()).where(codes.c.approval_id == approval_id)
+        claim = select(requests.c.state).where(requests.c.key == request_key)
+
+        def work(connection: Connection) -> RunState:
+            if connection.scalar(recorded):
+                return RunState.ISSUED
+            state = connection.scalar(claim)
+            if state is None:
+                return RunState.NOT_STARTED
+            return RunState.FINISHED if state == "done" else RunState.CUT_OFF
+
+        return await db.transaction(self._engine, work)
+
+    # what a person asked for lately (the approval rules count it)
+
+    async def usage(
+        self,
+        requester: Identity,
+        distributor: str,
+        item_id: str,
+        *,
+        since: datetime,
+        now: datetime,
+    ) -> Usage:
+        """What ``requester`` got or is waiting for since ``since``: codes issued (any item), and
+        days of days codes for this item, issued or waiting for approval (pending, or approved
+        and not run yet). The one place that says who "the same person" is.
+        """
+        since, now = _aware(since, "since"), _aware(now, "now")
+        codes, approvals = self._codes, self._approvals
+        issued_by = and_(
+            codes.c.issued_by_platform == requester.platform,
+            codes.c.issued_by_user == requester.user_id,
+            codes.c.issued_at >= since,
+        )
+        count = select(func.count()).where(issued_by)
+        days_issued = select(func.coalesce(func.sum(codes.c.days), 0)).where(
+            issued_by,
+            codes.c.distributor == distributor,
+            codes.c.item_id == item_id,
+            codes.c.code_type == CodeType.DAYS.value,
+        )
+        waiting = or_(
+            and_(approvals.c.status == Status.PENDING.value, approvals.c.expires_at > now),
+            and_(approvals.c.status == Status.APPROVED.value, approvals.c.executed_at.is_(None)),
+        )
+        days_waiting = select(func.coalesce(func.sum(approvals.c.days), 0)).where(
+            approvals.c.requester_platform == requester.platform,
+            approvals.c.requester_user == requester.user_id,
+            approvals.c.distributor == distributor,
+            approvals.c.item_id == item_id,
+            approvals.c.code_type == CodeType.DAYS.value,
+            waiting,
         )
 
-        def work(
-            connection: Connection,
-        ) -> tuple[Sequence[RowMapping], dict[str, list[Channel]]]:
-            rows = connection.execute(statement).mappings().all()
-            known: dict[str, list[Channel]] = {}
-            for row in rows:
-                if row["distributor"] not in known:
-                    known[row["distributor"]] = self._read_channels(connection, row["distributor"])
-            return rows, known
+        def work(connection: Connection) -> Usage:
+            return Usage(
+                codes=int(connection.scalar(count) or 0),
+                days_issued=int(connection.scalar(days_issued) or 0),
+                days_waiting=int(connection.scalar(days_waiting) or 0),
+            )
 
-        rows, known = await db.transaction(self._engine, work)
-        out: list[tuple[Approval, Channel]] = []
-        for row in rows:
-            approval = _approval(row)
-            found = [
-                c for c in known[approval.distributor] if c.platform == row["channel_platform"]
-            ]
-            out.extend((approval, c) for c in found)
-        return out
+        return await db.transaction(self._engine, work)
 
     async def _select(self, statement: Executable) -> list[Approval]:
         def work(connection: Connection) -> Sequence[RowMapping]:
@@ -821,16 +931,6 @@ class ApprovalStore:
 
         rows = await db.transaction(self._engine, work)
         return [_approval(row) for row in rows]
-
-    async def _select_cards(self, statement: Executable) -> list[Card]:
-        def work(connection: Connection) -> Sequence[Row[Any]]:
-            return connection.execute(statement).all()
-
-        rows = await db.transaction(self._engine, work)
-        return [
-            Card(r.id, r.approval_id, r.platform, r.chat_id, r.kind, r.message_ref, r.settled_at)
-            for r in rows
-        ]
 
     async def _execute(self, statement: Executable) -> None:
         """Run one statement as a transaction of its own."""

@@ -9,8 +9,10 @@ The flow, every step in the database first (a restart, even ``kill -9``, loses n
 
 1. :meth:`ApprovalService.gate` (called by the code commands once the item is resolved) stores the
    request (:class:`ApprovalStore.create`: who, what, the exact command text and a fingerprint of
-   exactly these values), posts a card to every approval channel of the distributor (one per
-   platform, set with ``/approvals here``) and tells the requester privately that it is pending.
+   exactly these values; one pending request per ask, held by a unique index), posts a card to
+   every approval channel of the distributor (one per platform, set with ``/approvals here``) and
+   tells the requester privately that it is pending. The rules count what the same person got or
+   waits for (:meth:`ApprovalStore.usage`): splitting a request or adding ``--again`` adds up.
 2. A supervisor presses Approve or Deny (stored buttons, actions ``approve`` / ``deny``) or types
    ``/approvals approve ID``. The decision is a compare-and-set on the row (``UPDATE ... WHERE
    status = 'pending'``): the first decision wins across processes and platforms, everyone later
@@ -21,9 +23,13 @@ The flow, every step in the database first (a restart, even ``kill -9``, loses n
    checks that what runs is exactly what was approved); the code goes to the requester privately,
    never to a channel. Every card of the request is then edited to show the decision, with no
    buttons left.
-4. :meth:`ApprovalService.sweep`, run every minute by the server, expires requests (default 24
-   hours), reminds approvers at half time, posts cards that could not be posted before and
-   finishes cards another process could not edit.
+4. :meth:`ApprovalService.sweep`, run every minute by the server (first at start), expires
+   requests (default 24 hours), reminds approvers at half time, posts cards that could not be
+   posted before (with backoff, :mod:`bot.approval_delivery`), finishes cards another process
+   could not edit, and finishes approved requests whose process died (:meth:`recover`).
+
+A request id tells nothing to someone without a role at its distributor (the answer is the one an
+unknown id gets). Cards and messages name people by platform id (:mod:`bot.approval_cards`).
 
 Adapters post and edit messages through the :class:`Notifier` each one registers in
 ``Core.notifiers`` at start. Every step is written to the audit log with the request's id. The
@@ -33,12 +39,23 @@ tables and their compare-and-set updates are in :mod:`bot.approval_store` (re-ex
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from bot import metrics
+from bot.approval_card_store import Unreachable
+from bot.approval_cards import (
+    INTERRUPTED,
+    ISSUED,
+    decider,
+    interrupted_notice,
+    issued_notice,
+    pending_reply,
+    who,
+)
+from bot.approval_delivery import Delivery, Notifier, NotifyError
 from bot.approval_store import (
     CARD,
     REMINDER,
@@ -52,14 +69,15 @@ from bot.approval_store import (
     Channel,
     NewApproval,
     Policy,
+    RunState,
     Status,
     describe,
     normalise_id,
     request_fingerprint,
 )
-from bot.audit import AuditEntry
-from bot.context import Button, Field, Identity, Pressed, Reply, Request, Tone, Visibility
-from bot.errors import BotError, PermissionDeniedError, UsageError, UserError
+from bot.context import Identity, Pressed, Reply, Request, Tone, Visibility, visible
+from bot.errors import PermissionDeniedError, UsageError, UserError
+from bot.registry import number as whole_number
 from bot.roles import Role
 from erm.errors import ErmError
 from erm.models import CodeType, Item
@@ -68,7 +86,7 @@ from erm.service import MAX_DAYS
 if TYPE_CHECKING:
     from bot.cards import StoredButton
     from bot.context import Click
-    from bot.dispatch import Context, Core, Dispatcher
+    from bot.dispatch import Context, Dispatcher
 
 __all__ = [
     "POLICY_SETTINGS",
@@ -89,6 +107,7 @@ __all__ = [
     "Policy",
     "Status",
     "SweepReport",
+    "Unreachable",
     "apply_setting",
     "approve_button",
     "deny_button",
@@ -102,29 +121,19 @@ log = logging.getLogger(__name__)
 MAX_PENDING_PER_REQUESTER = 10
 LAST_CODES_SHOWN = 3
 MAX_REASON = 200
-SYSTEM = Identity("system", "erm-bot", "erm-bot")  # the actor of audit rows the sweep writes
 _APPROVER = Role.SUPERVISOR
-
-
-class NotifyError(BotError):
-    """A platform refused to post or edit a message (the message says why, without secrets)."""
+# An approved request is run by the approver's process within seconds (a slow ERM: ~200 s). Its
+# lease on the run lasts RUN_LEASE; after that (or RUN_GRACE after a decision made before leases
+# existed) the recovery sweep finishes it. A run's trace (its request key) is kept a day, so an
+# older request that never ran is not run blind: a person checks.
+RUN_LEASE = timedelta(minutes=15)
+RUN_GRACE = timedelta(minutes=15)
+RUN_TRACE_KEPT = timedelta(hours=12)
+USAGE_WINDOW = timedelta(hours=24)
 
 
 class ApprovalRefusedError(UserError):
     """A decision or cancellation that is not allowed (or too late); nothing changed."""
-
-
-class Notifier(Protocol):
-    """How the core posts to a platform outside a reply; each adapter registers one at start."""
-
-    async def post_card(self, chat_id: str, reply: Reply) -> str:
-        """Post ``reply`` (public, with its buttons) in a channel or group; the message's ref."""
-
-    async def update_card(self, chat_id: str, message_ref: str, reply: Reply) -> None:
-        """Replace a posted card (a reply without buttons removes them)."""
-
-    async def send_private(self, user_id: str, reply: Reply) -> None:
-        """Send ``reply`` to the user's private chat with the bot (Slack DM, Telegram chat)."""
 
 
 # -- policy settings, as typed ------------------------------------------------------------------
@@ -150,12 +159,14 @@ def apply_setting(policy: Policy, setting: str, value: str | None) -> Policy:
             return replace(policy, reset=flag)
         return replace(policy, supervisors=flag)
     top = MAX_DAYS if name == "days-over" else 1000
-    if raw == "off":
-        number: int | None = None
-    elif raw.isdigit() and 1 <= int(raw) <= top:
-        number = int(raw)
-    else:
-        raise UsageError(f"{name} takes a number from 1 to {top}, or off (not {raw[:20]!r}).")
+    number: int | None = None
+    if raw != "off":
+        # ASCII digits only (bot.registry.number); days-over also takes "30d", like /code days.
+        digits = raw[:-1] if name == "days-over" and raw.endswith("d") else raw
+        try:
+            number = whole_number(digits, name, 1, top)
+        except ValueError as exc:
+            raise UsageError(f"{exc}, or off.") from None
     if name == "days-over":
         return replace(policy, days_over=number)
     return replace(policy, daily_count=number)
@@ -170,35 +181,11 @@ class SweepReport:
     reminded: int = 0
     posted: int = 0
     settled: int = 0
+    recovered: int = 0
 
 
-Run = Callable[[Request], Awaitable[Reply]]
-
-
-class ApprovalService:
+class ApprovalService(Delivery):
     """The approval flow over an :class:`ApprovalStore`; the dispatcher binds it to its core."""
-
-    def __init__(self, store: ApprovalStore) -> None:
-        self.store = store
-        self._core: Core | None = None
-        self._run: Run | None = None
-
-    def bind(self, core: Core, run: Run) -> None:
-        """Use ``core`` (buttons, audit, permissions, notifiers) and ``run`` to execute requests."""
-        self._core, self._run = core, run
-
-    @property
-    def core(self) -> Core:
-        if self._core is None:
-            raise RuntimeError("the approval service is not bound to a dispatcher")
-        return self._core
-
-    def _now(self) -> datetime:
-        return self.core.clock()
-
-    @property
-    def _ttl(self) -> timedelta:
-        return timedelta(hours=self.core.limits.approval_hours)
 
     # -- asking ---------------------------------------------------------------------------------
 
@@ -215,7 +202,7 @@ class ApprovalService:
         if request.approval_id is not None:
             await self._check_approved(ctx, code_type, item, days, note)
             return None
-        needs = await self._needs(ctx, code_type, days)
+        needs = await self._needs(ctx, code_type, item, days)
         if needs is None:
             return None
         return await self._open(ctx, code_type, item, days, note, needs)
@@ -250,7 +237,9 @@ class ApprovalService:
                 f"Request {approval_id} does not match what was approved: nothing was issued."
             )
 
-    async def _needs(self, ctx: Context, code_type: CodeType, days: int | None) -> str | None:
+    async def _needs(
+        self, ctx: Context, code_type: CodeType, item: Item, days: int | None
+    ) -> str | None:
         """Why this request needs approval, or None; refuses agents' free and reset codes when
         the policy does not let them through approval."""
         policy = ctx.policy or await self.store.policy(ctx.distributor)
@@ -272,17 +261,37 @@ class ApprovalService:
             return None
         if special:
             return f"{kind} codes need approval" if wanted else None
-        if policy.days_over is not None and days is not None and days > policy.days_over:
-            return f"more than {policy.days_over} days"
-        if policy.daily_count is not None:
-            identity = ctx.request.identity
-            since = ctx.now() - timedelta(hours=24)
-            count = await self.core.codes.count_issued_by(
-                identity.platform, identity.user_id, since
-            )
-            if count >= policy.daily_count:
-                return f"the requester issued {count} codes in the last 24 hours"
+        if policy.days_over is None and policy.daily_count is None:
+            return None
+        now = ctx.now()
+        # Counted for the person, whatever they type: splitting 60 days into 30 + 30, or adding
+        # --again, still adds up (this request included, and what waits for approval too).
+        usage = await self.store.usage(
+            ctx.request.identity, ctx.distributor, item.id, since=now - USAGE_WINDOW, now=now
+        )
+        if policy.days_over is not None and days is not None:
+            before = usage.days_issued + usage.days_waiting
+            if days > policy.days_over:
+                return f"more than {policy.days_over} days"
+            if before + days > policy.days_over and not await self._shown_again(ctx, item, days):
+                return (
+                    f"more than {policy.days_over} days for this item in 24 hours "
+                    f"({before} issued or waiting, {days} asked)"
+                )
+        if policy.daily_count is not None and usage.codes >= policy.daily_count:
+            return f"the requester issued {usage.codes} codes in the last 24 hours"
         return None
+
+    async def _shown_again(self, ctx: Context, item: Item, days: int) -> bool:
+        """Whether the code command will show a code issued moments ago instead of making one
+        (the same request again without --again): that adds no days, so it needs no approval."""
+        if ctx.flags.get("again"):
+            return False
+        window = timedelta(minutes=self.core.limits.duplicate_window_minutes)
+        recent = await self.core.codes.recent_issue(
+            ctx.distributor, item.id, CodeType.DAYS.value, days, since=ctx.now() - window
+        )
+        return recent is not None
 
     async def _open(
         self,
@@ -320,11 +329,11 @@ class ApprovalService:
         ctx.approval_id = approval.id
         if not created:
             ctx.detail = f"approval {approval.id} already pending"
-            return _pending_reply(approval, posted=None, again=True)
+            return pending_reply(approval, posted=None, again=True)
         ctx.detail = f"approval {approval.id} requested: {needs}"
         await self._audit(approval, "requested", needs, actor=identity, chat_id=request.chat_id)
-        posted = await self._post_cards(approval, CARD)
-        return _pending_reply(approval, posted=posted, again=False)
+        posted = await self._post_cards(approval, CARD, tell=False)  # the reply says it
+        return pending_reply(approval, posted=posted, again=False)
 
     async def _snapshot(self, distributor: str, item: Item) -> dict[str, Any]:
         """What approvers see of the item: account stage and balance, its last codes (no digits)."""
@@ -362,206 +371,34 @@ class ApprovalService:
             out["codes"] = codes
         return out
 
-    # -- cards ----------------------------------------------------------------------------------
-
-    async def _post_cards(self, approval: Approval, kind: str) -> int:
-        """Post the request to every approval channel of its distributor; how many got it."""
-        posted = 0
-        for channel in await self.store.channels(approval.distributor):
-            if await self._post(approval, channel, kind):
-                posted += 1
-        return posted
-
-    async def _post(self, approval: Approval, channel: Channel, kind: str) -> bool:
-        notifier = self.core.notifiers.get(channel.platform)
-        if notifier is None:
-            return False  # not served by this process: the sweep of one that serves it posts it
-        card_id = await self.store.claim_card(
-            approval.id, channel.platform, channel.chat_id, kind, now=self._now()
-        )
-        if card_id is None:
-            return False  # posted already (by another process)
-        try:
-            card = await self._stored_buttons(self.card(approval, reminder=kind == REMINDER))
-            ref = await notifier.post_card(channel.chat_id, card)
-        except Exception as exc:
-            await self.store.drop_card(card_id)
-            log.warning(
-                "approval %s: card not posted to %s %s: %s",
-                approval.id,
-                channel.platform,
-                channel.chat_id,
-                exc if isinstance(exc, NotifyError) else type(exc).__name__,
-            )
-            await self._audit(
-                approval, "post_failed", f"{channel.platform} {channel.chat_id}", chat_id=""
-            )
-            return False
-        await self.store.card_posted(card_id, ref)
-        outcome = "posted" if kind == CARD else "reminded"
-        await self._audit(
-            approval, outcome, f"{channel.platform} {channel.chat_id}", chat_id=channel.chat_id
-        )
-        return True
-
-    async def _stored_buttons(self, reply: Reply) -> Reply:
-        """Keep each button's action server-side, like the dispatcher does for replies."""
-        if not reply.buttons:
-            return reply
-        ids = await self.core.buttons.save(
-            [(b.action, {"value": b.value}) for b in reply.buttons],
-            owner=None,
-            now=self._now(),
-            ttl=self._ttl + timedelta(days=1),
-        )
-        return replace(
-            reply,
-            buttons=tuple(replace(b, value=i) for b, i in zip(reply.buttons, ids, strict=True)),
-        )
-
-    def card(self, approval: Approval, *, reminder: bool = False) -> Reply:
-        """The card approvers see while the request is pending (buttons not yet stored)."""
-        head = "Reminder: approval needed" if reminder else "Approval needed"
-        fields = [
-            Field("Request", approval.id),
-            Field("Requested by", _who(approval.requester)),
-            Field("Item", approval.item_label),
-        ]
-        if approval.client_name:
-            fields.append(Field("Client", approval.client_name))
-        account = approval.context.get("account")
-        if account:
-            fields.append(Field("Account", str(account)))
-        if approval.note:
-            fields.append(Field("Note", approval.note))
-        fields.append(Field("Why", approval.needs))
-        fields.append(Field("Expires", f"{approval.expires_at:%Y-%m-%d %H:%M} UTC"))
-        codes = approval.context.get("codes")
-        if approval.context.get("codes_unreadable"):
-            last = "Last codes: could not be read from ERM."
-        elif codes:
-            last = "Last codes: " + "; ".join(str(c) for c in codes)
-        else:
-            last = "Last codes: none."
-        return Reply(
-            title=f"{head}: {approval.what} for {approval.item_label}",
-            lines=(last,),
-            fields=tuple(fields),
-            notes=(
-                f"Or type /approvals approve {approval.id} or /approvals deny {approval.id} REASON",
-            ),
-            buttons=(
-                Button("Approve", "approve", approval.id, "primary"),
-                Button("Deny", "deny", f"ask:{approval.id}", "danger"),
-            ),
-            visibility=Visibility.PUBLIC,
-            tone=Tone.WARNING if reminder else Tone.INFO,
-        )
-
-    def final_card(self, approval: Approval) -> Reply:
-        """The card once decided: who decided what, when; no buttons, never a code."""
-        at = f"{approval.decided_at:%H:%M} UTC" if approval.decided_at else "?"
-        by = approval.decided_by_name or approval.decided_by or "?"
-        requester = approval.requester.label
-        lines: list[str]
-        tone = Tone.OK
-        if approval.status is Status.APPROVED:
-            title = "Approved"
-            lines = [f"Approved by {by} at {at}."]
-            if approval.result is None:
-                lines.append("Issuing the code…")
-            elif approval.result == ISSUED:
-                if approval.delivered_at is not None:
-                    lines.append(f"The code was sent privately to {requester}.")
-                else:
-                    lines.append(f"The code was issued; {requester} can see it with /resend.")
-            else:
-                lines.append(f"The code was not issued: {approval.result}")
-                tone = Tone.WARNING
-        elif approval.status is Status.DENIED:
-            title = "Denied"
-            lines = [f"Denied by {by} at {at}.", f"Reason: {approval.reason or 'none given'}."]
-            tone = Tone.INFO
-        elif approval.status is Status.CANCELLED:
-            title = "Cancelled"
-            lines = [f"Cancelled by {requester} at {at}. Nothing was issued."]
-            tone = Tone.INFO
-        elif approval.status is Status.EXPIRED:
-            title = "Expired"
-            lines = [f"No decision by {approval.expires_at:%H:%M} UTC. Nothing was issued."]
-            tone = Tone.INFO
-        else:
-            return self.card(approval)
-        return Reply(
-            title=f"{title}: {approval.what} for {approval.item_label}",
-            lines=tuple(lines),
-            fields=(
-                Field("Request", approval.id),
-                Field("Requested by", _who(approval.requester)),
-            ),
-            visibility=Visibility.PUBLIC,
-            tone=tone,
-        )
-
-    async def deny_prompt(self, approval: Approval) -> Reply:
-        """The card after Deny: deny without a reason, or go back; a reason is typed."""
-        reply = Reply(
-            title=f"Deny {approval.what} for {approval.item_label}?",
-            lines=(f"To give a reason, type: /approvals deny {approval.id} REASON",),
-            fields=(
-                Field("Request", approval.id),
-                Field("Requested by", _who(approval.requester)),
-            ),
-            buttons=(
-                Button("Deny without reason", "deny", f"now:{approval.id}", "danger"),
-                Button("Back", "deny", f"back:{approval.id}"),
-            ),
-            visibility=Visibility.PUBLIC,
-            tone=Tone.WARNING,
-        )
-        return await self._stored_buttons(reply)
-
-    async def pending_card(self, approval: Approval) -> Reply:
-        """The pending card with fresh buttons (for "Back"), or the final card when decided."""
-        if approval.status is not Status.PENDING:
-            return self.final_card(approval)
-        return await self._stored_buttons(self.card(approval))
-
-    async def _update_cards(self, approval: Approval) -> None:
-        for card in await self.store.cards(approval.id):
-            if card.message_ref is not None and card.settled_at is None:
-                await self._settle(approval, card)
-
-    async def _settle(self, approval: Approval, card: Card) -> bool:
-        notifier = self.core.notifiers.get(card.platform)
-        if notifier is None or card.message_ref is None:
-            return False
-        try:
-            await notifier.update_card(card.chat_id, card.message_ref, self.final_card(approval))
-        except Exception as exc:
-            log.warning(
-                "approval %s: card in %s %s not updated: %s",
-                approval.id,
-                card.platform,
-                card.chat_id,
-                exc if isinstance(exc, NotifyError) else type(exc).__name__,
-            )
-            return False
-        await self.store.settle_card(card.id, now=self._now())
-        return True
-
     # -- deciding -------------------------------------------------------------------------------
 
     async def load(self, approval_id: str) -> Approval:
         approval = await self.store.get(normalise_id(approval_id))
         if approval is None:
-            raise ApprovalRefusedError(
-                f"No approval request {approval_id[:16]!r}. /approvals lists the pending ones."
-            )
+            raise _no_such(approval_id)
+        return approval
+
+    async def load_for(self, identity: Identity, approval_id: str) -> Approval:
+        """The request, if ``identity`` may know of it: its requester, or anyone with a role at
+        its distributor. Anyone else gets the answer an unknown id gets (an id says nothing about
+        another distributor's requests, not even that it exists)."""
+        approval = await self.store.get(normalise_id(approval_id))
+        if approval is None or identity.key == approval.requester.key:
+            if approval is None:
+                raise _no_such(approval_id)
+            return approval
+        roles = await self.core.permissions.roles(identity)
+        if approval.distributor not in roles:
+            raise _no_such(approval_id)
         return approval
 
     async def check_decider(self, identity: Identity, approval: Approval, chat_id: str) -> None:
         """Refuse (privately, changing nothing) who may not decide, or when it is too late."""
+        roles = await self.core.permissions.roles(identity)
+        role = roles.get(approval.distributor)
+        if role is None and identity.key != approval.requester.key:
+            raise _no_such(approval.id)  # another distributor's: nothing to learn here
         if approval.status is not Status.PENDING or approval.expires_at <= self._now():
             raise await self._too_late(approval)
         if identity.key == approval.requester.key:
@@ -569,8 +406,6 @@ class ApprovalService:
             raise ApprovalRefusedError(
                 "You asked for this yourself: another supervisor or admin must decide it."
             )
-        roles = await self.core.permissions.roles(identity)
-        role = roles.get(approval.distributor)
         if role is None or role < _APPROVER:
             await self._audit(
                 approval, "refused", "approver without the role", actor=identity, chat_id=chat_id
@@ -587,9 +422,12 @@ class ApprovalService:
             await self._expire(approval.id, now)
             approval = await self.load(approval.id)
         at = f"{approval.decided_at:%H:%M} UTC" if approval.decided_at else "?"
-        by = approval.decided_by_name or approval.decided_by or "?"
+        by = decider(approval)
         if approval.status is Status.EXPIRED:
-            text = f"Request {approval.id} expired at {approval.expires_at:%H:%M} UTC."
+            text = (
+                f"Request {approval.id} expired at {approval.expires_at:%H:%M} UTC. "
+                "Nothing was issued; ask again if it is still needed."
+            )
         elif approval.status is Status.CANCELLED:
             text = f"Request {approval.id} was cancelled by {by} at {at}."
         else:
@@ -598,25 +436,32 @@ class ApprovalService:
 
     async def approve(self, identity: Identity, approval_id: str, *, chat_id: str = "") -> str:
         """Approve, issue the code once, send it to the requester privately; a short outcome."""
-        approval = await self.load(approval_id)
+        approval = await self.load_for(identity, approval_id)
         await self.check_decider(identity, approval, chat_id)
-        if not await self.store.decide(approval.id, Status.APPROVED, by=identity, now=self._now()):
+        if not await self.store.decide(
+            approval.id, Status.APPROVED, by=identity, now=self._now(), run_for=RUN_LEASE
+        ):
             raise await self._too_late(await self.load(approval.id))
         approval = await self.load(approval.id)
         self._observe(approval)
         await self._audit(
             approval, "decided", f"approved by {identity.key}", actor=identity, chat_id=chat_id
         )
+        return await self._run_approved(approval)
+
+    async def _run_approved(self, approval: Approval) -> str:
+        """Run an approved request once, tell its requester privately, settle its cards."""
         reply = await self._execute(approval)
         issued = bool(reply.codes)
         result = ISSUED if issued else _first_line(reply.title or "not issued")
         await self.store.record_execution(approval.id, result, now=self._now())
         await self._audit(approval, "executed", result)
+        by = decider(approval)
         delivered = await self._send_private(
             approval,
             replace(
                 reply,
-                notes=(*reply.notes, f"Approved by {identity.label} (request {approval.id})."),
+                notes=(*reply.notes, f"Approved by {by} (request {approval.id})."),
                 visibility=Visibility.PRIVATE,
             ),
         )
@@ -627,13 +472,13 @@ class ApprovalService:
             await self._audit(approval, "delivery_failed", f"{approval.requester.key}")
         approval = await self.load(approval.id)
         await self._update_cards(approval)
-        who = approval.requester.label
+        requester = who(approval.requester)
         if not issued:
             return f"Approved {approval.id}, but the code was not issued: {result}"
         if delivered:
-            return f"Approved {approval.id}: the code was sent privately to {who}."
+            return f"Approved {approval.id}: the code was sent privately to {requester}."
         return (
-            f"Approved {approval.id}: the code was issued, but {who} could not be reached "
+            f"Approved {approval.id}: the code was issued, but {requester} could not be reached "
             f"privately; they can see it with /resend {approval.item_label}."
         )
 
@@ -644,7 +489,7 @@ class ApprovalService:
         request = Request(
             identity=approval.requester,
             text=f"{approval.command_text} --dist {approval.distributor}",
-            request_key=f"approval:{approval.id}",
+            request_key=_run_key(approval.id),
             chat_id=approval.requester_chat or approval.requester.user_id,
             private_chat=True,
             received_at=self._now(),
@@ -659,9 +504,9 @@ class ApprovalService:
     async def deny(
         self, identity: Identity, approval_id: str, reason: str | None, *, chat_id: str = ""
     ) -> str:
-        approval = await self.load(approval_id)
+        approval = await self.load_for(identity, approval_id)
         await self.check_decider(identity, approval, chat_id)
-        cleaned = " ".join((reason or "").split())[:MAX_REASON] or None
+        cleaned = " ".join(visible(reason or "").split())[:MAX_REASON] or None
         if not await self.store.decide(
             approval.id, Status.DENIED, by=identity, reason=cleaned, now=self._now()
         ):
@@ -681,7 +526,7 @@ class ApprovalService:
                 title=f"Request {approval.id} was denied",
                 lines=(
                     f"Your {approval.what} for {approval.item_label} was denied by "
-                    f"{identity.label}.",
+                    f"{who(identity)}.",
                     f"Reason: {cleaned}" if cleaned else "No reason was given.",
                 ),
                 notes=("Nothing was issued.",),
@@ -689,15 +534,17 @@ class ApprovalService:
             ),
         )
         await self._update_cards(approval)
-        whom = approval.requester.label
+        whom = who(approval.requester)
         return f"Denied {approval.id}." + (f" {whom} was told." if told else "")
 
     async def cancel(self, identity: Identity, approval_id: str, *, chat_id: str = "") -> str:
-        approval = await self.load(approval_id)
+        approval = await self.load_for(identity, approval_id)
         if identity.key != approval.requester.key:
             raise ApprovalRefusedError("Only the person who asked for it can cancel a request.")
-        if approval.status is not Status.PENDING or not await self.store.cancel(
-            approval.id, identity, now=self._now()
+        if (
+            approval.status is not Status.PENDING
+            or approval.expires_at <= self._now()  # expired meanwhile: it expires instead
+            or not await self.store.cancel(approval.id, identity, now=self._now())
         ):
             raise await self._too_late(await self.load(approval.id))
         approval = await self.load(approval.id)
@@ -710,8 +557,9 @@ class ApprovalService:
     # -- time -----------------------------------------------------------------------------------
 
     async def sweep(self, now: datetime) -> SweepReport:
-        """Expire, remind, post missing cards, finish stale cards; safe in several processes."""
-        expired = reminded = posted = settled = 0
+        """Expire, remind, post missing cards, finish stale cards and approved requests whose
+        runner died; safe in several processes."""
+        expired = reminded = posted = settled = recovered = 0
         expired_ids, remind_ids = await self.store.due(now=now)
         for approval_id in expired_ids:
             if await self._guarded(self._expire(approval_id, now)):
@@ -719,14 +567,60 @@ class ApprovalService:
         for approval_id in remind_ids:
             if await self._guarded(self._remind(approval_id, now)):
                 reminded += 1
-        for approval, channel in await self.store.missing_cards(now=now):
-            if await self._guarded(self._post(approval, channel, CARD)):
+        dead: set[tuple[str, str]] = set()  # chats that failed this round: not asked again now
+        for approval, channel, kind in await self.cards.due(now=now):
+            where = (channel.platform, channel.chat_id)
+            if where in dead:
+                continue
+            if await self._guarded(self._post(approval, channel, kind, now=now)):
                 posted += 1
-        for card in await self.store.unsettled(now=now):
+            elif channel.platform in self.core.notifiers:
+                dead.add(where)
+        for card in await self.cards.unsettled(now=now):
             decided = await self.store.get(card.approval_id)
             if decided is not None and await self._guarded(self._settle(decided, card)):
                 settled += 1
-        return SweepReport(expired, reminded, posted, settled)
+        recovered = await self.recover(now)
+        return SweepReport(expired, reminded, posted, settled, recovered)
+
+    async def recover(self, now: datetime) -> int:
+        """Finish approved requests whose process died before recording the outcome (run at
+        start and in every sweep); how many were finished."""
+        done = 0
+        for approval_id in await self.store.unrun(now=now, grace=RUN_GRACE):
+            if await self._guarded(self._recover(approval_id, now)):
+                done += 1
+        return done
+
+    async def _recover(self, approval_id: str, now: datetime) -> bool:
+        """Never issue twice: a code recorded for the request means it ran; a run that started
+        and never ended may have made a code in ERM, so a person checks (the code-intent recovery
+        settles such a code when it knows of it); a run that never started runs now, unless the
+        request is so old that the trace of its run may have been purged."""
+        if not await self.store.claim_run(approval_id, now=now, grace=RUN_GRACE, lease=RUN_LEASE):
+            return False  # another process took it
+        approval = await self.load(approval_id)
+        state = await self.store.run_state(approval.id, _run_key(approval.id))
+        decided_at = approval.decided_at or approval.created_at
+        if state is RunState.NOT_STARTED and now - decided_at > RUN_TRACE_KEPT:
+            state = RunState.CUT_OFF
+        if state is RunState.ISSUED:
+            await self.store.record_execution(approval.id, ISSUED, now=self._now())
+            await self._audit(approval, "executed", f"{ISSUED} (found after a restart)")
+            await self._send_private(approval, issued_notice(approval))
+            await self._update_cards(await self.load(approval.id))
+        elif state is RunState.CUT_OFF:
+            await self.store.record_execution(approval.id, INTERRUPTED, now=self._now())
+            await self._audit(approval, "interrupted", "the run was cut off: a person checks")
+            await self._send_private(approval, interrupted_notice(approval))
+            await self._update_cards(await self.load(approval.id))
+        else:
+            # Not started: it runs now. Finished without a code: the dispatcher answers with the
+            # stored reply and runs nothing.
+            log.info("approval %s: approved before a restart, finishing it", approval.id)
+            await self._audit(approval, "resumed", f"after a restart ({state.value})")
+            await self._run_approved(approval)
+        return True
 
     async def _guarded(self, step: Awaitable[bool]) -> bool:
         try:
@@ -769,92 +663,20 @@ class ApprovalService:
             seconds = (approval.decided_at - approval.created_at).total_seconds()
             metrics.observe_approval(seconds, approval.status.value)
 
-    async def _send_private(self, approval: Approval, reply: Reply) -> bool:
-        notifier = self.core.notifiers.get(approval.requester.platform)
-        if notifier is None:
-            return False
-        try:
-            await notifier.send_private(approval.requester.user_id, reply)
-        except Exception as exc:
-            log.warning(
-                "approval %s: requester not reached privately: %s",
-                approval.id,
-                exc if isinstance(exc, NotifyError) else type(exc).__name__,
-            )
-            return False
-        return True
 
-    async def _audit(
-        self,
-        approval: Approval,
-        outcome: str,
-        detail: str,
-        *,
-        actor: Identity | None = None,
-        chat_id: str = "",
-    ) -> None:
-        who = actor or SYSTEM
-        entry = AuditEntry(
-            at=self._now(),
-            platform=who.platform,
-            chat_id=chat_id or None,
-            user_id=who.user_id,
-            user_name=who.name,
-            command="approval",
-            arguments=f"{approval.what} {approval.item_label}",
-            outcome=outcome,
-            detail=detail,
-            distributor=approval.distributor,
-            item_id=approval.item_id,
-            approval_id=approval.id,
-            request_key=approval.request_key,
-        )
-        try:
-            await self.core.audit.append(entry)
-        except Exception:
-            log.exception("audit append failed", extra={"approval_id": approval.id})
+def _no_such(approval_id: str) -> ApprovalRefusedError:
+    return ApprovalRefusedError(
+        f"No approval request {approval_id[:16]!r}. /approvals lists the pending ones."
+    )
 
 
-ISSUED = "code issued"
-
-
-def _who(identity: Identity) -> str:
-    return f"{identity.name} ({identity.key})" if identity.name else identity.key
+def _run_key(approval_id: str) -> str:
+    """The request key an approved request runs under (the dispatcher runs a key once)."""
+    return f"approval:{approval_id}"
 
 
 def _first_line(text: str) -> str:
     return text.split("\n", 1)[0][:200]
-
-
-def _pending_reply(approval: Approval, *, posted: int | None, again: bool) -> Reply:
-    title = (
-        f"Already waiting for approval: {approval.id}"
-        if again
-        else f"Pending approval {approval.id}"
-    )
-    notes = []
-    if posted == 0:
-        notes.append(
-            "No approval channel got it yet: a supervisor sees it with /approvals "
-            "(or sets a channel with /approvals here)."
-        )
-    notes.append(f"Changed your mind? /approvals cancel {approval.id}")
-    return Reply(
-        title=title,
-        lines=(
-            f"Your {approval.what} for {approval.item_label} needs a supervisor's approval "
-            f"({approval.needs}).",
-            "Nothing has been issued yet. Once approved, the code comes to you in a private "
-            "message.",
-        ),
-        fields=(
-            Field("Request", approval.id),
-            Field("Expires", f"{approval.expires_at:%Y-%m-%d %H:%M} UTC"),
-        ),
-        notes=tuple(notes),
-        tone=Tone.INFO,
-        confidential=True,  # Telegram groups: to the requester's private chat, like a code
-    )
 
 
 # -- buttons ------------------------------------------------------------------------------------
@@ -884,7 +706,7 @@ async def deny_button(dispatcher: Dispatcher, click: Click, stored: StoredButton
         return Pressed(
             notice=await service.deny(click.identity, approval_id, None, chat_id=click.chat_id)
         )
-    approval = await service.load(approval_id)
+    approval = await service.load_for(click.identity, approval_id)
     if step == "back":
         return Pressed(card=await service.pending_card(approval))
     await service.check_decider(click.identity, approval, click.chat_id)

@@ -15,12 +15,21 @@ transaction-scoped advisory lock; SQLite: the ``BEGIN IMMEDIATE`` every transact
 ``prev_hash`` is unique so the chain cannot fork, and triggers refuse UPDATE and DELETE (and, on
 PostgreSQL, TRUNCATE) of audit rows.
 
+No usable unlock code is kept: ``erm_code_event`` is given the code (or ERM's hex form of it, for
+OpenPAYGO items the keypad code itself) and stores its fingerprint, ``fp:<key id>.<keyed
+hash>·…<last 3>`` (:meth:`erm.vault.SecretBox.fingerprint`): enough to tell which code a row is
+about, and to check a code someone reads out against it, never to type it into a device. A log
+opened without the keys keeps only ``…<last 3>``. Rows written before that (release 0.1) were
+rewritten by migration ``bot0005``, which recomputed the chain and appended a row saying so.
+
 The canonical JSON (the :func:`row_hash` input) is ``json.dumps`` of an object with the keys
 ``id``, ``at`` (ISO 8601, UTC, microseconds, ``+00:00``), ``platform``, ``chat_id``, ``user_id``,
 ``user_name``, ``command``, ``arguments``, ``outcome``, ``detail``, ``distributor``, ``item_id``,
 ``erm_code_event``, ``approval_id``, ``request_key`` and ``prev_hash``, sorted keys, separators
 ``,`` and ``:``, UTF-8 without escapes; absent values are ``null``. An export carries every field,
-so the chain can be checked from a CSV file alone.
+so the chain can be checked from a CSV file alone: a cell starting with ``'`` had one ``'`` put in
+front so that a spreadsheet shows it as text rather than running it as a formula (anything a
+stranger chose, like a display name, may start with ``=``); :func:`csv_value` takes it off again.
 """
 
 from __future__ import annotations
@@ -55,6 +64,7 @@ from sqlalchemy.sql import FromClause
 from bot.store import BotBase
 from erm import db
 from erm.db import UtcDateTime
+from erm.vault import FINGERPRINT_PREFIX, SecretBox, code_tail
 
 __all__ = [
     "CSV_COLUMNS",
@@ -63,6 +73,8 @@ __all__ = [
     "AuditLog",
     "AuditRecord",
     "AuditVerdict",
+    "csv_value",
+    "fingerprint_of",
     "row_hash",
 ]
 
@@ -110,7 +122,8 @@ class AuditEntry:
     detail: str = ""
     distributor: str | None = None
     item_id: str | None = None
-    erm_code_event: str | None = None  # the code's ERM event id, or its hex
+    # The code (or ERM's hex form of it): stored as its fingerprint, see the module docstring.
+    erm_code_event: str | None = None
     approval_id: str | None = None
     request_key: str | None = None
 
@@ -210,11 +223,44 @@ def _clean(value: str | None, limit: int) -> str | None:
     return value[:limit]
 
 
-class AuditLog:
-    """Append, check, search and export the audit log."""
+# A spreadsheet runs a cell starting with one of these as a formula; ' itself, so that a
+# quote put in front can always be told from one that was there.
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r", "'")
 
-    def __init__(self, engine: AsyncEngine) -> None:
+
+def _csv_cell(value: str) -> str:
+    return "'" + value if value.startswith(_FORMULA_START) else value
+
+
+def csv_value(cell: str) -> str:
+    """The stored value of an exported CSV cell (undoing the ``'`` put in front of formulas)."""
+    return cell[1:] if cell.startswith("'") else cell
+
+
+def fingerprint_of(code: str | None, box: SecretBox | None) -> str | None:
+    """What the audit trail keeps of ``code``: its fingerprint, never the code itself.
+
+    A value that already is a fingerprint is kept; without keys only ``…`` and the last 3
+    characters are kept (nothing keyed can be made).
+    """
+    if code is None or not code.strip():
+        return None
+    if code.startswith(FINGERPRINT_PREFIX):
+        return code
+    if box is None:
+        return code_tail(code).lstrip("·") or "…"
+    return box.fingerprint(code)
+
+
+class AuditLog:
+    """Append, check, search and export the audit log.
+
+    ``box``: the keys codes are fingerprinted under; reading, checking and exporting need none.
+    """
+
+    def __init__(self, engine: AsyncEngine, *, box: SecretBox | None = None) -> None:
         self._engine = engine
+        self._box = box
 
     @property
     def engine(self) -> AsyncEngine:
@@ -235,6 +281,7 @@ class AuditLog:
         values: dict[str, Any] = {"at": at.astimezone(UTC)}
         for name in _ENTRY_FIELDS[1:]:
             values[name] = _clean(getattr(entry, name), _LIMITS[name])
+        values["erm_code_event"] = fingerprint_of(entry.erm_code_event, self._box)
         for name in ("platform", "user_id", "command", "outcome", "arguments", "detail"):
             values[name] = values[name] or ""
         if connection.dialect.name == "postgresql":
@@ -291,8 +338,8 @@ class AuditLog:
         """Write rows with ``since <= at < until`` as CSV (header first, :data:`CSV_COLUMNS`).
 
         Times are ISO 8601 in UTC; absent values are empty cells. Returns the number of rows.
-        Open ``out`` with ``newline=""``. Cells are written as stored: a spreadsheet may read a
-        cell starting with ``=`` as a formula, so open the file as text there.
+        Open ``out`` with ``newline=""``. A cell that a spreadsheet would run as a formula gets a
+        ``'`` in front (see :func:`csv_value`).
         """
         conditions = []
         if since is not None:
@@ -305,7 +352,13 @@ class AuditLog:
         async for record in self._records(*conditions):
             row = [getattr(record, name) for name in CSV_COLUMNS]
             writer.writerow(
-                _timestamp(value) if isinstance(value, datetime) else "" if value is None else value
+                _timestamp(value)
+                if isinstance(value, datetime)
+                else ""
+                if value is None
+                else _csv_cell(value)
+                if isinstance(value, str)
+                else value
                 for value in row
             )
             count += 1

@@ -3,8 +3,10 @@ garbage collector nor left half-done silently.
 
 Today this is settling a code request whose ERM answer was lost (``bot.commands.codes``): the
 requester is told at once that ERM has not confirmed yet, and the outcome reaches them later.
-A process that dies meanwhile leaves the item lock to expire; resuming such work after a restart
-is the crash-recovery sweep's job.
+Nothing here survives the process: what must (a code request whose outcome is not known yet) is
+also written down as an intent (:mod:`bot.intents`) before its mutation is sent. A process that
+dies meanwhile leaves the item lock to expire and the intent open, and :mod:`bot.recovery`
+finishes the work after a restart.
 """
 
 from __future__ import annotations

@@ -22,6 +22,7 @@ from typing import Any
 
 from sqlalchemy import (
     CheckConstraint,
+    ColumnElement,
     Connection,
     Index,
     SmallInteger,
@@ -247,20 +248,40 @@ class InviteStore:
         await db.transaction(self._engine, lambda c: c.execute(statement))
         return code, invite
 
-    async def redeem(self, code: str, *, by: str, now: datetime) -> Invite | None:
-        """Use a code once; None when it is unknown, used or expired."""
+    async def find(self, code: str, *, now: datetime) -> Invite | None:
+        """What an unused, unexpired code grants (nothing changes); None otherwise. The caller
+        checks that the invite still holds (its admin is still an admin) before redeeming it."""
+        if not code or len(code) > 64:
+            return None
+        table = self._table
+        statement = select(table).where(
+            table.c.code_hash == _invite_hash(code),
+            table.c.used_at.is_(None),
+            table.c.expires_at > _aware(now, "now"),
+        )
+        row = await db.transaction(self._engine, lambda c: c.execute(statement).one_or_none())
+        if row is None:
+            return None
+        return Invite(Role(row.role), row.distributor, row.created_by, row.expires_at)
+
+    async def redeem(
+        self, code: str, *, by: str, now: datetime, created_by: str | None = None
+    ) -> Invite | None:
+        """Use a code once; None when it is unknown, used or expired (or, with ``created_by``,
+        made by someone else: the invite checked by :meth:`find` is the one redeemed)."""
         if not code or len(code) > 64:
             return None
         now = _aware(now, "now")
         table = self._table
         code_hash = _invite_hash(code)
-        claim = (
-            update(table)
-            .where(
-                table.c.code_hash == code_hash, table.c.used_at.is_(None), table.c.expires_at > now
-            )
-            .values(used_by=by[:96], used_at=now)
-        )
+        unused: list[ColumnElement[bool]] = [
+            table.c.code_hash == code_hash,
+            table.c.used_at.is_(None),
+            table.c.expires_at > now,
+        ]
+        if created_by is not None:
+            unused.append(table.c.created_by == created_by[:96])
+        claim = update(table).where(*unused).values(used_by=by[:96], used_at=now)
         redeemed = select(table).where(table.c.code_hash == code_hash)
 
         def work(connection: Connection) -> Any:

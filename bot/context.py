@@ -15,6 +15,20 @@ from typing import Any
 CONTROLS_TO_SPACES = str.maketrans(dict.fromkeys([*range(0x20), *range(0x7F, 0xA0)], " "))
 """For ``str.translate``: control characters (NUL, escapes, C1) become spaces."""
 
+_BIDI_CONTROLS = [*range(0x202A, 0x202F), *range(0x2066, 0x206A), 0x200E, 0x200F, 0x061C]
+_ZERO_WIDTH = [0x200B, 0x200C, 0x200D, 0x2060, 0xFEFF]
+_INVISIBLE = str.maketrans(dict.fromkeys([*_BIDI_CONTROLS, *_ZERO_WIDTH]))
+
+
+def visible(text: str) -> str:
+    """``text`` without bidi controls and zero-width characters, and control characters as spaces.
+
+    Applied where a person's text enters (display names, command text: notes, deny reasons):
+    a right-to-left override can make "Dennis (slack:UADMA)" read as another name on a card, and a
+    zero-width space makes two names that look the same compare different.
+    """
+    return text.translate(_INVISIBLE).translate(CONTROLS_TO_SPACES)
+
 
 @dataclass(frozen=True, slots=True)
 class Identity:
@@ -26,9 +40,10 @@ class Identity:
 
     def __post_init__(self) -> None:
         # A display name is whatever the platform says: control characters (NUL, which
-        # PostgreSQL refuses in text) never reach a stored row or a message through it.
+        # PostgreSQL refuses in text), bidi controls and zero-width characters never reach a
+        # stored row or a message through it.
         if self.name is not None:
-            cleaned = " ".join(self.name.translate(CONTROLS_TO_SPACES).split())[:128]
+            cleaned = " ".join(visible(self.name).split())[:128]
             object.__setattr__(self, "name", cleaned or None)
 
     @property
@@ -120,11 +135,20 @@ class Reply:
     buttons: tuple[Button, ...] = ()
     visibility: Visibility = Visibility.PRIVATE
     tone: Tone = Tone.OK
-    confidential: bool = False  # shown only to the requester, like a code (e.g. an invite)
+    # Declared by the command: shown only to the requester, like a code (an invite, an account's
+    # client and balance, the user list, the audit trail, approval lists, someone's roles).
+    confidential: bool = False
+    # What a repeat of the request (a redelivery, a retried request key) is shown instead of this
+    # reply, which is then never stored: an invite code is shown once and never kept.
+    replay: Reply | None = None
 
     @property
     def private_only(self) -> bool:
-        """Never shown in a group or channel: it carries a code or is confidential."""
+        """Never shown in a group or channel: it carries a code or is confidential.
+
+        The one privacy rule every adapter honours: Slack answers ephemerally, Telegram sends it
+        to the requester's private chat with a short note in the group, the console prints it.
+        """
         return self.confidential or bool(self.codes)
 
     @classmethod
@@ -146,8 +170,13 @@ class Reply:
         return "\n".join(out)
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-able form, stored with the request key so a redelivery gets the same reply."""
-        return asdict(self)
+        """JSON-able form, stored with the request key: what a redelivery gets (the same reply,
+        or its ``replay`` when it has one)."""
+        if self.replay is not None:
+            return self.replay.to_dict()
+        data = asdict(self)
+        del data["replay"]
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Reply:

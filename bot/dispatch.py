@@ -7,7 +7,6 @@ and an audit row; a request key seen before returns the stored reply and runs no
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import logging
 import secrets
@@ -18,7 +17,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import Connection
 from sqlalchemy.exc import SQLAlchemyError
 
-from bot import metrics
+from bot import metrics, strangers
 from bot.approvals import ApprovalService, Notifier, Policy, approve_button, deny_button
 from bot.audit import AuditEntry, AuditLog
 from bot.background import Background
@@ -33,6 +32,8 @@ from bot.errors import (
     UsageError,
     UserError,
 )
+from bot.fairness import Turns
+from bot.intents import IntentStore
 from bot.parse import Parsed, parse
 from bot.permissions import Access, Permissions
 from bot.refusals import SCHEMA_MISMATCH, explain_refusal
@@ -77,6 +78,14 @@ class Limits:
     approval_hours: int = 24  # a pending approval request expires after this (reminder at half)
     # Requests and button presses worked on at once; more wait their turn (see Dispatcher).
     concurrency: int = 16
+    # ...of them at most this many from one person, so one person's burst cannot take every turn.
+    per_person: int = 3
+    # People without any role: requests an hour per identity, and audit rows an hour for all of
+    # them together (see bot.strangers).
+    stranger_requests_per_hour: int = 20
+    stranger_audits_per_hour: int = 100
+    # /start with an invite code, per identity: guessing codes is slow.
+    invite_attempts_per_user_hour: int = 5
 
 
 @dataclass(slots=True)
@@ -103,6 +112,11 @@ class Core:
     notifiers: dict[str, Notifier] = field(default_factory=dict)
     # Work that outlives a request (settling a code whose answer was lost).
     background: Background = field(default_factory=Background)
+    # Code requests in flight, on the codes' database (see bot.intents).
+    intents: IntentStore = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.intents = IntentStore(self.codes.engine)
 
 
 @dataclass(slots=True)
@@ -126,6 +140,8 @@ class Context:
     approval_id: str | None = None
     # How the request ended, when it returned a reply: "pending" when its outcome comes later.
     outcome: str = "ok"
+    # Set by commands that changed something (a redeemed invite): audited even for a stranger.
+    audit_always: bool = False
 
     @property
     def distributor(self) -> str:
@@ -139,6 +155,42 @@ class Context:
 
     def now(self) -> datetime:
         return self.core.clock()
+
+    async def charge_lookups(self, calls: int) -> None:
+        """Count ``calls`` more ERM calls against the person's lookup quota, all or none: for a
+        command that makes several (walking ERM's pages to ``--page N``); the dispatcher counted
+        one already. Raises ``RateLimitedError`` when they do not fit."""
+        core, key = self.core, self.request.identity.key
+        if calls < 1 or self.request.approval_id is not None:
+            return
+        limit, now = core.limits.lookups_per_user_minute, core.clock()
+
+        def work(connection: Connection) -> None:
+            for _ in range(calls):
+                decision = core.rate.hit_in(connection, "lookups:user", key, limit, 60, now)
+                if not decision.allowed:
+                    raise _OverQuotaError(decision)  # rolls back the hits counted before it
+
+        try:
+            await db.transaction(core.rate.engine, work)
+        except _OverQuotaError as over:
+            raise slow_down("you", limit, "lookups", 60, over.decision.retry_after) from None
+
+
+class _OverQuotaError(Exception):
+    def __init__(self, decision: RateDecision) -> None:
+        super().__init__("over quota")
+        self.decision = decision
+
+
+def slow_down(who: str, limit: int, what: str, window: int, retry_after: float) -> RateLimitedError:
+    """The refusal of a request over a quota: who reached what, and when to try again."""
+    wait = max(1, round(retry_after))
+    when = f"{wait} s" if wait < 120 else f"{round(wait / 60)} min"
+    per = "hour" if window == 3600 else "minute"
+    return RateLimitedError(
+        f"Slow down: {who} reached {limit} {what} per {per}. Try again in {when}.", retry_after
+    )
 
 
 def fingerprint(request: Request) -> str:
@@ -172,6 +224,7 @@ class _Start:
     known: KnownUser | None = None
     access: Access | None = None  # the grants allow the command outright
     counted: _Counted | None = None  # ...and its quotas were counted with them
+    stranger: strangers.Stranger | None = None  # a person without any role: counted
 
 
 BUTTON_TTL = timedelta(days=2)
@@ -183,8 +236,9 @@ class Dispatcher:
     :meth:`handle` and :meth:`press` admit ``Limits.concurrency`` requests at a time and queue
     the rest (their acks went out before): one event loop shared by every command of a burst
     gets through fewer of them per second (httpx's connection pool, for one, does work for every
-    request waiting in it). What runs inside an admitted request (a button's command, an
-    approved request) is not admitted again.
+    request waiting in it). One person holds at most ``Limits.per_person`` of those turns; the
+    rest of their requests wait behind their own (:class:`bot.fairness.Turns`). What runs inside
+    an admitted request (a button's command, an approved request) is not admitted again.
 
     A request's database work is grouped into few transactions (each costs more than its
     statements): the claim with the user's grants and, when they allow the command outright,
@@ -195,7 +249,7 @@ class Dispatcher:
     def __init__(self, core: Core) -> None:
         self.core = core
         self._engine = core.requests.engine
-        self._turns = asyncio.Semaphore(core.limits.concurrency)
+        self._turns = Turns(core.limits.concurrency, core.limits.per_person)
         if any(
             store.engine is not self._engine
             for store in (core.grants, core.rate, core.audit, core.buttons)
@@ -217,7 +271,7 @@ class Dispatcher:
 
     async def handle(self, request: Request) -> Reply:
         """Run a request (once per request key) and return its reply; waits for a turn."""
-        async with self._turns:
+        async with self._turns.turn(request.identity.key):
             return await self._handle(request)
 
     async def _handle(self, request: Request) -> Reply:
@@ -237,7 +291,10 @@ class Dispatcher:
         if start.claim.status is not ClaimStatus.NEW:
             return await self._repeat(request, start.claim)
         ctx: Context | None = None
+        stranger = start.stranger
         try:
+            if stranger is not None and not stranger.decision.allowed:
+                raise strangers.limited(stranger, core.limits.stranger_requests_per_hour)
             if unparsed is not None:
                 raise unparsed
             assert parsed is not None
@@ -277,13 +334,17 @@ class Dispatcher:
             outcome = "error"
         entry = self._audit_entry(request, parsed, ctx, outcome, reply)
         metrics.record_command(entry, parsed.command if parsed else None)
+        # A stranger's refusals are sampled, not all audited: the log cannot be trimmed.
+        audited = stranger is None or strangers.keep(
+            stranger, changed=ctx is not None and ctx.audit_always
+        )
         try:
             return await db.transaction(
-                self._engine, lambda c: self._finish_in(c, request, reply, entry)
+                self._engine, lambda c: self._finish_in(c, request, reply, entry, audited)
             )
         except Exception:
             log.warning("reply and audit row not stored together; trying one by one", exc_info=True)
-        return await self._finish_step_by_step(request, reply, entry)
+        return await self._finish_step_by_step(request, reply, entry, audited)
 
     async def _start(self, request: Request, parsed: Parsed | None) -> _Start:
         """Claim the request key and, for a new request, read the user's grants with it; when
@@ -299,14 +360,27 @@ class Dispatcher:
             if claim.status is not ClaimStatus.NEW:
                 return _Start(claim)
             known = core.grants.known_in(connection, identity.platform, identity.user_id)
+            stranger = None
+            if (known is None or not known.roles) and not self._bootstrap(identity.key):
+                limits = core.limits
+                stranger = strangers.count_in(
+                    connection,
+                    core.rate,
+                    identity.key,
+                    per_hour=limits.stranger_requests_per_hour,
+                    audits_per_hour=limits.stranger_audits_per_hour,
+                    now=now,
+                )
+                if not stranger.decision.allowed:
+                    return _Start(claim, known, stranger=stranger)
             if parsed is None or known is None:
-                return _Start(claim, known)
+                return _Start(claim, known, stranger=stranger)
             command = parsed.command
             access = core.permissions.allowed(identity, command, parsed.distributor, known)
             if access is None:
-                return _Start(claim, known)
+                return _Start(claim, known, stranger=stranger)
             counted = self._count_in(connection, request, command, access, now)
-            return _Start(claim, known, access, counted)
+            return _Start(claim, known, access, counted, stranger)
 
         # The key can vanish between the claim's two statements on PostgreSQL (see claim_in).
         for _ in range(3):
@@ -315,8 +389,16 @@ class Dispatcher:
                 return start
         raise RuntimeError("the request key kept disappearing while it was being claimed")
 
+    def _bootstrap(self, key: str) -> bool:
+        return key in self.core.permissions.bootstrap_admins
+
     def _finish_in(
-        self, connection: Connection, request: Request, reply: Reply, entry: AuditEntry
+        self,
+        connection: Connection,
+        request: Request,
+        reply: Reply,
+        entry: AuditEntry,
+        audited: bool = True,
     ) -> Reply:
         """Store the buttons, the reply and the audit row: the one transaction after the work."""
         core = self.core
@@ -330,11 +412,12 @@ class Dispatcher:
             )
             reply = _with_button_ids(reply, ids)
         core.requests.finish_in(connection, request.request_key, reply.to_dict(), entry.at)
-        core.audit.append_in(connection, entry)
+        if audited:
+            core.audit.append_in(connection, entry)
         return reply
 
     async def _finish_step_by_step(
-        self, request: Request, reply: Reply, entry: AuditEntry
+        self, request: Request, reply: Reply, entry: AuditEntry, audited: bool = True
     ) -> Reply:
         """The same as :meth:`_finish_in`, each step on its own, so that one failing step (or a
         database that is gone) costs only that step: the reply must reach the user."""
@@ -358,7 +441,8 @@ class Dispatcher:
                 request.request_key,
                 exc_info=True,
             )
-        await self._append_audit(entry)
+        if audited:
+            await self._append_audit(entry)
         return reply
 
     def _stale(self, request: Request, command: Command) -> Reply | None:
@@ -384,7 +468,7 @@ class Dispatcher:
 
     async def press(self, click: Click) -> Pressed:
         """Run a stored button for whoever pressed it; refusals come back as a ``notice``."""
-        async with self._turns:
+        async with self._turns.turn(click.identity.key):
             return await self._press(click)
 
     async def _press(self, click: Click) -> Pressed:
@@ -472,14 +556,8 @@ class Dispatcher:
                 per = "hour" if window == 3600 else "minute"
                 whose = "the requester's" if scope.endswith(":user") else f"{key}'s"
                 return f"over {whose} quota of {limit} codes per {per}", policy
-            wait = max(1, round(decision.retry_after))
-            when = f"{wait} s" if wait < 120 else f"{round(wait / 60)} min"
             who = "you" if scope.endswith(":user") else f"distributor {key}"
-            raise RateLimitedError(
-                f"Slow down: {who} reached {limit} {scope.split(':')[0]} per "
-                f"{'hour' if window == 3600 else 'minute'}. Try again in {when}.",
-                decision.retry_after,
-            )
+            raise slow_down(who, limit, scope.split(":")[0], window, decision.retry_after)
         return None, policy
 
     def _audit_entry(
@@ -593,7 +671,7 @@ def _with_button_ids(reply: Reply, ids: Sequence[str]) -> Reply:
 
 
 def _audit_arguments(parsed: Parsed) -> str:
-    parts: list[str] = [f"{k}={v}" for k, v in parsed.args.items() if v is not None]
+    parts: list[str] = [f"{k}={v}" for k, v in parsed.audited_args.items() if v is not None]
     parts += [f"--{k}" if v is True else f"--{k}={v}" for k, v in parsed.flags.items()]
     return " ".join(parts)[:500]
 

@@ -9,9 +9,14 @@ Who records what:
 - the dispatcher, where it writes the audit row: :func:`record_command` (commands by name and
   outcome, and codes issued by type and distributor);
 - approvals, when a request is decided: ``APPROVAL_LATENCY.labels(decision=...).observe(seconds)``
-  (or :func:`observe_approval`);
+  (or :func:`observe_approval`), and when a card cannot be posted to its approval chat:
+  :func:`count_approval_post_failure`;
 - the ERM client, through its observer hook wired in ``adapters.runtime``: :func:`observe_erm_call`;
-- the Slack and Telegram adapters when a message cannot be sent: :func:`count_send_failure`.
+- the Slack and Telegram adapters when a message cannot be sent: :func:`count_send_failure`,
+  and when an inbound body is refused: :func:`count_body_refused`; the Slack adapter when a
+  request comes from a workspace it does not serve: :func:`count_foreign_request`;
+- the dispatcher, for requests of people without a role (:func:`count_stranger`) and requests
+  that wait for their person's turn (``PERSON_WAITS``).
 """
 
 from __future__ import annotations
@@ -79,6 +84,43 @@ SEND_FAILURES = Counter(
     ["platform", "method", "reason"],
     registry=REGISTRY,
 )
+BODIES_REFUSED = Counter(
+    "erm_bot_bodies_refused",
+    "Inbound HTTP requests refused for their body, by platform and reason (too_large, "
+    "bad_length), before the body was read whole.",
+    ["platform", "reason"],
+    registry=REGISTRY,
+)
+STRANGER_REQUESTS = Counter(
+    "erm_bot_stranger_requests",
+    "Requests of people without any role, by how they were kept: audited (the first of the "
+    "identity this hour within the hourly audit budget, or one that changed something), "
+    "counted (here and in the identity's hourly rate-limit row, no audit row), limited (over "
+    "the identity's hourly limit: refused, no audit row).",
+    ["kept"],
+    registry=REGISTRY,
+)
+PERSON_WAITS = Counter(
+    "erm_bot_person_waits",
+    "Requests that waited because the same person already had the most requests running at "
+    "once (Limits.per_person).",
+    registry=REGISTRY,
+)
+APPROVAL_POST_FAILURES = Counter(
+    "erm_bot_approval_post_failures",
+    "Approval cards that could not be posted to their approval chat (each attempt; attempts "
+    "back off to one an hour), by platform: above zero, an approval chat is unreachable.",
+    ["platform"],
+    registry=REGISTRY,
+)
+
+FOREIGN_REQUESTS = Counter(
+    "erm_bot_foreign_requests",
+    "Signed requests refused before any work because they came from a workspace (or org) the "
+    "bot does not serve, by platform: above zero, the app is installed somewhere it should not be.",
+    ["platform"],
+    registry=REGISTRY,
+)
 
 _CODE_TYPES = frozenset({"days", "free", "reset"})
 
@@ -123,6 +165,26 @@ def observe_erm_call(operation: str, seconds: float, error: BaseException | None
 def count_send_failure(platform: str, method: str, reason: str) -> None:
     """A message to ``platform`` that could not be sent (``reason``: the API's error code)."""
     SEND_FAILURES.labels(platform=platform, method=method, reason=reason[:64]).inc()
+
+
+def count_body_refused(platform: str, reason: str) -> None:
+    """An inbound request refused for its body (too large, or a bad ``Content-Length``)."""
+    BODIES_REFUSED.labels(platform=platform, reason=reason).inc()
+
+
+def count_stranger(kept: str) -> None:
+    """A request of someone without any role: ``audited``, ``counted`` or ``limited``."""
+    STRANGER_REQUESTS.labels(kept=kept).inc()
+
+
+def count_approval_post_failure(platform: str) -> None:
+    """An approval card not posted to its chat on ``platform`` (the bot was removed, ...)."""
+    APPROVAL_POST_FAILURES.labels(platform=platform).inc()
+
+
+def count_foreign_request(platform: str) -> None:
+    """A request from a workspace the bot does not serve, refused before any work."""
+    FOREIGN_REQUESTS.labels(platform=platform).inc()
 
 
 def value(name: str, **labels: str) -> float:

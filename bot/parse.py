@@ -13,9 +13,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from bot.context import CONTROLS_TO_SPACES
+from bot.context import visible
 from bot.errors import UnknownCommandError, UsageError
-from bot.registry import Command
+from bot.registry import Command, Retype
 
 MAX_TEXT = 1000
 _DASHES = str.maketrans({"\u2014": "--", "\u2013": "--", "\u2012": "--", "\u2212": "-"})
@@ -33,6 +33,13 @@ class Parsed:
     flags: dict[str, str | bool] = field(default_factory=dict)
 
     @property
+    def audited_args(self) -> dict[str, Any]:
+        """``args`` as the audit trail keeps them: a secret argument (an invite code, usable
+        until redeemed) only as a mark that one was given."""
+        secret = {p.name for p in self.command.params if p.arg.secret}
+        return {k: ("(given)" if k in secret else v) for k, v in self.args.items()}
+
+    @property
     def distributor(self) -> str | None:
         value = self.flags.get("dist")
         return value.lower() if isinstance(value, str) else None
@@ -40,8 +47,9 @@ class Parsed:
 
 def normalise(text: str) -> str:
     # Control characters never reach an argument, a note sent to ERM, a stored row (PostgreSQL
-    # refuses NUL in text) or a chat message.
-    return text.translate(CONTROLS_TO_SPACES).translate(_DASHES).translate(_QUOTES).strip()
+    # refuses NUL in text) or a chat message; nor do bidi controls and zero-width characters
+    # (a note or deny reason that reads differently from what it says).
+    return visible(text).translate(_DASHES).translate(_QUOTES).strip()
 
 
 def tokens(text: str) -> list[str]:
@@ -77,7 +85,10 @@ def parse(text: str, commands: Sequence[Command]) -> Parsed:
             raise UsageError(f"{problem}.\n{examples}")
         command, rest = chosen, rest[1:]
     positional, flags = _split_flags(rest, command)
-    return Parsed(command, _bind(positional, command), flags)
+    try:
+        return Parsed(command, _bind(positional, command), flags)
+    except _RetypeError as error:
+        raise _retyped(command, positional, flags, error) from None
 
 
 def _unknown(head: str, commands: Sequence[Command]) -> str:
@@ -120,10 +131,11 @@ def _split_flags(words: list[str], command: Command) -> tuple[list[str], dict[st
 def _bind(words: list[str], command: Command) -> dict[str, Any]:
     args: dict[str, Any] = {}
     params = command.params
-    for index, param in enumerate(params):
+    at = 0  # the next word to read
+    for param in params:
         if param.arg.rest:
-            text = " ".join(words[index:])
-            words = words[:index]
+            text = " ".join(words[at:])
+            at = len(words)
             if text:
                 args[param.name] = param.convert(text, command)
             elif param.required:
@@ -131,13 +143,52 @@ def _bind(words: list[str], command: Command) -> dict[str, Any]:
             else:
                 args[param.name] = param.default
             break
-        if index < len(words):
-            args[param.name] = param.convert(words[index], command)
+        if at < len(words):
+            # A unit typed as its own word belongs to the number before it (``30 days``): it
+            # must not become the start of the note, nor the note "month" of a 1-day code.
+            joins = param.arg.joins
+            taken = 2 if joins and at + 1 < len(words) and joins(words[at], words[at + 1]) else 1
+            try:
+                args[param.name] = param.convert(" ".join(words[at : at + taken]), command)
+            except Retype as retype:
+                raise _RetypeError(retype, at, taken) from None
+            at += taken
         elif param.required:
             raise UsageError(f"{param.name} is missing.", command.usage, command.example)
         else:
             args[param.name] = param.default
-    if not (params and params[-1].arg.rest) and len(words) > len(params):
-        extra = " ".join(words[len(params) :])[:40]
+    if at < len(words):
+        extra = " ".join(words[at:])[:40]
         raise UsageError(f"Too many arguments: {extra}", command.usage, command.example)
     return args
+
+
+class _RetypeError(Exception):
+    """An argument to type differently (see ``Retype``): ``parse`` shows the whole command."""
+
+    def __init__(self, retype: Retype, at: int, taken: int) -> None:
+        super().__init__(str(retype))
+        self.retype = retype
+        self.at = at
+        self.taken = taken
+
+
+def _retyped(
+    command: Command, positional: list[str], flags: dict[str, str | bool], error: _RetypeError
+) -> UsageError:
+    """The refusal of an argument typed in a form that is not used (``1 month``): what to type
+    instead, as the exact command, with everything else as the person typed it."""
+    words = [
+        *positional[: error.at],
+        error.retype.replacement,
+        *positional[error.at + error.taken :],
+    ]
+    words += [
+        f"--{name}" if value is True else f"--{name} {value}" for name, value in flags.items()
+    ]
+    typed = " ".join([f"/{command.name}", *(_quoted(word) for word in words)])
+    return UsageError(f"{error.retype}.\nType: {typed}")
+
+
+def _quoted(word: str) -> str:
+    return shlex.quote(word) if any(ch.isspace() for ch in word) else word

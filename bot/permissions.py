@@ -7,7 +7,8 @@ several, ``--dist NAME`` or a default set with ``/use NAME`` picks one.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable
+import re
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 from bot.context import Identity
@@ -45,6 +46,37 @@ def parse_admins(text: str) -> frozenset[str]:
 
 
 @dataclass(frozen=True, slots=True)
+class UserIdRule:
+    """What a user id looks like on one platform. The adapters know (``adapters.platform_ids``);
+    the core checks ids people type against it without naming any platform."""
+
+    pattern: re.Pattern[str]
+    form: str  # the refusal's explanation, with an example: "... ids are ..., e.g. x:123"
+
+    def accepts(self, user_id: str) -> bool:
+        return self.pattern.fullmatch(user_id) is not None
+
+
+def check_user_id(rules: Mapping[str, UserIdRule], platform: str, user_id: str) -> None:
+    """Raise a ``UsageError`` naming the expected form when ``platform:user_id`` cannot exist.
+
+    No rules (a core built without adapters, in tests of other things): nothing is checked here,
+    the store still refuses unknown platforms.
+    """
+    if not rules:
+        return
+    shown = f"{platform[:20]}:{user_id[:30]}"
+    rule = rules.get(platform)
+    if rule is None:
+        known = ", ".join(sorted(rules))
+        raise UsageError(f"{shown}: unknown platform {platform[:20]!r} (platforms: {known}).")
+    if not rule.accepts(user_id):
+        raise UsageError(
+            f"{shown} is not a possible user id: {rule.form}.\nThey can see theirs with /whoami."
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class Access:
     """What a user may do: their role per distributor, and which distributor this command uses."""
 
@@ -60,10 +92,16 @@ class Permissions:
         grants: GrantStore,
         distributors: Callable[[], Awaitable[list[str]]],
         bootstrap_admins: Iterable[str] = (),
+        user_ids: Mapping[str, UserIdRule] | None = None,
     ) -> None:
         self.grants = grants
         self._distributors = distributors
         self.bootstrap_admins = frozenset(bootstrap_admins)
+        self.user_ids: Mapping[str, UserIdRule] = dict(user_ids or {})
+
+    def check_user_id(self, platform: str, user_id: str) -> None:
+        """A ``UsageError`` when ``platform:user_id`` cannot exist (see :func:`check_user_id`)."""
+        check_user_id(self.user_ids, platform, user_id)
 
     async def roles(self, identity: Identity, known: KnownUser | None = None) -> dict[str, Role]:
         if known is not None:

@@ -21,8 +21,9 @@ store with bound parameters: building a SQLAlchemy statement anew costs several 
 it does. The
 tables belong to the Alembic branch ``bot`` (``bot/migrations/versions``): run :func:`migrate`.
 
-Unlock codes (``code_dec``, ``code_hex``) are stored as plain text: a code is one-time and has
-already been shown to the user. They are kept out of ``repr`` and log lines all the same.
+Unlock codes are stored only as ciphertext, under the same keys as ERM tokens
+(:mod:`bot.code_secrets`); records read back carry the decrypted code (kept out of ``repr`` and
+log lines).
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import (
     Boolean,
@@ -66,11 +67,12 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from bot.code_secrets import last3, open_reply, rotate_codes, seal, seal_reply, unseal
 from bot.errors import BusyError, UsageError
 from bot.roles import Role
 from erm import db
 from erm.errors import UnknownDistributorError
-from erm.vault import DistributorRow
+from erm.vault import DistributorRow, SecretBox
 
 __all__ = [
     "BOT_MIGRATIONS",
@@ -103,6 +105,7 @@ PLATFORMS = frozenset({"slack", "telegram", "console"})
 """The platforms an identity can be on."""
 
 Clock = Callable[[], datetime]
+T = TypeVar("T")
 
 _MAX_USER_ID = 64
 _MAX_DISTRIBUTOR = 32
@@ -113,15 +116,24 @@ _MAX_HOLDER = 255
 _MAX_SCOPE = 64
 _MAX_CODE_TYPE = 16
 _MAX_CODE = 64
+_CODE_TAIL = 3
 
 
 def _utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-async def migrate(engine: AsyncEngine) -> None:
-    """Bring erm's and the bot's tables to their newest revisions (safe on every start)."""
-    await db.upgrade(engine, version_locations=[BOT_MIGRATIONS])
+async def migrate(
+    engine: AsyncEngine, *, secret_box: SecretBox | Callable[[], SecretBox] | None = None
+) -> None:
+    """Bring erm's and the bot's tables to their newest revisions (safe on every start).
+
+    ``secret_box`` (or a function that makes it): the keys, for revisions that encrypt rows
+    written in plain text by older releases; asked for only when there are such rows.
+    """
+    await db.upgrade(
+        engine, version_locations=[BOT_MIGRATIONS], attributes={"secret_box": secret_box}
+    )
 
 
 async def is_current(engine: AsyncEngine) -> bool:
@@ -234,8 +246,9 @@ class IssuedCodeRow(BotBase):
     client_name: Mapped[str | None] = mapped_column(Text)
     code_type: Mapped[str] = mapped_column(String(_MAX_CODE_TYPE))
     days: Mapped[int | None] = mapped_column(Integer)
-    code_dec: Mapped[str] = mapped_column(String(_MAX_CODE))
-    code_hex: Mapped[str] = mapped_column(String(_MAX_CODE))
+    # The code (decimal and hex forms) as a SecretBox envelope; see the module docstring.
+    code_secret: Mapped[str] = mapped_column(Text)
+    code_last3: Mapped[str] = mapped_column(String(_CODE_TAIL))
     issued_by_platform: Mapped[str] = mapped_column(String(16))
     issued_by_user: Mapped[str] = mapped_column(String(_MAX_USER_ID))
     issued_by_name: Mapped[str] = mapped_column(Text)
@@ -553,11 +566,13 @@ class RequestStore:
         self,
         engine: AsyncEngine,
         *,
+        box: SecretBox,
         stale_after: timedelta = timedelta(minutes=5),
         retention: timedelta = timedelta(hours=24),
         clock: Clock = _utcnow,
     ) -> None:
         self._engine = engine
+        self._box = box  # seals the codes of stored replies (bot.code_secrets.seal_reply)
         self._table = _table(RequestRow)
         self._clock = clock
         self.stale_after = stale_after
@@ -618,7 +633,8 @@ class RequestStore:
         if stored_fingerprint != fingerprint:
             return Claim(ClaimStatus.MISMATCH)
         if state == _DONE and reply is not None:
-            return Claim(ClaimStatus.DONE, reply=json.loads(reply), claimed_at=claimed_at)
+            stored = open_reply(self._box, key, json.loads(reply))
+            return Claim(ClaimStatus.DONE, reply=stored, claimed_at=claimed_at)
         stale = now - claimed_at > self.stale_after
         return Claim(ClaimStatus.RUNNING, claimed_at=claimed_at, stale=stale)
 
@@ -641,7 +657,10 @@ class RequestStore:
     ) -> bool:
         """:meth:`finish` inside a transaction."""
         payload = json.dumps(
-            dict(reply), ensure_ascii=False, separators=(",", ":"), allow_nan=False
+            seal_reply(self._box, key, dict(reply)),
+            ensure_ascii=False,
+            separators=(",", ":"),
+            allow_nan=False,
         )
         values = {"p_key": key, "p_reply": payload, "p_now": now}
         if connection.execute(self._finish, values).rowcount != 1:
@@ -739,7 +758,13 @@ class IssuedCodeRecord:
     approval_id: str | None = None
     id: int | None = None
 
+    @property
+    def code_last3(self) -> str:
+        """The last 3 digits of the code: what may be shown to tell it from another."""
+        return last3(self.code_dec)
 
+
+# Stored as they are; the code itself is sealed (bot.code_secrets).
 _RECORD_FIELDS = (
     "distributor",
     "item_id",
@@ -747,8 +772,6 @@ _RECORD_FIELDS = (
     "client_name",
     "code_type",
     "days",
-    "code_dec",
-    "code_hex",
     "issued_by_platform",
     "issued_by_user",
     "issued_by_name",
@@ -764,9 +787,15 @@ class CodeStore:
     """Issued codes, and the per-item lock that keeps two code requests for one item apart."""
 
     def __init__(
-        self, engine: AsyncEngine, *, clock: Clock = _utcnow, poll_interval: float = 0.05
+        self,
+        engine: AsyncEngine,
+        *,
+        box: SecretBox,
+        clock: Clock = _utcnow,
+        poll_interval: float = 0.05,
     ) -> None:
         self._engine = engine
+        self._box = box
         self._clock = clock
         self._poll_interval = poll_interval
         self._codes = _table(IssuedCodeRow)
@@ -815,6 +844,10 @@ class CodeStore:
         # "days = NULL" matches nothing, so free and reset codes (no days) have their own query.
         self._recent_days = self._newest_first(recent.where(codes.c.days == bindparam("p_days")))
         self._recent_no_days = self._newest_first(recent.where(codes.c.days.is_(None)))
+
+    @property
+    def engine(self) -> AsyncEngine:
+        return self._engine
 
     @asynccontextmanager
     async def item_lock(
@@ -974,6 +1007,25 @@ class CodeStore:
             return
         lock.released = True
 
+    async def release(self, lock: ItemLock, *, also: Callable[[Connection], T]) -> T:
+        """Give ``lock`` back in the transaction that runs ``also`` (closing the work it guarded,
+        e.g. a code intent), so the lock is never free while that work looks unfinished."""
+
+        def work(connection: Connection) -> T:
+            result = also(connection)
+            self._unlock_in(connection, lock)
+            return result
+
+        result = await db.transaction(self._engine, work)
+        lock.released = True
+        return result
+
+    async def issued_for(self, request_key: str) -> IssuedCodeRecord | None:
+        """The code recorded for a request key, if any: a recovery must not record it twice."""
+        table = self._codes
+        statement = select(table).where(table.c.request_key == request_key)
+        return await self._newest(statement)
+
     async def record_issue(
         self, record: IssuedCodeRecord, *, release: ItemLock | None = None
     ) -> int:
@@ -984,6 +1036,10 @@ class CodeStore:
         if record.days is not None and record.days <= 0:
             raise ValueError("days must be positive (or None for a free or reset code)")
         values = {name: getattr(record, name) for name in _RECORD_FIELDS}
+        values["code_secret"] = seal(
+            self._box, record.distributor, record.item_id, record.code_dec, record.code_hex
+        )
+        values["code_last3"] = record.code_last3
         values["issued_at"] = _aware(record.issued_at, "issued_at")
         for name in ("item_label", "client_name", "issued_by_name", "note"):
             # Names come from ERM and chat platforms: PostgreSQL refuses NUL in text.
@@ -1050,12 +1106,21 @@ class CodeStore:
         table = self._codes
         return statement.order_by(table.c.issued_at.desc(), table.c.id.desc()).limit(1)
 
-    @staticmethod
-    def _record_of(result: CursorResult[Any]) -> IssuedCodeRecord | None:
+    def _record_of(self, result: CursorResult[Any]) -> IssuedCodeRecord | None:
         row = result.mappings().one_or_none()
         if row is None:
             return None
-        return IssuedCodeRecord(id=row["id"], **{name: row[name] for name in _RECORD_FIELDS})
+        code_dec, code_hex = unseal(self._box, row)
+        return IssuedCodeRecord(
+            id=row["id"],
+            code_dec=code_dec,
+            code_hex=code_hex,
+            **{name: row[name] for name in _RECORD_FIELDS},
+        )
+
+    async def rotate(self) -> int:
+        """Re-encrypt every issued code still under an older key (see :func:`rotate_codes`)."""
+        return await rotate_codes(self._engine, self._codes, self._box)
 
     async def count_issued_by(self, platform: str, user_id: str, since: datetime) -> int:
         """How many codes the user was issued at or after ``since``."""

@@ -144,6 +144,8 @@ def create_engine(url: str, *, connect_args: Mapping[str, Any] | None = None) ->
     options: dict[str, Any] = {"connect_args": dict(connect_args or {}), "hide_parameters": True}
     if backend == "postgresql":
         options["pool_pre_ping"] = True  # the bot runs for weeks; servers drop idle connections
+    if backend == "sqlite" and _is_plain_file(parsed.database, parsed.query):
+        _create_private_file(Path(str(parsed.database)))
     engine = create_async_engine(parsed, **options)
     if backend == "sqlite":
         event.listen(engine.sync_engine, "connect", _configure_sqlite_connection)
@@ -153,6 +155,29 @@ def create_engine(url: str, *, connect_args: Mapping[str, Any] | None = None) ->
             _SQLITE_RUNNERS[engine] = runner
             event.listen(engine.sync_engine, "engine_disposed", lambda _engine: runner.close())
     return engine
+
+
+def _is_plain_file(database: str | None, query: Mapping[str, Any]) -> bool:
+    """Whether a SQLite URL names a file by path (not memory, not a ``file:`` URI)."""
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return False
+    return not query.get("mode")
+
+
+def _create_private_file(path: Path) -> None:
+    """Create a missing SQLite file readable and writable by its owner only (0600).
+
+    It holds encrypted secrets, but also names, phone numbers and the audit trail. SQLite gives
+    its WAL and shared-memory files the main file's mode, so they are private too. An existing
+    file keeps the mode its operator gave it.
+    """
+    try:
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return
+    except OSError:
+        return  # e.g. a missing directory: SQLite reports it in its own words on first use
+    os.close(descriptor)
 
 
 async def transaction(engine: AsyncEngine, work: Callable[[Connection], T]) -> T:
@@ -375,14 +400,20 @@ def _alembic_config(version_locations: Sequence[str | os.PathLike[str]]) -> Conf
 
 
 async def upgrade(
-    engine: AsyncEngine, version_locations: Sequence[str | os.PathLike[str]] = ()
+    engine: AsyncEngine,
+    version_locations: Sequence[str | os.PathLike[str]] = (),
+    *,
+    attributes: Mapping[str, Any] | None = None,
 ) -> None:
     """Bring the schema to the newest revision of every branch; a no-op when it already is.
 
     Safe to call on every start, also from several processes at once. The whole upgrade is one
     transaction: if a revision fails, none of the upgrade is kept (:class:`MigrationError`).
+    ``attributes`` reach the revisions as ``context.config.attributes`` (e.g. what a revision
+    needs to encrypt existing rows).
     """
     config = _alembic_config(version_locations)
+    config.attributes.update(attributes or {})
     async with engine.connect() as connection:
         await connection.run_sync(_upgrade, config)
 
@@ -394,8 +425,10 @@ def _upgrade(connection: Connection, config: Config) -> None:
         # referenced table would cascade or fail. SQLite ignores this pragma inside a
         # transaction, so it is set before BEGIN and checked with foreign_key_check before COMMIT.
         _sqlite_pragma(connection, "PRAGMA foreign_keys=OFF")
+    before: tuple[str, ...] = ()
     try:
         with connection.begin():
+            before = MigrationContext.configure(connection).get_current_heads()
             if connection.dialect.name == "postgresql":
                 connection.execute(
                     text("SELECT pg_advisory_xact_lock(:lock)"), {"lock": _MIGRATION_LOCK_ID}
@@ -417,9 +450,14 @@ def _upgrade(connection: Connection, config: Config) -> None:
                     raise MigrationError(
                         f"the upgrade would leave rows with dangling foreign keys in {tables}"
                     )
+            after = MigrationContext.configure(connection).get_current_heads()
     finally:
         if sqlite:
             _sqlite_pragma(connection, "PRAGMA foreign_keys=ON")
+    if sqlite and after != before:
+        # A revision may have replaced secrets kept in plain text: copy the new pages over the
+        # old ones in the main file now and empty the WAL, rather than at some later checkpoint.
+        _sqlite_pragma(connection, "PRAGMA wal_checkpoint(TRUNCATE)")
 
 
 def _sqlite_pragma(connection: Connection, statement: str) -> None:

@@ -8,8 +8,16 @@ A stored secret is a text envelope ``v1.<key id>.<base64url(nonce | ciphertext |
 - the associated data ``erm_distributors|<name>|<column>|<key id>`` binds the value to its row and
   column: copied into another distributor or column, it no longer decrypts.
 
-Keys come from ``ERM_BOT_SECRET_KEYS`` (read by the settings, not here), newest first. Rotation:
-put a new key in front, run :meth:`TokenVault.rotate`, then drop the old key.
+Keys come from ``ERM_BOT_SECRET_KEYS`` (read by the settings, not here), newest first, once when a
+process starts: a running process never sees a key change. Rotation across a fleet of replicas
+(README, "Rotating keys"): 1) put the new key in front of the old one on every replica and restart
+them; 2) ``erm-bot keys rotate`` (:meth:`TokenVault.rotate`); 3) drop the old key, restart again.
+An access token is only a cache: one that no longer decrypts (a replica still on the old keys
+wrote it, or its key was dropped) is treated as absent and the distributor signs in again. A
+password that no longer decrypts is an operator error that says which key is missing.
+
+:meth:`SecretBox.fingerprint` is a keyed hash for values that must be recognisable but not
+recoverable (unlock codes in the audit trail).
 
 Nothing here puts a password, a token or a key into a message or a ``repr``.
 """
@@ -19,6 +27,8 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import hmac
+import logging
 import os
 import re
 from collections.abc import Sequence
@@ -27,6 +37,8 @@ from datetime import UTC, datetime
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.hashes import SHA256
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from sqlalchemy import CheckConstraint, Integer, String, Text, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
@@ -37,6 +49,7 @@ from erm.errors import InvalidInputError, UnknownDistributorError, VaultError
 from erm.models import SignInMethod
 
 __all__ = [
+    "FINGERPRINT_PREFIX",
     "DecryptionError",
     "DistributorCredentials",
     "DistributorInfo",
@@ -44,15 +57,25 @@ __all__ = [
     "SecretKeyError",
     "StoredToken",
     "TokenVault",
+    "UnknownKeyError",
+    "code_tail",
 ]
 
+log = logging.getLogger(__name__)
+
 KEYS_VARIABLE = "ERM_BOT_SECRET_KEYS"
+FINGERPRINT_PREFIX = "fp:"
 
 _ENVELOPE_VERSION = "v1"
 _KEY_BYTES = 32
 _NONCE_BYTES = 12
 _TAG_BYTES = 16
 _KEY_ID = re.compile(r"[0-9a-f]{8}")
+_FINGERPRINT_INFO = b"erm-bot value fingerprint v1"
+_FINGERPRINT_HEX = 16  # 64 bits: recognises a value among billions, reveals nothing without the key
+_FINGERPRINT_TAIL = 3
+_MIN_TAIL_SOURCE = 6  # a shorter value shows no tail: three characters would be half of it
+_FINGERPRINT = re.compile(r"fp:([0-9a-f]{8})\.([0-9a-f]{16})")
 _BASE64URL = re.compile(r"[A-Za-z0-9_-]+")
 
 _NAME = re.compile(r"[a-z][a-z0-9_-]{0,31}")
@@ -117,6 +140,7 @@ class SecretBox:
                 " (32 random bytes, URL-safe base64), newest first"
             )
         self._ciphers: dict[str, AESGCM] = {}
+        self._fingerprint_keys: dict[str, bytes] = {}
         positions: dict[str, tuple[int, bytes]] = {}
         for position, key in enumerate(keys, start=1):
             raw = _b64decode(key.strip().rstrip("=")) if isinstance(key, str) else None
@@ -136,6 +160,10 @@ class SecretBox:
                 )
             positions[key_id] = (position, raw)
             self._ciphers[key_id] = AESGCM(raw)
+            # A key of its own for fingerprints (HKDF): a hash never uses the encryption key.
+            self._fingerprint_keys[key_id] = HKDF(
+                algorithm=SHA256(), length=32, salt=None, info=_FINGERPRINT_INFO
+            ).derive(raw)
         self._current = next(iter(self._ciphers))
 
     def __repr__(self) -> str:
@@ -181,6 +209,35 @@ class SecretBox:
         except (InvalidTag, UnicodeDecodeError):
             raise TamperedError() from None
 
+    def knows(self, key_id: str) -> bool:
+        """Whether ``key_id`` is one of the configured keys."""
+        return key_id in self._ciphers
+
+    def fingerprint(self, value: str) -> str:
+        """A keyed hash of ``value`` and its last 3 characters: ``fp:<key id>.<16 hex>·…123``.
+
+        For values that must be recognisable but never usable (an unlock code in the audit
+        trail). HMAC-SHA256 under a key derived from the newest key; the key id is kept with it
+        because rotation changes the newest key, and a fingerprint is never rewritten (audit rows
+        are append-only): :meth:`matches` checks one under whichever configured key made it.
+        Spaces, ``*`` and ``#`` are ignored, so a keypad form and its digits give one fingerprint.
+        """
+        return self._fingerprint(value, self._current)
+
+    def matches(self, value: str, fingerprint: str) -> bool | None:
+        """Whether ``fingerprint`` is that of ``value``; None when its key is not configured."""
+        found = _FINGERPRINT.match(fingerprint)
+        if found is None or found.group(1) not in self._fingerprint_keys:
+            return None
+        expected = self._fingerprint(value, found.group(1))
+        return hmac.compare_digest(expected.encode("utf-8"), fingerprint.encode("utf-8"))
+
+    def _fingerprint(self, value: str, key_id: str) -> str:
+        normal = _fingerprint_normal(value)
+        mac = hmac.new(self._fingerprint_keys[key_id], normal.encode("utf-8"), hashlib.sha256)
+        digest = mac.hexdigest()[:_FINGERPRINT_HEX]
+        return f"{FINGERPRINT_PREFIX}{key_id}.{digest}{code_tail(normal)}"
+
     def key_id(self, envelope: str) -> str:
         """The id of the key ``envelope`` is encrypted under (not checked to be authentic)."""
         return _parse(envelope)[0]
@@ -191,6 +248,19 @@ class SecretBox:
             return self.key_id(envelope) == self._current
         except DecryptionError:
             return False
+
+
+def _fingerprint_normal(value: str) -> str:
+    return "".join(ch for ch in value if ch.isalnum()).upper()
+
+
+def code_tail(value: str) -> str:
+    """``·…`` and the last 3 characters of a value (digits of a code), or ``""`` if it is short:
+    what may be shown of a code to tell it from another without making it usable."""
+    normal = _fingerprint_normal(value)
+    if len(normal) < _MIN_TAIL_SOURCE:
+        return ""
+    return f"·…{normal[-_FINGERPRINT_TAIL:]}"
 
 
 def _associated_data(context: str, key_id: str) -> bytes:
@@ -284,6 +354,11 @@ class TokenVault:
         self._box = box
         self._sessions = async_sessionmaker(engine, expire_on_commit=False)
 
+    @property
+    def box(self) -> SecretBox:
+        """The keys this vault was built with; other stores keep their secrets under them too."""
+        return self._box
+
     async def add_distributor(
         self,
         name: str,
@@ -337,10 +412,28 @@ class TokenVault:
             raise _exists(name) from None
 
     async def credentials(self, name: str) -> DistributorCredentials:
-        """The distributor's email and password, decrypted."""
+        """The distributor's email and password, decrypted.
+
+        A password that does not decrypt is an operator's problem (a key missing from this
+        process's configuration): :class:`VaultError` says which key and what to do.
+        """
         async with self._sessions.begin() as session:
             row = await _existing_row(session, name)
-        password = self._open(row, _PASSWORD, row.password_secret)
+        try:
+            password = self._box.decrypt(
+                row.password_secret, context=_context(row.name, _PASSWORD[0])
+            )
+        except DecryptionError as error:
+            advice = (
+                "add that key after the newest one and restart"
+                if isinstance(error, UnknownKeyError)
+                else "check the keys"
+            )
+            raise VaultError(
+                f"cannot decrypt the password of distributor {row.name!r}: {error}. Fix: {advice},"
+                f" or store the password again with"
+                f" `erm-bot distributor add {row.name} --email EMAIL --replace`"
+            ) from None
         return DistributorCredentials(
             row.name, row.email, row.client_id, password, SignInMethod(row.sign_in)
         )
@@ -393,14 +486,29 @@ class TokenVault:
             row.updated_at = datetime.now(UTC)
 
     async def load_token(self, name: str) -> StoredToken | None:
-        """The stored access token, or None if there is none."""
+        """The stored access token, or None if there is none or it does not decrypt.
+
+        The token is only a cache of a sign-in: one encrypted under a key this process does not
+        hold (another replica still on the old keys saved it during a rotation, or its key was
+        dropped) is a cache miss, and the caller signs in again and saves a fresh one.
+        """
         async with self._sessions.begin() as session:
             row = await _existing_row(session, name)
         if row.token_secret is None:
             return None
         if row.client_id is None:  # ruled out by a CHECK constraint; narrows the type
             raise VaultError(f"the stored token of distributor {row.name!r} has no client id")
-        access_token = self._open(row, _TOKEN, row.token_secret)
+        try:
+            access_token = self._box.decrypt(
+                row.token_secret, context=_context(row.name, _TOKEN[0])
+            )
+        except DecryptionError as error:
+            log.warning(
+                "stored ERM token of distributor %s does not decrypt (%s); signing in again",
+                row.name,
+                error,
+            )
+            return None
         return StoredToken(row.client_id, access_token, row.token_expires_at)
 
     async def clear_token(self, name: str) -> None:
@@ -446,9 +554,15 @@ class TokenVault:
                 password_secret = self._box.encrypt(password, context=_context(name, _PASSWORD[0]))
                 count += 1
             if token_secret is not None and not self._box.is_current(token_secret):
-                token = self._open(row, _TOKEN, token_secret)
-                token_secret = self._box.encrypt(token, context=_context(name, _TOKEN[0]))
-                count += 1
+                try:
+                    token = self._box.decrypt(token_secret, context=_context(name, _TOKEN[0]))
+                except DecryptionError:
+                    # Only a cache (see load_token): dropped, the next use signs in again.
+                    row.token_secret = token_secret = None
+                    row.token_expires_at = None
+                else:
+                    token_secret = self._box.encrypt(token, context=_context(name, _TOKEN[0]))
+                    count += 1
             if count:  # only now that everything decrypted: a failure leaves the row untouched
                 row.password_secret, row.token_secret = password_secret, token_secret
             return count

@@ -46,8 +46,16 @@ from starlette.requests import Request as HttpRequest
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from adapters.bodies import (
+    BadContentLengthError,
+    BodyTooLargeError,
+    bad_length,
+    read_bounded,
+    too_large,
+)
 from adapters.slack.outbound import ChannelPacer, Outbound, ResponseUrls, SlackSendError, Target
 from adapters.slack.render import ACTION_PREFIX, escape, render, respell
+from adapters.slack.workspace import Workspaces, guard
 from bot.approvals import NotifyError
 from bot.context import Click, Identity, Pressed, Reply, Request, Visibility
 from bot.dispatch import Dispatcher
@@ -61,6 +69,9 @@ PLATFORM = "slack"
 UMBRELLA = "erm"  # /erm <anything>: every command, and help
 SLASH_KINDS = ("code", "lookup")  # command kinds with a slash command of their own (the manifest)
 EVENTS_PATH = "/slack/events"
+# Slash commands are a few hundred bytes; a button click carries its whole source message (at
+# most 50 blocks of 3000 characters, form-encoded: about 450 kB at worst), a modal view 250 kB.
+MAX_BODY = 1024 * 1024
 DEFAULT_API_URL = "https://slack.com/api/"
 SIGNATURE_MAX_AGE = 300  # seconds, either way (Slack's replay window)
 CONNECT_TIMEOUT = 30.0  # Socket Mode: give up starting after this
@@ -87,6 +98,8 @@ class SlackConfig:
     signing_secret: str | None = field(default=None, repr=False)
     app_token: str | None = field(default=None, repr=False)  # set: Socket Mode
     api_url: str = DEFAULT_API_URL
+    # Workspaces served (SLACK_TEAM_IDS); empty: the bot token's own, from auth.test.
+    workspaces: Workspaces = field(default_factory=Workspaces)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> SlackConfig:
@@ -98,11 +111,16 @@ class SlackConfig:
         bot_token = secret("slack_bot_token")
         if bot_token is None:
             raise SlackConfigError("SLACK_BOT_TOKEN is not set")
+        try:
+            workspaces = Workspaces.parse(settings.slack_team_ids)
+        except ValueError as exc:
+            raise SlackConfigError(str(exc)) from None
         return cls(
             bot_token=bot_token,
             signing_secret=secret("slack_signing_secret"),
             app_token=secret("slack_app_token"),
             api_url=settings.slack_api_url,
+            workspaces=workspaces,
         )
 
     @property
@@ -236,6 +254,8 @@ class SlackAdapter:
             request_verification_enabled=config.signing_secret is not None,
             process_before_response=True,
         )
+        # First of the app's own middleware: a foreign workspace's request runs nothing.
+        self.app.use(guard(self.workspaces))
         self._register()
 
     # -- WebService --------------------------------------------------------------------------
@@ -298,7 +318,13 @@ class SlackAdapter:
     # -- inbound -----------------------------------------------------------------------------
 
     async def _events(self, request: HttpRequest) -> Response:
-        body = await request.body()
+        # Bounded before the signature can be checked: the signature covers the whole body.
+        try:
+            body = await read_bounded(request, MAX_BODY)
+        except BodyTooLargeError as exc:
+            return too_large(PLATFORM, exc)
+        except BadContentLengthError:
+            return bad_length(PLATFORM)
         ok = verify_signature(
             self.config.signing_secret or "",
             body,
@@ -364,6 +390,13 @@ class SlackAdapter:
             )
 
         return authorize
+
+    async def workspaces(self) -> Workspaces:
+        """The workspaces this bot serves: configured, or the bot token's own (auth.test)."""
+        if self.config.workspaces:
+            return self.config.workspaces
+        data = (await self._auth_test()).data
+        return Workspaces.from_auth(data if isinstance(data, dict) else {})
 
     async def _auth_test(self) -> AsyncSlackResponse:
         """auth.test once per process (bolt needs the bot's identity for every request)."""

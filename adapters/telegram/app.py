@@ -11,15 +11,18 @@ A message is mapped to the core's text (``/code@thisbot days X 30`` -> ``/code d
 after a restart (the core keeps the key in the database). Within one process a redelivery is not
 even answered again.
 
-Group rule: a reply that carries a code (``Reply.private_only``) is never posted to a group. It
-goes to the requester's private chat and the group is told so; when the requester never started a
-private chat with the bot (Telegram answers 403), the group gets a link to start one instead.
+Group rule: a reply that carries a code or that the core declares confidential (an account, the
+user list, the audit trail, approval lists, ``/whoami``: ``Reply.private_only``) is never posted
+to a group, as it is never shown in a Slack channel. It goes to the requester's private chat and
+the group is told so; when the requester never started a private chat with the bot (Telegram
+answers 403), the group gets a link to start one instead.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hmac
+import json
 import logging
 import re
 import secrets
@@ -56,6 +59,13 @@ from telegram.ext import (
 from telegram.request import HTTPXRequest
 from telegram.warnings import PTBDeprecationWarning
 
+from adapters.bodies import (
+    BadContentLengthError,
+    BodyTooLargeError,
+    bad_length,
+    read_bounded,
+    too_large,
+)
 from adapters.logs import bind_request
 from adapters.telegram.config import TelegramConfig
 from adapters.telegram.lock import Leader, polling_lock
@@ -330,10 +340,14 @@ class TelegramAdapter:
         application = self._application
         if application is None or not self._accepting:
             return Response("not running", status_code=503)  # Telegram retries later
-        if int(request.headers.get("content-length") or 0) > MAX_WEBHOOK_BODY:
-            return Response("too large", status_code=413)
         try:
-            data = await request.json()
+            raw = await read_bounded(request, MAX_WEBHOOK_BODY)
+        except BodyTooLargeError as exc:
+            return too_large(PLATFORM, exc)
+        except BadContentLengthError:
+            return bad_length(PLATFORM)
+        try:
+            data = json.loads(raw)
             update = Update.de_json(data, application.bot) if isinstance(data, dict) else None
         except Exception:  # not JSON, or not an Update: PTB raises whatever its parsing hits
             update = None

@@ -50,6 +50,9 @@ async def _admin_distributor(ctx: Context, distributor: str | None) -> str:
 async def grant(ctx: Context, user: Word, role: Word, distributor: Word | None = None) -> Reply:
     """Give a user a role (viewer, agent, supervisor, admin) at a distributor."""
     platform, user_id = _user(user)
+    # A grant to an id that cannot exist on its platform is a typo nobody can use. (Revoking
+    # stays possible for any id: grants made before this check must be removable.)
+    ctx.core.permissions.check_user_id(platform, user_id)
     try:
         wanted = Role.parse(role)
     except ValueError as exc:
@@ -91,7 +94,7 @@ async def users(ctx: Context) -> Reply:
         f"{g.platform}:{g.user_id} — {g.role.label} at {g.distributor}"
         for g in sorted(grants, key=lambda g: (g.distributor, -g.role, g.platform, g.user_id))
     )
-    return Reply(title=f"Users ({len(grants)})", lines=lines)
+    return Reply(title=f"Users ({len(grants)})", lines=lines, confidential=True)
 
 
 @command("audit", role=Role.ADMIN, example="/audit TEST2503000017 20", kind="admin")
@@ -111,9 +114,12 @@ async def audit(ctx: Context, subject: Word | None = None, count: Count = 10) ->
         return Reply(title="No audit entries match.", tone=Tone.INFO)
     lines = tuple(
         f"{r.at:%m-%d %H:%M} {r.platform}:{r.user_id} /{r.command} {r.arguments} → {r.outcome}"
+        + (f" code {r.erm_code_event}" if r.erm_code_event else "")  # a fingerprint, never a code
         for r in records
     )
-    return Reply(title=f"Audit of {ctx.distributor} ({len(records)} newest)", lines=lines)
+    return Reply(
+        title=f"Audit of {ctx.distributor} ({len(records)} newest)", lines=lines, confidential=True
+    )
 
 
 @command("use", role=Role.VIEWER, example="/use acme", per_distributor=False, kind="meta")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from bot.approval_cards import decider, who
 from bot.approvals import (
     POLICY_USAGE,
     Approval,
@@ -43,7 +44,15 @@ async def approvals(ctx: Context) -> Reply:
     lines: list[str] = []
     for a in waiting:
         lines.append(
-            f"{a.id} — {a.what} for {a.item_label} — by {a.requester.label} — {_left(ctx, a)}"
+            f"{a.id} — {a.what} for {a.item_label} — by {who(a.requester)} — {_left(ctx, a)}"
+        )
+    # Supervisors see when their approval chat cannot be reached: the requests they would miss.
+    for chat in await service.unreachable(mine_to_decide):
+        lines.append(
+            f"Approval chat unreachable: {chat.platform} {chat.chat_id} ({chat.distributor}), "
+            f"{chat.waiting} request(s) not shown there"
+            + (f" — {chat.failure}" if chat.failure else "")
+            + ". Add the bot back, or run /approvals here in another chat."
         )
     if own:
         lines.append("Your requests:")
@@ -51,8 +60,8 @@ async def approvals(ctx: Context) -> Reply:
             state = a.status.value
             if a.status is Status.PENDING:
                 state = f"pending, {_left(ctx, a)}"
-            elif a.status in (Status.APPROVED, Status.DENIED) and a.decided_by_name:
-                state += f" by {a.decided_by_name}"
+            elif a.status in (Status.APPROVED, Status.DENIED) and a.decided_by:
+                state += f" by {decider(a)}"
             lines.append(f"{a.id} — {a.what} for {a.item_label} — {state}")
     notes: list[str] = []
     if waiting:
@@ -65,7 +74,10 @@ async def approvals(ctx: Context) -> Reply:
         title = f"Waiting for approval ({len(waiting)})"
     else:
         title = "Your approval requests" if own else "You have no approval requests."
-    return Reply(title=title, lines=tuple(lines), notes=tuple(notes), tone=Tone.INFO)
+    # Who asks for which code on which item is the team's business, not a group's.
+    return Reply(
+        title=title, lines=tuple(lines), notes=tuple(notes), tone=Tone.INFO, confidential=True
+    )
 
 
 @command(

@@ -4,29 +4,24 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 from bot.audit import AuditEntry
-from bot.context import Code, Field, Reply, Tone
+from bot.code_replies import WHAT, ago, code_command, code_reply, code_title, unsettled
+from bot.context import Reply, Tone
 from bot.dispatch import STORAGE_ERRORS, Context
-from bot.errors import PermissionDeniedError
+from bot.errors import BusyError, PermissionDeniedError
+from bot.intents import Intent, IntentState
+from bot.recovery import LOCK_TTL, recover, tell
 from bot.refusals import explain_code_refusal
 from bot.registry import Days, ItemRef, Text, command
 from bot.roles import Role
 from bot.store import IssuedCodeRecord, ItemLock, RecentQuery
-from erm.errors import ErmRejectedError
-from erm.models import CodeType, IssuedCode, Item, keypad_format
-from erm.reconcile import CodeOutcomePendingError, Settlement, Verdict
+from erm.errors import ErmError, ErmRejectedError
+from erm.models import CodeType, IssuedCode, Item
+from erm.reconcile import CodeOutcomePendingError, Verdict
 
 log = logging.getLogger(__name__)
-
-LOCK_TTL = 120.0
-
-_WHAT = {
-    CodeType.DAYS: "adds days of use",
-    CodeType.FREE: "unlocks the device for good",
-    CodeType.RESET: "returns the device to the locked state",
-}
 
 
 @command(
@@ -80,9 +75,9 @@ async def resend(ctx: Context, item: ItemRef) -> Reply:
             notes=(f"See every code ERM made for it with /history {found.oem_item_id}",),
             tone=Tone.INFO,
         )
-    ago = _ago(ctx.now(), last.issued_at)
-    return _code_reply(
-        f"Last code for {found.label}, issued {ago} by {last.issued_by_name}",
+    when = ago(ctx.now(), last.issued_at)
+    return code_reply(
+        f"Last code for {found.label}, issued {when} by {last.issued_by_name}",
         last,
         found,
         notes=("No new code was made.",),
@@ -117,16 +112,13 @@ async def issue(
         distributor, item.id, request.request_key, ttl=LOCK_TTL, wait=30, recent=recent
     ) as lock:
         if lock.recent is not None:
-            already = lock.recent
-            ctx.erm_code = already.code_hex or None
-            ctx.detail = f"already issued at {already.issued_at:%H:%M}; not generated again"
-            return _code_reply(
-                f"Already issued {_ago(ctx.now(), already.issued_at)} by {already.issued_by_name}",
-                already,
-                item,
-                notes=("Same item, same code: add --again to generate a new one.",),
-                tone=Tone.INFO,
-            )
+            return _already(ctx, lock.recent, item)
+        # Committed before the mutation is sent: if this process dies, the next holder of the
+        # lock (or the recovery sweep) finds it and reconciles it against ERM's history.
+        begun = await _begin(ctx, code_type, item, days, note, recent)
+        if isinstance(begun, Reply):
+            return begun
+        intent = begun
         try:
             issued = await ctx.erm.generate_code(
                 distributor,
@@ -134,13 +126,15 @@ async def issue(
                 item.id,
                 days=days,
                 note=note,
-                reference=_reference(request.request_key),
+                reference=intent.reference,
             )
         except CodeOutcomePendingError as exc:
             # ERM may hold a code: the item stays locked while its history is watched, and the
             # outcome reaches the requester privately when it is known.
             codes.keep(lock)
-            ctx.core.background.start(_settle_later(ctx, lock, exc, note), f"settle {item.id}")
+            ctx.core.background.start(
+                _settle_later(ctx, lock, exc, note, intent), f"settle {item.id}"
+            )
             ctx.detail = f"{code_type.value} outcome unknown ({exc.reason}); settling"
             ctx.outcome = "pending"
             return Reply(
@@ -151,15 +145,107 @@ async def issue(
                 ),
                 tone=Tone.WARNING,
             )
-        except ErmRejectedError as exc:
-            ctx.detail = f"refused by ERM: {exc.erm_message}"
-            raise await explain_code_refusal(
-                ctx.erm, distributor, item, code_type, days, exc, ctx.now()
-            ) from exc
-        return await _deliver(ctx, issued, note, lock)
+        except ErmError as exc:
+            # Any other ERM error means nothing was made (erm.errors): the request is over.
+            await _close(ctx, intent, IntentState.REFUSED, lock)
+            if isinstance(exc, ErmRejectedError):
+                ctx.detail = f"refused by ERM: {exc.erm_message}"
+                raise await explain_code_refusal(
+                    ctx.erm, distributor, item, code_type, days, exc, ctx.now()
+                ) from exc
+            raise
+        return await _deliver(ctx, issued, note, lock, intent)
 
 
-async def _deliver(ctx: Context, issued: IssuedCode, note: str | None, lock: ItemLock) -> Reply:
+async def _begin(
+    ctx: Context,
+    code_type: CodeType,
+    item: Item,
+    days: int | None,
+    note: str | None,
+    recent: RecentQuery | None,
+) -> Intent | Reply:
+    """Store this request's intent; first settle any a dead holder of the lock left open.
+
+    Such a request may have made a code: it is recorded for its requester, who is told. If it is
+    the code this request asks for, that code is shown instead of making a second one; if the
+    history cannot say yet, this request is refused rather than risk a second code.
+    """
+    core, request = ctx.core, ctx.request
+    intent = Intent(
+        distributor=ctx.distributor,
+        item_id=item.id,
+        oem_item_id=item.oem_item_id,
+        item_label=item.label,
+        code_type=code_type.value,
+        days=days,
+        note=note,
+        reference=_reference(request.request_key),
+        request_key=request.request_key,
+        approval_id=request.approval_id,
+        command=ctx.command.name,
+        requester_platform=request.identity.platform,
+        requester_user=request.identity.user_id,
+        requester_name=request.identity.label,
+        chat_id=request.chat_id,
+        notify_user=request.identity.user_id,
+        started_at=ctx.now(),
+    )
+    for _ in range(3):  # once more after settling orphans; none can appear while we hold the lock
+        begun = await core.intents.begin(intent)
+        if isinstance(begun, Intent):
+            return begun
+        same: IssuedCodeRecord | None = None
+        for orphan in begun:
+            done = await recover(core, orphan, item=item, patience=core.erm.config.reconcile_quick)
+            if not done.final:
+                ctx.detail = "an earlier request for the item is not settled; refused"
+                raise BusyError(
+                    f"An earlier request for {item.label} may have made a code; "
+                    "ERM's history cannot tell yet.\n"
+                    f"Try again in a minute: {code_command(code_type, item, days)}"
+                )
+            record = done.record
+            if (
+                record is not None
+                and recent is not None
+                and record.code_type == recent.code_type
+                and record.days == recent.days
+                and record.issued_at >= recent.since
+            ):
+                same = record
+        if same is not None:
+            return _already(ctx, same, item)
+    raise BusyError("This item's code requests are busy. Wait a moment, then check /resend.")
+
+
+def _already(ctx: Context, already: IssuedCodeRecord, item: Item) -> Reply:
+    """The duplicate answer: the same code was issued moments ago, shown again."""
+    ctx.erm_code = already.code_dec or None  # the audit keeps its fingerprint
+    ctx.detail = f"already issued at {already.issued_at:%H:%M}; not generated again"
+    return code_reply(
+        f"Already issued {ago(ctx.now(), already.issued_at)} by {already.issued_by_name}",
+        already,
+        item,
+        notes=("Same item, same code: add --again to generate a new one.",),
+        tone=Tone.INFO,
+    )
+
+
+async def _close(ctx: Context, intent: Intent, state: IntentState, lock: ItemLock) -> None:
+    """Close the intent with its outcome and give the item lock back, in one transaction."""
+    try:
+        await ctx.core.intents.close(
+            intent, state, now=ctx.now(), codes=ctx.core.codes, release=lock
+        )
+    except STORAGE_ERRORS:
+        # Left open, the intent is reconciled by the next holder of the lock: nothing is lost.
+        log.warning("a code intent could not be closed", extra={"item": intent.item_id})
+
+
+async def _deliver(
+    ctx: Context, issued: IssuedCode, note: str | None, lock: ItemLock, intent: Intent
+) -> Reply:
     """Record a code ERM made (giving the item lock back) and show it."""
     request, item, code_type, days = ctx.request, issued.item, issued.code_type, issued.days
     record = IssuedCodeRecord(
@@ -181,16 +267,20 @@ async def _deliver(ctx: Context, issued: IssuedCode, note: str | None, lock: Ite
         approval_id=request.approval_id,
     )
     try:
-        await ctx.core.codes.record_issue(record, release=lock)  # and give the lock back
+        # The lock is given back only with the intent closed (below): a crash in between leaves
+        # both for a recovery, which finds this record by its request key.
+        await ctx.core.codes.record_issue(record)
     except STORAGE_ERRORS:
         # ERM made the code: the user must get it even when it cannot be recorded here.
         log.exception("an issued code could not be recorded", extra={"item": item.id})
         recorded = False
     else:
         recorded = True
-    ctx.erm_code = issued.code_hex or None
+    settled = IntentState.OK if issued.reconciled else IntentState.DELIVERED
+    await _close(ctx, intent, settled, lock)
+    ctx.erm_code = issued.code_dec or None  # the audit keeps its fingerprint
     ctx.detail = f"{code_type.value} {days} days issued" if days else f"{code_type.value} issued"
-    notes = [f"It {_WHAT[code_type]}. Type it on the device keypad."]
+    notes = [f"It {WHAT[code_type]}. Type it on the device keypad."]
     if issued.likely:
         ctx.detail += " (likely: found in history without its reference)"
         notes.append(
@@ -202,24 +292,29 @@ async def _deliver(ctx: Context, issued: IssuedCode, note: str | None, lock: Ite
     if not recorded:
         ctx.detail += " (not recorded: database unavailable)"
         notes.append("erm-bot could not record it: /resend will not show it, /history will.")
-    return _code_reply(_title(code_type, days, item), record, item, notes=tuple(notes))
+    return code_reply(code_title(code_type, days, item), record, item, notes=tuple(notes))
 
 
 async def _settle_later(
-    ctx: Context, lock: ItemLock, pending: CodeOutcomePendingError, note: str | None
+    ctx: Context,
+    lock: ItemLock,
+    pending: CodeOutcomePendingError,
+    note: str | None,
+    intent: Intent,
 ) -> None:
     """Watch the history until the outcome is known, then tell the requester and audit it."""
     core = ctx.core
     async with core.codes.holding(lock, ttl=LOCK_TTL):
         settled = await core.erm.settle(pending.pending)
         if settled.code is not None:
-            reply = await _deliver(ctx, settled.code, note, lock)
+            reply = await _deliver(ctx, settled.code, note, lock, intent)
             outcome = "ok"
         else:
-            reply, outcome = _unsettled(settled), "uncertain"
+            reply, outcome = unsettled(settled), "uncertain"
             if settled.verdict is Verdict.NONE:
                 outcome = "not_issued"
             ctx.detail = f"settled: {settled.verdict.value}"
+            await _close(ctx, intent, IntentState(outcome), lock)
     request = ctx.request
     try:
         await core.audit.append(
@@ -241,39 +336,7 @@ async def _settle_later(
         )
     except Exception:
         log.exception("audit of a settled code failed", extra={"item": ctx.item_id})
-    notifier = core.notifiers.get(request.identity.platform)
-    if notifier is None:
-        log.warning("no way to tell the requester how a code request settled")
-        return
-    try:
-        await notifier.send_private(request.identity.user_id, reply)
-    except Exception:
-        log.exception("could not tell the requester how a code request settled")
-
-
-def _unsettled(settled: Settlement) -> Reply:
-    """What to say when the history shows no code for the request (yet)."""
-    item = settled.pending.item
-    if settled.verdict is Verdict.NONE:
-        return Reply(
-            title=f"No code was made for {item.label}.",
-            lines=(
-                "ERM never confirmed it, and its history shows no new code since.",
-                "It is safe to ask again.",
-            ),
-            tone=Tone.WARNING,
-        )
-    if settled.verdict is Verdict.CHANGED and settled.other is not None:
-        when = settled.other.created_at
-        seen = f"a different code at {when:%H:%M} UTC" if when else "a different code"
-        first = f"ERM's history shows {seen}, none like yours."
-    else:
-        first = "ERM's history could not be read to check."
-    return Reply(
-        title=f"ERM never confirmed your code for {item.label}.",
-        lines=(first, f"Check /history {item.oem_item_id} before asking again."),
-        tone=Tone.WARNING,
-    )
+    await tell(core, request.identity.platform, request.identity.user_id, reply)
 
 
 def _supervisors_only(ctx: Context, code_type: CodeType) -> None:
@@ -289,51 +352,6 @@ def _supervisors_only(ctx: Context, code_type: CodeType) -> None:
         )
 
 
-def _title(code_type: CodeType, days: int | None, item: Item) -> str:
-    if code_type is CodeType.DAYS:
-        return f"{days}-day code for {item.label}"
-    return f"{code_type.name.capitalize()} code for {item.label}"
-
-
-def _code_reply(
-    title: str,
-    record: IssuedCodeRecord,
-    item: Item,
-    *,
-    notes: tuple[str, ...] = (),
-    tone: Tone = Tone.OK,
-) -> Reply:
-    fields = [Field("Item", item.label)]
-    if item.client_name or record.client_name:
-        fields.append(Field("Client", item.client_name or record.client_name or ""))
-    kind = CodeType(record.code_type)
-    fields.append(
-        Field("Code", f"{record.days} days" if kind is CodeType.DAYS else kind.name.lower())
-    )
-    if record.note:
-        fields.append(Field("Note", record.note))
-    return Reply(
-        title=title,
-        codes=(Code(keypad_format(record.code_dec), record.code_dec),),
-        fields=tuple(fields),
-        notes=notes,
-        tone=tone,
-    )
-
-
 def _reference(request_key: str) -> str:
     """A short, stable reference for ERM's description, derived from the request key."""
     return hashlib.sha256(request_key.encode()).hexdigest()[:8]
-
-
-def _ago(now: datetime, then: datetime) -> str:
-    seconds = max(0, int((now - then).total_seconds()))
-    if seconds < 60:
-        return "just now"
-    if seconds < 3600:
-        minutes = seconds // 60
-        return f"{minutes} minute{'s' if minutes != 1 else ''} ago"
-    if seconds < 86400:
-        hours = seconds // 3600
-        return f"{hours} hour{'s' if hours != 1 else ''} ago"
-    return f"on {then:%Y-%m-%d %H:%M} UTC"

@@ -50,4 +50,5 @@ async def whoami(ctx: Context) -> Reply:
         fields.append(Field("Default distributor", default))
     if ctx.access.bootstrap_admin:
         fields.append(Field("Bootstrap admin", "yes (ERM_BOT_ADMINS)"))
-    return Reply(title="Who you are to erm-bot", fields=tuple(fields))
+    # Roles and ids tell a group who can make codes: only the asker sees them.
+    return Reply(title="Who you are to erm-bot", fields=tuple(fields), confidential=True)

@@ -5,7 +5,8 @@ from __future__ import annotations
 from bot.context import Button, Field, Reply, Tone
 from bot.dispatch import Context
 from bot.errors import UsageError
-from bot.registry import Count, ItemRef, Text, command
+from bot.masking import masked_code, sees_codes
+from bot.registry import Count, ItemRef, Text, command, number
 from bot.roles import Role
 from erm.models import AssetAccount, CodeEvent, CodeType, FleetPolicy, Item, Page
 from erm.service import MAX_HISTORY
@@ -29,6 +30,9 @@ async def history(ctx: Context, item: ItemRef, count: Count = 5) -> Reply:
         what = "No codes yet" if page == 1 else f"No codes on page {page}"
         return Reply(title=f"{what} for {found.label}{client}.", tone=Tone.INFO)
     notes = ["Newest first. Times in UTC."]
+    whole = sees_codes(ctx.access.role)
+    if not whole:
+        notes.append("Codes are masked for viewers; an agent or supervisor sees them whole.")
     buttons: tuple[Button, ...] = ()
     if len(events) > count * page:
         next_command = f"/history {item} {count} --page {page + 1}"
@@ -38,21 +42,25 @@ async def history(ctx: Context, item: ItemRef, count: Count = 5) -> Reply:
     span = f"{first}-{first + len(shown) - 1}" if page > 1 else f"Last {len(shown)}"
     return Reply(
         title=f"{span} code{'s' if len(shown) != 1 else ''} of {found.label}{client}",
-        lines=tuple(_event_line(e) for e in shown),
+        lines=tuple(_event_line(e, whole=whole) for e in shown),
         notes=tuple(notes),
         buttons=buttons,
         confidential=True,  # past codes are codes too: never shown to a group
     )
 
 
-def _event_line(event: CodeEvent) -> str:
+def _event_line(event: CodeEvent, *, whole: bool) -> str:
     when = f"{event.created_at:%Y-%m-%d %H:%M}" if event.created_at else "?"
     # By type: migrated free and reset events carry the ACP jumps (1096, 2192) as codeDays.
     if event.code_type is CodeType.DAYS:
         kind = f"{event.code_days}d"
     else:
         kind = event.code_type.name.lower() if event.code_type else "?"
-    return f"{when}  {kind:<6} {event.keypad if event.code_dec else '(no code kept)'}"
+    if not event.code_dec:
+        code = "(no code kept)"
+    else:
+        code = event.keypad if whole else masked_code(event.code_dec)
+    return f"{when}  {kind:<6} {code}"
 
 
 @command("fleet", role=Role.VIEWER, example="/fleet Nairobi")
@@ -117,11 +125,13 @@ def _policy_fields(policy: FleetPolicy) -> tuple[Field, ...]:
 async def items(ctx: Context, search: Text | None = None) -> Reply:
     """The distributor's items, 10 a page; optionally only those matching a search."""
     page_number = _page_flag(ctx)
+    # ERM cursors are opaque: page N takes N calls, so it costs N lookups (one counted already).
+    await ctx.charge_lookups(page_number - 1)
     after: str | None = None
     page: Page[Item] = await ctx.erm.client_items(
         ctx.distributor, search=search, page_size=ITEMS_PAGE
     )
-    for _ in range(page_number - 1):  # ERM cursors are opaque: walk to the wanted page
+    for _ in range(page_number - 1):  # walk to the wanted page
         if not page.has_next:
             break
         after = page.end_cursor
@@ -154,9 +164,10 @@ async def items(ctx: Context, search: Text | None = None) -> Reply:
 def _page_flag(ctx: Context, last: int = MAX_PAGE) -> int:
     raw = ctx.flags.get("page", "1")
     text = raw if isinstance(raw, str) else "1"
-    if not text.isdigit() or not 1 <= int(text) <= last:
-        raise UsageError(f"--page must be a number from 1 to {last}.", ctx.command.usage)
-    return int(text)
+    try:
+        return number(text, "--page", 1, last)
+    except ValueError as exc:
+        raise UsageError(f"{exc}.", ctx.command.usage) from None
 
 
 @command("account", role=Role.VIEWER, example="/account TEST2503000017")
@@ -173,6 +184,7 @@ async def account(ctx: Context, item: ItemRef) -> Reply:
             if p.at
         ),
         notes=(f"Account id {found.id}",),
+        confidential=True,  # a client's name, phone and balance: never shown to a group
     )
 
 

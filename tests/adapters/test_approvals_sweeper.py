@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import timedelta
 from typing import Any
 
 from adapters.approvals import ApprovalSweeper
@@ -50,10 +51,13 @@ async def pending_request(stack: Any) -> Channel:
 
 async def test_the_sweeper_posts_a_card_the_channel_missed_once_it_is_back(stack: Any) -> None:
     channel = await pending_request(stack)
-    sweeper = ApprovalSweeper(stack.dispatcher.core, interval=0.05)
+    core = stack.dispatcher.core
+    clock = core.clock
+    core.clock = lambda: clock() + timedelta(minutes=1)  # a failed post waits a minute
+    sweeper = ApprovalSweeper(core, interval=0.05)
 
+    channel.up = True  # before the first round: a round that fails would wait two minutes more
     async with serve_app(create_app([sweeper])):
-        channel.up = True
         async with asyncio.timeout(10):
             while not channel.cards:  # noqa: ASYNC110 - the sweeper's task posts it
                 await asyncio.sleep(0.05)

@@ -21,11 +21,14 @@ import stat
 import sys
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
 import pytest
 
+from bot.audit import AuditEntry, AuditLog
+from bot.store import CodeStore, IssuedCodeRecord
 from erm.db import create_engine
 from erm.errors import VaultError
 from erm.models import SignInMethod
@@ -54,6 +57,19 @@ mutation SignIn($creds: SignInCredentialsInput!) {
   signInClient(signInCredentialsInput: $creds) { _id accessToken email }
 }"""
 
+ISSUED = IssuedCodeRecord(
+    distributor="acme",
+    item_id="65f0c0ffee0000000000000a",
+    item_label="TEST2503000017",
+    code_type="DAYSCODE",
+    days=30,
+    code_dec="024413975593119504641",
+    code_hex="0A1B2C3D",
+    issued_by_platform="console",
+    issued_by_user="admin",
+    issued_by_name="admin",
+    issued_at=datetime(2025, 6, 1, 12, 0, tzinfo=UTC),
+)
 KEYPAD = re.compile(r"\*\d{3}( \d{3}){6}#")
 ANNOUNCED_URL = re.compile(r"http://127\.0\.0\.1:(\d+)/graphql")
 
@@ -682,6 +698,62 @@ async def test_keys_rotate_without_the_old_key_fails_and_changes_nothing(
     async with open_vault(db_path, [key]) as vault:
         assert (await vault.credentials("acme")).password == ACME.password
     assert raw_bytes(db_path) == before
+
+
+async def test_keys_rotate_also_moves_issued_codes_to_the_new_key(
+    configured: Cli, db_path: Path
+) -> None:
+    old, new = SecretBox.generate_key(), SecretBox.generate_key()
+    configured.env["ERM_BOT_SECRET_KEYS"] = old
+    assert (await add_acme(configured)).returncode == 0
+    engine = create_engine(sqlite_url(db_path))
+    try:
+        await CodeStore(engine, box=SecretBox([old])).record_issue(ISSUED)
+    finally:
+        await engine.dispose()
+
+    rotated = await configured("keys", "rotate", env={"ERM_BOT_SECRET_KEYS": f"{new},{old}"})
+
+    assert rotated.returncode == 0, rotated.stderr
+    assert rotated.stdout == (
+        "re-encrypted 3 stored value(s) under the newest key (1 of them issued codes)\n"
+    )
+    engine = create_engine(sqlite_url(db_path))
+    try:
+        found = await CodeStore(engine, box=SecretBox([new])).last_issue("acme", ISSUED.item_id)
+    finally:
+        await engine.dispose()
+    assert found is not None
+    assert found.code_dec == ISSUED.code_dec
+
+
+async def test_audit_export_shows_fingerprints_and_neutralises_formulas(
+    configured: Cli, db_path: Path, key: str
+) -> None:
+    assert (await configured("db", "upgrade")).returncode == 0
+    engine = create_engine(sqlite_url(db_path))
+    try:
+        await AuditLog(engine, box=SecretBox([key])).append(
+            AuditEntry(
+                at=datetime.now(UTC),
+                platform="telegram",
+                user_id="42",
+                user_name='=HYPERLINK("http://evil.test","click")',
+                command="code days",
+                outcome="ok",
+                erm_code_event=ISSUED.code_dec,
+            )
+        )
+    finally:
+        await engine.dispose()
+
+    result = await configured("audit", "export", "--csv")
+
+    assert result.returncode == 0, result.stderr
+    assert "'=HYPERLINK" in result.stdout
+    assert ",=" not in result.stdout
+    assert ISSUED.code_dec not in result.stdout
+    assert re.search(r"fp:[0-9a-f]{8}\.[0-9a-f]{16}·…641", result.stdout)
 
 
 # -- erm-bot db upgrade -------------------------------------------------------------------------

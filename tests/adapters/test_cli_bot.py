@@ -71,7 +71,7 @@ def test_users_grant_list_and_revoke(demo_dir: Path) -> None:
     for user, distributor, message in [
         ("nobody", "acme", "platform:id"),
         ("fax:42", "acme", "unknown platform"),
-        ("slack:U1", "nowhere", "no distributor"),
+        ("slack:U0123ABCD", "nowhere", "no distributor"),  # a possible id (issue 14, item 12)
     ]:
         bad = erm_bot(demo_dir, "users", "grant", user, "agent", distributor, env=env)
         assert bad.returncode == 1

@@ -25,7 +25,12 @@ async def test_tidy_removes_only_what_is_past_its_retention(stack: Any) -> None:
     assert removed["requests"] == 1
     assert removed["buttons"] == len(first.buttons)
     assert removed["rate_windows"] >= 1
-    assert await tidy(core) == {"requests": 0, "rate_windows": 0, "buttons": 0}
+    assert await tidy(core) == {
+        "requests": 0,
+        "rate_windows": 0,
+        "buttons": 0,
+        "code_intents": 0,
+    }
     again = await stack.dispatcher.handle(Request(Identity("console", "ann"), "/items", "new"))
     assert again.buttons  # the newer claim and its buttons are still there
 

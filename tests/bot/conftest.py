@@ -56,10 +56,10 @@ async def make_bot(secret_keys: list[str]) -> AsyncIterator[BotFactory]:
         core = Core(
             erm=service,
             grants=grants,
-            codes=CodeStore(engine),
-            requests=RequestStore(engine),
+            codes=CodeStore(engine, box=vault.box),
+            requests=RequestStore(engine, box=vault.box),
             rate=RateLimiter(engine),
-            audit=AuditLog(engine),
+            audit=AuditLog(engine, box=vault.box),
             permissions=Permissions(grants, vault.names, ()),
             commands=COMMANDS,
             buttons=ButtonStore(engine),

@@ -288,7 +288,8 @@ async def test_a_card_that_could_not_be_posted_is_posted_by_a_later_sweep(abot: 
     assert team.posts == []
     team.down = False
 
-    report = await service(abot).sweep(abot.core.clock())
+    # A failed post waits a minute before the next attempt.
+    report = await service(abot).sweep(abot.core.clock() + timedelta(minutes=1))
 
     assert report.posted == 1
     assert len(team.posts) == 1

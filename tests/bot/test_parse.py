@@ -158,3 +158,119 @@ def test_the_slack_umbrella_word_works_everywhere(text: str) -> None:
 
 def test_the_umbrella_alone_is_help() -> None:
     assert parse("/erm", COMMANDS).command.name == "help"
+
+
+# -- what a person says is what is issued (issue 14, item 3) -------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("typed", "days"),
+    [
+        ("30", 30),
+        ("30d", 30),
+        ("30D", 30),
+        ("30 days", 30),
+        ("1 day", 1),
+        ("30 Days", 30),
+        ("2w", 14),
+        ("2 weeks", 14),
+        ("1 week", 7),
+        ("2 WEEKS", 14),
+    ],
+)
+def test_days_units_that_are_days_or_weeks(typed: str, days: int) -> None:
+    parsed = parse(f"/code days {ITEM} {typed}", COMMANDS)
+    assert parsed.args == {"item": ITEM, "days": days, "note": None}
+
+
+def test_a_unit_word_is_part_of_the_days_not_the_note() -> None:
+    parsed = parse(f"/code days {ITEM} 2 weeks cash 500 --again", COMMANDS)
+    assert parsed.args == {"item": ITEM, "days": 14, "note": "cash 500"}
+    assert parsed.flags == {"again": True}
+
+
+@pytest.mark.parametrize("note", ["m-pesa 500", "an advance", "monthly plan", "daily"])
+def test_a_note_that_is_not_a_unit_stays_the_note(note: str) -> None:
+    parsed = parse(f"/code days {ITEM} 30 {note}", COMMANDS)
+    assert parsed.args == {"item": ITEM, "days": 30, "note": note}
+
+
+def test_a_month_is_refused_with_the_command_to_type_in_days() -> None:
+    with pytest.raises(UsageError) as caught:
+        parse(f"/code days {ITEM} 1 month", COMMANDS)
+    assert str(caught.value) == (f"1 month is not a number of days.\nType: /code days {ITEM} 30")
+
+
+def test_the_command_to_type_keeps_the_note_and_flags() -> None:
+    with pytest.raises(UsageError) as caught:
+        parse(f"/code days {ITEM} 2 Months cash 500 --again", COMMANDS)
+    assert str(caught.value).splitlines() == [
+        "2 months is not a number of days.",
+        f"Type: /code days {ITEM} 60 cash 500 --again",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("typed", "said", "instead"),
+    [
+        ("1mo", "1 month", "30"),
+        ("3 months", "3 months", "90"),
+        ("1 year", "1 year", "365"),
+        ("2y", "2 years", "730"),
+        ("1 yr", "1 year", "365"),
+        ("5 years", "5 years", "1095"),
+        ("3h", "3 hours", "1"),
+        ("12 hours", "12 hours", "1"),
+        ("30 min", "30 minutes", "1"),
+        ("2 fortnights", "2 fortnights", "28"),
+        ("1 mwezi", "1 mwezi", "30"),
+        ("2 semanas", "2 semanas", "14"),
+    ],
+)
+def test_units_that_are_not_days_are_refused(typed: str, said: str, instead: str) -> None:
+    with pytest.raises(UsageError) as caught:
+        parse(f"/code days {ITEM} {typed}", COMMANDS)
+    first, second = str(caught.value).splitlines()
+    assert first.startswith(f"{said} is not a number of days")
+    assert second == f"Type: /code days {ITEM} {instead}"
+
+
+@pytest.mark.parametrize("typed", ["1m", "1 m", "30M"])
+def test_m_is_neither_months_nor_minutes(typed: str) -> None:
+    with pytest.raises(UsageError, match="is not a number of days"):
+        parse(f"/code days {ITEM} {typed}", COMMANDS)
+
+
+@pytest.mark.parametrize("typed", ["1.5", "-3", "30x", "thirty"])
+def test_days_that_are_not_a_whole_number_are_refused(typed: str) -> None:
+    with pytest.raises(UsageError, match="days must be a number like 30, 30d or 2w"):
+        parse(f"/code days {ITEM} {typed}", COMMANDS)
+
+
+def test_weeks_over_the_limit_say_how_many_days_that_is() -> None:
+    with pytest.raises(UsageError, match=r"from 1 to 1095, not 1400 \(200w\)"):
+        parse(f"/code days {ITEM} 200w", COMMANDS)
+
+
+# Superscripts make int() raise; Arabic-Indic, Persian, Devanagari and fullwidth digits make it
+# return a number silently. Only 0-9 are read.
+UNICODE_NUMBERS = ["²", "³⁰", "٣٠", "۳۰", "३०", "\uff13\uff10", "\U0001d7d1\U0001d7ce"]
+
+
+@pytest.mark.parametrize("typed", UNICODE_NUMBERS)
+def test_unicode_digits_in_days_are_a_usage_error(typed: str) -> None:
+    with pytest.raises(UsageError, match="with the digits 0-9"):
+        parse(f"/code days {ITEM} {typed}", COMMANDS)
+
+
+@pytest.mark.parametrize("typed", UNICODE_NUMBERS)
+def test_unicode_digits_in_days_with_a_unit_are_a_usage_error(typed: str) -> None:
+    with pytest.raises(UsageError, match="with the digits 0-9"):
+        parse(f"/code days {ITEM} {typed} days", COMMANDS)
+
+
+@pytest.mark.parametrize("typed", UNICODE_NUMBERS)
+@pytest.mark.parametrize("command", ["/history TEST2503000017", "/audit TEST2503000017"])
+def test_unicode_digits_in_counts_are_a_usage_error(command: str, typed: str) -> None:
+    with pytest.raises(UsageError, match="with the digits 0-9"):
+        parse(f"{command} {typed}", COMMANDS)

@@ -33,7 +33,7 @@ from bot.store import (
 )
 from erm.db import Base
 from erm.errors import UnknownDistributorError
-from erm.vault import TokenVault
+from erm.vault import SecretBox, TokenVault
 
 if TYPE_CHECKING:
     from support import TestDatabase
@@ -91,13 +91,13 @@ def grants(bot_engine: AsyncEngine, distributors: list[str], clock: Clock) -> Gr
 
 
 @pytest.fixture
-def requests(bot_engine: AsyncEngine) -> RequestStore:
-    return RequestStore(bot_engine)
+def requests(bot_engine: AsyncEngine, secret_box: SecretBox) -> RequestStore:
+    return RequestStore(bot_engine, box=secret_box)
 
 
 @pytest.fixture
-def codes(bot_engine: AsyncEngine, clock: Clock) -> CodeStore:
-    return CodeStore(bot_engine, clock=clock, poll_interval=0.01)
+def codes(bot_engine: AsyncEngine, clock: Clock, secret_box: SecretBox) -> CodeStore:
+    return CodeStore(bot_engine, box=secret_box, clock=clock, poll_interval=0.01)
 
 
 @pytest.fixture
@@ -341,9 +341,9 @@ async def test_purge_forgets_claims_older_than_the_cutoff(requests: RequestStore
 
 
 async def test_ten_concurrent_claims_of_one_key_give_exactly_one_new(
-    bot_engine: AsyncEngine, second_engine: AsyncEngine
+    bot_engine: AsyncEngine, second_engine: AsyncEngine, secret_box: SecretBox
 ) -> None:
-    stores = [RequestStore(bot_engine), RequestStore(second_engine)]
+    stores = [RequestStore(bot_engine, box=secret_box), RequestStore(second_engine, box=secret_box)]
 
     claims = await asyncio.gather(
         *(stores[i % 2].claim("telegram:update:99", "fp", now=T0) for i in range(10))
@@ -357,11 +357,11 @@ async def test_ten_concurrent_claims_of_one_key_give_exactly_one_new(
 
 
 async def test_two_holders_of_one_item_take_turns(
-    bot_engine: AsyncEngine, second_engine: AsyncEngine
+    bot_engine: AsyncEngine, second_engine: AsyncEngine, secret_box: SecretBox
 ) -> None:
     first, second = (
-        CodeStore(bot_engine, poll_interval=0.01),
-        CodeStore(second_engine, poll_interval=0.01),
+        CodeStore(bot_engine, box=secret_box, poll_interval=0.01),
+        CodeStore(second_engine, box=secret_box, poll_interval=0.01),
     )
     events: list[str] = []
     first_inside = asyncio.Event()

@@ -446,19 +446,36 @@ async def test_rotation_leaves_an_undecryptable_row_as_it_was(engine: AsyncEngin
     for name in ("acme", "beta"):
         await before.add_distributor(name, f"{name}@example.org", PASSWORD)
         await before.save_token(name, StoredToken(CLIENT_ID, TOKEN, EXPIRES))
-    broken = flip_one_character(str(await stored(engine, "beta", "token_secret")))
-    await overwrite(engine, "beta", "token_secret", broken)
-    beta_password = await stored(engine, "beta", "password_secret")
+    broken = flip_one_character(str(await stored(engine, "beta", "password_secret")))
+    await overwrite(engine, "beta", "password_secret", broken)
+    beta_token = await stored(engine, "beta", "token_secret")
 
-    with pytest.raises(VaultError, match="access token of distributor 'beta'") as raised:
+    with pytest.raises(VaultError, match="password of distributor 'beta'") as raised:
         await TokenVault(engine, SecretBox([new, old])).rotate()
 
-    assert TOKEN not in str(raised.value)
-    assert await stored(engine, "beta", "token_secret") == broken
-    assert await stored(engine, "beta", "password_secret") == beta_password  # not half-rotated
+    assert PASSWORD not in str(raised.value)
+    assert await stored(engine, "beta", "password_secret") == broken
+    assert await stored(engine, "beta", "token_secret") == beta_token  # not half-rotated
     after = TokenVault(engine, SecretBox([new]))
     assert (await after.credentials("acme")).password == PASSWORD  # the others were rotated
     assert await row_count(engine) == 2
+
+
+async def test_rotation_drops_a_token_it_cannot_decrypt(engine: AsyncEngine) -> None:
+    """A token is a cache of a sign-in: one that does not decrypt is dropped, not an error."""
+    old, new = SecretBox.generate_key(), SecretBox.generate_key()
+    before = TokenVault(engine, SecretBox([old]))
+    await before.add_distributor("acme", "acme@example.org", PASSWORD)
+    await before.save_token("acme", StoredToken(CLIENT_ID, TOKEN, EXPIRES))
+    stranger = TokenVault(engine, SecretBox([SecretBox.generate_key()]))
+    await stranger.save_token("acme", StoredToken(CLIENT_ID, TOKEN, EXPIRES))
+
+    assert await TokenVault(engine, SecretBox([new, old])).rotate() == 1
+
+    after = TokenVault(engine, SecretBox([new]))
+    assert await after.load_token("acme") is None
+    assert await stored(engine, "acme", "token_secret") is None
+    assert (await after.credentials("acme")).password == PASSWORD
 
 
 async def test_password_copied_to_another_distributor_does_not_decrypt(
@@ -474,17 +491,34 @@ async def test_password_copied_to_another_distributor_does_not_decrypt(
         await vault.credentials("beta")
 
 
-async def test_password_copied_into_the_token_column_does_not_decrypt(
+async def test_password_copied_into_the_token_column_is_no_token(
     engine: AsyncEngine, vault: TokenVault
 ) -> None:
     await vault.add_distributor("acme", "acme@example.org", PASSWORD)
     await vault.save_token("acme", StoredToken(CLIENT_ID, TOKEN, EXPIRES))
     await overwrite(engine, "acme", "token_secret", await stored(engine, "acme", "password_secret"))
 
-    with pytest.raises(VaultError, match="access token of distributor 'acme'") as raised:
-        await vault.load_token("acme")
+    assert await vault.load_token("acme") is None  # a cache miss: never the password
 
-    assert PASSWORD not in str(raised.value)
+
+@pytest.mark.parametrize("damage", ["other key", "altered", "garbage"])
+async def test_a_token_that_does_not_decrypt_is_a_cache_miss(
+    engine: AsyncEngine, vault: TokenVault, damage: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    await vault.add_distributor("acme", "acme@example.org", PASSWORD)
+    if damage == "other key":
+        stranger = TokenVault(engine, SecretBox([SecretBox.generate_key()]))
+        await stranger.save_token("acme", StoredToken(CLIENT_ID, TOKEN, EXPIRES))
+    else:
+        await vault.save_token("acme", StoredToken(CLIENT_ID, TOKEN, EXPIRES))
+        envelope = str(await stored(engine, "acme", "token_secret"))
+        changed = flip_one_character(envelope) if damage == "altered" else "garbage"
+        await overwrite(engine, "acme", "token_secret", changed)
+
+    assert await vault.load_token("acme") is None
+
+    assert "signing in again" in caplog.text
+    assert TOKEN not in caplog.text
 
 
 async def test_one_changed_character_is_reported_never_decrypted(
@@ -515,7 +549,9 @@ async def test_missing_key_names_the_distributor_and_the_key(
     message = str(raised.value)
     assert message == (
         f"cannot decrypt the password of distributor 'acme': encrypted under key"
-        f" {key_id(secret_keys[0])}, which is not in ERM_BOT_SECRET_KEYS"
+        f" {key_id(secret_keys[0])}, which is not in ERM_BOT_SECRET_KEYS. Fix: add that key"
+        " after the newest one and restart, or store the password again with"
+        " `erm-bot distributor add acme --email EMAIL --replace`"
     )
     assert PASSWORD not in message
     assert secret_keys[0] not in message

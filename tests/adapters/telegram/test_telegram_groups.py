@@ -79,11 +79,11 @@ async def test_a_command_for_another_bot_is_ignored(
     fake.message(AGENT, f"/code@other_bot days {ITEM} 30", group=TEAM)
     fake.message(AGENT, "/weather Nairobi", group=TEAM)  # another bot's command, no @
     fake.message(AGENT, "good morning team", group=TEAM)
-    [marker] = await fake.send(AGENT, f"/whoami@{fake.username}", group=TEAM)
+    [marker] = await fake.send(AGENT, f"/help@{fake.username}", group=TEAM)
 
     assert stack.code_events(ITEM) == before
     assert fake.sent() == [marker]
-    assert marker.chat_id == TEAM.id  # a lookup without a code is answered in the group
+    assert marker.chat_id == TEAM.id  # an answer with nothing private is answered in the group
 
 
 async def test_lookups_in_a_group_are_answered_in_the_group(
@@ -105,16 +105,21 @@ async def test_two_users_in_one_group_each_get_their_own_answer(
     other = type(AGENT)(1099, "Otieno")
     await stack.grant(f"telegram:{AGENT.id}", Role.AGENT)
     await stack.grant(f"telegram:{other.id}", Role.VIEWER)
+    fake.start_private(AGENT)
+    fake.start_private(other)
     await make_adapter(stack.dispatcher, stack.engine)
 
     fake.message(AGENT, "/whoami", group=TEAM)
     fake.message(other, "/whoami", group=TEAM)
-    first, second = await fake.wait_for_messages(2, TEAM.id)
+    await fake.wait_for_messages(2, TEAM.id)
+    [first] = await fake.wait_for_messages(1, AGENT.id)
+    [second] = await fake.wait_for_messages(1, other.id)
 
     assert f"telegram:{AGENT.id}" in first.plain
     assert "agent" in first.plain
     assert f"telegram:{other.id}" in second.plain
     assert "viewer" in second.plain
+    assert all("viewer" not in m.plain for m in fake.sent(TEAM.id))
 
 
 async def test_a_basic_group_works_like_a_supergroup(
