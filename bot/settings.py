@@ -59,11 +59,21 @@ class Settings(BaseSettings):
     erm_bot_ready_timeout: float = Field(3.0, gt=0, le=60)
     # Commands one process works on at once; more wait their turn (after their ack).
     erm_bot_concurrency: int = Field(16, ge=1, le=1024)
+    # ...of them at most this many from one person; the rest wait their turn.
+    erm_bot_per_person: int = Field(3, ge=1, le=1024)
+    # People without a role: requests an hour each, and audit rows an hour for all of them.
+    erm_bot_stranger_requests_per_hour: int = Field(20, ge=1)
+    erm_bot_stranger_audits_per_hour: int = Field(100, ge=1)
+    # /start and /link attempts with a code, per identity an hour: guessing codes stays slow.
+    erm_bot_code_attempts_per_user_hour: int = Field(5, ge=1, le=100)
 
     slack_bot_token: SecretStr | None = None
     slack_signing_secret: SecretStr | None = None
     slack_app_token: SecretStr | None = None  # set for Socket Mode
     slack_api_url: str = "https://slack.com/api/"
+    # Workspaces (T...) or Enterprise Grid orgs (E...) served, comma-separated; empty: only the
+    # bot token's own workspace (auth.test). Requests from any other are refused.
+    slack_team_ids: str = ""
 
     telegram_bot_token: SecretStr | None = None
     telegram_webhook_url: str | None = None  # unset: long polling
@@ -123,6 +133,10 @@ class Settings(BaseSettings):
             invite_hours=self.erm_bot_invite_hours,
             approval_hours=self.erm_bot_approval_hours,
             concurrency=self.erm_bot_concurrency,
+            per_person=self.erm_bot_per_person,
+            stranger_requests_per_hour=self.erm_bot_stranger_requests_per_hour,
+            stranger_audits_per_hour=self.erm_bot_stranger_audits_per_hour,
+            invite_attempts_per_user_hour=self.erm_bot_code_attempts_per_user_hour,
         )
 
     @property
