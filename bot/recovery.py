@@ -177,7 +177,7 @@ async def _close(
                 detail=detail,
                 distributor=intent.distributor,
                 item_id=intent.item_id,
-                erm_code_event=record.code_hex or None if record is not None else None,
+                erm_code_event=record.code_dec or None if record is not None else None,
                 approval_id=intent.approval_id,
                 request_key=intent.request_key,
             )

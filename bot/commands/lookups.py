@@ -158,6 +158,7 @@ async def items(ctx: Context, search: Text | None = None) -> Reply:
         lines=tuple(lines),
         notes=tuple(notes),
         buttons=buttons,
+        confidential=True,  # who owns which device: a client's name is not for a group
     )
 
 
