@@ -5,7 +5,9 @@ takes the item's lock next reconciles it against ERM's history before doing anyt
 next code request for the item (:func:`bot.commands.codes.issue`), or the sweep below, which
 runs at start and in every housekeeping round. The outcome is recorded as a live request would
 have recorded it (the code in the issued codes, so ``/resend`` shows it; an audit row), and the
-requester is told privately.
+requester is told privately. A request run for an approval gets its approval's result recorded
+too, before its intent closes: the approval sweep leaves a run whose intent is open to this
+recovery, so the requester is told once, here.
 
 A verdict is recorded only once it is final: the code was found, or the whole reconcile window
 has passed since the request began. An unreadable history leaves the intent open for a later
@@ -17,6 +19,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
+from bot.approval_cards import ISSUED
 from bot.audit import AuditEntry
 from bot.code_replies import WHAT, code_command, code_reply, code_title, unsettled
 from bot.context import Reply, Tone
@@ -120,8 +123,10 @@ async def recover(
 async def sweep(core: Core) -> dict[str, int]:
     """Recover every open intent whose holder is gone; how many ended each way.
 
-    An intent whose item lock is held (renewed) belongs to a live request and is left alone, as
-    is one whose requester's platform this process cannot message (a process that can will).
+    An intent whose item lock is held is left alone and counted as ``held``: its request may be
+    alive (it renews the lock), or dead with its lock not expired yet, so the caller looks again
+    soon. One whose requester's platform this process cannot message is skipped (a process that
+    can will).
     """
     counts: dict[str, int] = {}
     for intent in await core.intents.open_intents(limit=SWEEP_BATCH):
@@ -143,7 +148,9 @@ async def sweep(core: Core) -> dict[str, int]:
                     continue
                 done = await recover(core, intent)
         except LockBusyError:
-            continue  # its holder lives (or another process is recovering it)
+            # Its holder lives, or died less than LOCK_TTL ago, or another process recovers it.
+            counts["held"] = counts.get("held", 0) + 1
+            continue
         except Exception:
             log.warning("recovering an orphaned code request failed; will retry", exc_info=True)
             counts["failed"] = counts.get("failed", 0) + 1
@@ -161,6 +168,11 @@ async def _close(
 ) -> Recovered:
     """Close the intent with ``outcome``, audit it and tell the requester (once)."""
     now = core.clock()
+    if intent.approval_id is not None and core.approvals is not None:
+        # Before the intent closes: the approval sweep sees the run either still open here (and
+        # leaves it) or finished, never in between. A failure leaves the intent open (retried).
+        result = ISSUED if record is not None else (reply.title or outcome)[:200]
+        await core.approvals.store.record_execution(intent.approval_id, result, now=now)
     if not await core.intents.close(intent, IntentState(outcome), now=now):
         return Recovered(intent, outcome, record)  # someone else closed it, and told them
     detail = f"recovered after a restart: {outcome}"
