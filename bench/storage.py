@@ -24,9 +24,10 @@ from pathlib import Path
 from bench.run import postgres_database
 from bot.approval_store import ApprovalStore
 from bot.audit import AuditEntry, AuditLog
+from bot.context import Identity
+from bot.people import PeopleStore
 from bot.store import (
     CodeStore,
-    GrantStore,
     IssuedCodeRecord,
     RateLimiter,
     RecentQuery,
@@ -50,13 +51,10 @@ async def measure(url: str, n: int) -> dict[str, float]:
     try:
         await migrate(engine)
         box = SecretBox([SecretBox.generate_key()])  # codes and fingerprints cost what they do
-        requests, grants, rate = (
-            RequestStore(engine, box=box),
-            GrantStore(engine),
-            RateLimiter(engine),
-        )
+        requests, rate = RequestStore(engine, box=box), RateLimiter(engine)
         codes, audit = CodeStore(engine, box=box), AuditLog(engine, box=box)
-        policies = ApprovalStore(engine)
+        policies, people = ApprovalStore(engine), PeopleStore(engine)
+        identity = Identity("slack", "UBENCH")
         spent: dict[str, float] = dict.fromkeys(STEPS, 0.0)
 
         @contextmanager
@@ -73,7 +71,7 @@ async def measure(url: str, n: int) -> dict[str, float]:
                     engine,
                     lambda c: (
                         requests.claim_in(c, key, "f" * 64, now),
-                        grants.known_in(c, "slack", "UBENCH"),
+                        people.known_in(c, identity),  # grants of the person, and who
                         rate.hit_in(c, "codes:user", "slack:UBENCH", 10**9, 3600, now),
                         rate.hit_in(c, "codes:dist", "acme", 10**9, 3600, now),
                         policies.policy_in(c, "acme"),

@@ -47,6 +47,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 from bot.cards import INVITE_ALPHABET
 from bot.context import Field, Identity
 from bot.errors import UsageError
+from bot.people import of_person
 from bot.store import (
     _DISTRIBUTOR_NAME,
     BotBase,
@@ -697,7 +698,9 @@ class ApprovalStore:
         now: datetime,
         run_for: timedelta | None = None,
     ) -> bool:
-        """Approve or deny a pending, unexpired request; False when it was not (any more).
+        """Approve or deny a pending, unexpired request; False when it was not (any more), or
+        when ``by`` is the requester's person (linked since the request was made, even if only
+        a moment ago: the caller checked before, this holds it against a link made meanwhile).
 
         ``run_for``: the lease of the approver's process on running the approved request (the
         recovery sweep leaves the request alone until it ends).
@@ -705,12 +708,16 @@ class ApprovalStore:
         now = _aware(now, "now")
         table = self._approvals
         lease = {"run_until": now + run_for} if run_for is not None else {}
+        requester = of_person(
+            table.c.requester_platform, table.c.requester_user, by, since=table.c.created_at
+        )
         statement = (
             update(table)
             .where(
                 table.c.id == approval_id,
                 table.c.status == Status.PENDING.value,
                 table.c.expires_at > now,
+                ~requester,
             )
             .values(
                 status=status.value,
@@ -887,13 +894,13 @@ class ApprovalStore:
     ) -> Usage:
         """What ``requester`` got or is waiting for since ``since``: codes issued (any item), and
         days of days codes for this item, issued or waiting for approval (pending, or approved
-        and not run yet). The one place that says who "the same person" is.
+        and not run yet). "The requester" is their person: every identity linked to them at any
+        moment since ``since`` (:func:`bot.people.of_person`).
         """
         since, now = _aware(since, "since"), _aware(now, "now")
         codes, approvals = self._codes, self._approvals
         issued_by = and_(
-            codes.c.issued_by_platform == requester.platform,
-            codes.c.issued_by_user == requester.user_id,
+            of_person(codes.c.issued_by_platform, codes.c.issued_by_user, requester, since),
             codes.c.issued_at >= since,
         )
         count = select(func.count()).where(issued_by)
@@ -908,8 +915,7 @@ class ApprovalStore:
             and_(approvals.c.status == Status.APPROVED.value, approvals.c.executed_at.is_(None)),
         )
         days_waiting = select(func.coalesce(func.sum(approvals.c.days), 0)).where(
-            approvals.c.requester_platform == requester.platform,
-            approvals.c.requester_user == requester.user_id,
+            of_person(approvals.c.requester_platform, approvals.c.requester_user, requester, since),
             approvals.c.distributor == distributor,
             approvals.c.item_id == item_id,
             approvals.c.code_type == CodeType.DAYS.value,

@@ -406,6 +406,22 @@ class ApprovalService(Delivery):
             raise ApprovalRefusedError(
                 "You asked for this yourself: another supervisor or admin must decide it."
             )
+        # A second identity of the requester is the requester (linked at any moment since the
+        # request: unlinking does not launder it). ApprovalStore.decide holds this too.
+        if await self.core.people.same_person(
+            identity, approval.requester, since=approval.created_at
+        ):
+            await self._audit(
+                approval,
+                "refused",
+                f"self-approval: {identity.key} is linked to {approval.requester.key}",
+                actor=identity,
+                chat_id=chat_id,
+            )
+            raise ApprovalRefusedError(
+                f"You asked for this yourself, as {approval.requester.key} (linked to you): "
+                "another supervisor or admin must decide it."
+            )
         if role is None or role < _APPROVER:
             await self._audit(
                 approval, "refused", "approver without the role", actor=identity, chat_id=chat_id
@@ -414,6 +430,15 @@ class ApprovalService(Delivery):
             raise ApprovalRefusedError(
                 f"Only a supervisor or admin of {approval.distributor} can decide this; {yours}."
             )
+
+    async def _not_decided(
+        self, identity: Identity, approval_id: str, chat_id: str
+    ) -> ApprovalRefusedError:
+        """Why a decision lost its compare-and-set: decided or expired meanwhile, or the decider
+        linked to the requester meanwhile (check_decider raises that refusal)."""
+        approval = await self.load(approval_id)
+        await self.check_decider(identity, approval, chat_id)
+        return await self._too_late(approval)
 
     async def _too_late(self, approval: Approval) -> ApprovalRefusedError:
         """Why a request can no longer be decided (expiring it first when its time is up)."""
@@ -441,7 +466,7 @@ class ApprovalService(Delivery):
         if not await self.store.decide(
             approval.id, Status.APPROVED, by=identity, now=self._now(), run_for=RUN_LEASE
         ):
-            raise await self._too_late(await self.load(approval.id))
+            raise await self._not_decided(identity, approval.id, chat_id)
         approval = await self.load(approval.id)
         self._observe(approval)
         await self._audit(
@@ -510,7 +535,7 @@ class ApprovalService(Delivery):
         if not await self.store.decide(
             approval.id, Status.DENIED, by=identity, reason=cleaned, now=self._now()
         ):
-            raise await self._too_late(await self.load(approval.id))
+            raise await self._not_decided(identity, approval.id, chat_id)
         approval = await self.load(approval.id)
         self._observe(approval)
         await self._audit(
@@ -604,6 +629,14 @@ class ApprovalService(Delivery):
         decided_at = approval.decided_at or approval.created_at
         if state is RunState.NOT_STARTED and now - decided_at > RUN_TRACE_KEPT:
             state = RunState.CUT_OFF
+        if state in (RunState.ISSUED, RunState.CUT_OFF):
+            # Its code request still open (or just settled): bot.recovery settles it from ERM's
+            # history, records the result here and tells the requester. Not twice.
+            open_ = await self.core.intents.open_for(approval.distributor, approval.item_id)
+            if any(i.approval_id == approval.id for i in open_):
+                return False
+            if (await self.load(approval.id)).executed_at is not None:
+                return False
         if state is RunState.ISSUED:
             await self.store.record_execution(approval.id, ISSUED, now=self._now())
             await self._audit(approval, "executed", f"{ISSUED} (found after a restart)")

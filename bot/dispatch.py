@@ -35,6 +35,7 @@ from bot.errors import (
 from bot.fairness import Turns
 from bot.intents import IntentStore
 from bot.parse import Parsed, parse
+from bot.people import PeopleStore
 from bot.permissions import Access, Permissions
 from bot.refusals import SCHEMA_MISMATCH, explain_refusal
 from bot.registry import Command
@@ -118,6 +119,11 @@ class Core:
     def __post_init__(self) -> None:
         self.intents = IntentStore(self.codes.engine)
 
+    @property
+    def people(self) -> PeopleStore:
+        """Who is linked to whom (one person, several chat identities: see bot.people)."""
+        return self.permissions.people
+
 
 @dataclass(slots=True)
 class Context:
@@ -142,6 +148,11 @@ class Context:
     outcome: str = "ok"
     # Set by commands that changed something (a redeemed invite): audited even for a stranger.
     audit_always: bool = False
+    # The key of the requester's person (bot.people): their own key unless linked to others.
+    person: str = ""
+
+    def __post_init__(self) -> None:
+        self.person = self.person or self.request.identity.key
 
     @property
     def distributor(self) -> str:
@@ -160,7 +171,7 @@ class Context:
         """Count ``calls`` more ERM calls against the person's lookup quota, all or none: for a
         command that makes several (walking ERM's pages to ``--page N``); the dispatcher counted
         one already. Raises ``RateLimitedError`` when they do not fit."""
-        core, key = self.core, self.request.identity.key
+        core, key = self.core, self.person
         if calls < 1 or self.request.approval_id is not None:
             return
         limit, now = core.limits.lookups_per_user_minute, core.clock()
@@ -225,6 +236,7 @@ class _Start:
     access: Access | None = None  # the grants allow the command outright
     counted: _Counted | None = None  # ...and its quotas were counted with them
     stranger: strangers.Stranger | None = None  # a person without any role: counted
+    person: str | None = None  # the requester's person (bot.people), read with the grants
 
 
 BUTTON_TTL = timedelta(days=2)
@@ -290,6 +302,8 @@ class Dispatcher:
             return Reply.error(STORAGE_DOWN)
         if start.claim.status is not ClaimStatus.NEW:
             return await self._repeat(request, start.claim)
+        person = start.person or request.identity.key
+        self._turns.learn(request.identity.key, person)
         ctx: Context | None = None
         stranger = start.stranger
         try:
@@ -306,10 +320,12 @@ class Dispatcher:
                 )
                 allowed = access
                 counted = await db.transaction(
-                    self._engine, lambda c: self._count_in(c, request, command, allowed)
+                    self._engine, lambda c: self._count_in(c, request, command, allowed, person)
                 )
             over_quota, policy = self._judge(command, counted)
-            ctx = Context(core, request, command, access, parsed.flags, over_quota, policy)
+            ctx = Context(
+                core, request, command, access, parsed.flags, over_quota, policy, person=person
+            )
             stale = self._stale(request, parsed.command)
             if stale is not None:
                 reply, outcome = stale, "stale"
@@ -359,7 +375,9 @@ class Dispatcher:
                 return None
             if claim.status is not ClaimStatus.NEW:
                 return _Start(claim)
-            known = core.grants.known_in(connection, identity.platform, identity.user_id)
+            # The grants of the requester's person, and who that person is, in one statement.
+            found = core.people.known_in(connection, identity)
+            known, person = found.user, found.person
             stranger = None
             if (known is None or not known.roles) and not self._bootstrap(identity.key):
                 limits = core.limits
@@ -372,15 +390,15 @@ class Dispatcher:
                     now=now,
                 )
                 if not stranger.decision.allowed:
-                    return _Start(claim, known, stranger=stranger)
+                    return _Start(claim, known, stranger=stranger, person=person)
             if parsed is None or known is None:
-                return _Start(claim, known, stranger=stranger)
+                return _Start(claim, known, stranger=stranger, person=person)
             command = parsed.command
             access = core.permissions.allowed(identity, command, parsed.distributor, known)
             if access is None:
-                return _Start(claim, known, stranger=stranger)
-            counted = self._count_in(connection, request, command, access, now)
-            return _Start(claim, known, access, counted, stranger)
+                return _Start(claim, known, stranger=stranger, person=person)
+            counted = self._count_in(connection, request, command, access, person, now)
+            return _Start(claim, known, access, counted, stranger, person)
 
         # The key can vanish between the claim's two statements on PostgreSQL (see claim_in).
         for _ in range(3):
@@ -515,15 +533,17 @@ class Dispatcher:
         request: Request,
         command: Command,
         access: Access,
+        person: str,
         now: datetime | None = None,
     ) -> _Counted:
         """Count the request against its quotas, each in turn up to the first that refuses; for a
-        code command, read the distributor's approval policy too."""
+        code command, read the distributor's approval policy too. Per-user quotas count the
+        person: all of their linked identities together."""
         if request.approval_id is not None:
             return (), None  # a supervisor approved it, quotas included
         limits, rate, approvals = self.core.limits, self.core.rate, self.core.approvals
         now = now or self.core.clock()
-        user = request.identity.key
+        user = person
         checks: list[tuple[str, str, int, int]] = []
         if command.kind == "code":
             checks.append(("codes:user", user, limits.codes_per_user_hour, 3600))

@@ -1,8 +1,11 @@
 """Who may run what, for which distributor.
 
-Roles are granted per (platform, user id) and distributor. Bootstrap admins (``ERM_BOT_ADMINS``)
-are admins of every configured distributor. A user with one distributor never names it; with
-several, ``--dist NAME`` or a default set with ``/use NAME`` picks one.
+Roles are granted per (platform, user id) and distributor; an identity linked to others
+(:mod:`bot.people`) has, at each distributor, the highest role any identity of its person holds.
+Bootstrap admins (``ERM_BOT_ADMINS``) are admins of every configured distributor, as the
+identities the setting names (a link does not make another identity one). A user with one
+distributor never names it; with several, ``--dist NAME`` or a default set with ``/use NAME``
+picks one.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from dataclasses import dataclass
 
 from bot.context import Identity
 from bot.errors import NoAccessError, PermissionDeniedError, UsageError, UserError
+from bot.people import PeopleStore
 from bot.registry import Command
 from bot.roles import Role
 from bot.store import GrantStore, KnownUser
@@ -93,21 +97,31 @@ class Permissions:
         distributors: Callable[[], Awaitable[list[str]]],
         bootstrap_admins: Iterable[str] = (),
         user_ids: Mapping[str, UserIdRule] | None = None,
+        people: PeopleStore | None = None,
     ) -> None:
         self.grants = grants
+        self._people = people
         self._distributors = distributors
         self.bootstrap_admins = frozenset(bootstrap_admins)
         self.user_ids: Mapping[str, UserIdRule] = dict(user_ids or {})
+
+    @property
+    def people(self) -> PeopleStore:
+        """Who is linked to whom, on the grants' database (made on first use)."""
+        if self._people is None:
+            self._people = PeopleStore(self.grants.engine)
+        return self._people
 
     def check_user_id(self, platform: str, user_id: str) -> None:
         """A ``UsageError`` when ``platform:user_id`` cannot exist (see :func:`check_user_id`)."""
         check_user_id(self.user_ids, platform, user_id)
 
     async def roles(self, identity: Identity, known: KnownUser | None = None) -> dict[str, Role]:
+        """The identity's role per distributor (its person's, see the module docstring)."""
         if known is not None:
             roles = known.roles
         else:
-            roles = await self.grants.grants_of(identity.platform, identity.user_id)
+            roles = await self.people.roles_of(identity)
         if identity.key in self.bootstrap_admins:
             everywhere = [*await self._distributors(), *roles]
             roles = dict.fromkeys(everywhere, Role.ADMIN)
@@ -123,7 +137,7 @@ class Permissions:
         """The access this command runs with, or a ``UserError`` saying what is missing.
 
         ``known``: the user's grants when the caller has read them already
-        (:meth:`GrantStore.known_in`, in the dispatcher's first transaction).
+        (:meth:`PeopleStore.known_in`, in the dispatcher's first transaction).
         """
         roles = await self.roles(identity, known)
         bootstrap = identity.key in self.bootstrap_admins

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bot.commands import admin, approvals, codes, help, lookups, onboarding
+from bot.commands import admin, approvals, codes, help, lookups, onboarding, people
 from bot.registry import Command
 
 COMMANDS: tuple[Command, ...] = (
@@ -23,6 +23,8 @@ COMMANDS: tuple[Command, ...] = (
     admin.audit,
     onboarding.invite,
     onboarding.start,
+    people.link,
+    people.unlink,
     approvals.approvals,
     approvals.here,
     approvals.policy,

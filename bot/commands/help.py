@@ -39,13 +39,16 @@ async def help_(ctx: Context, topic: Text | None = None) -> Reply:
 
 @command("whoami", role=Role.VIEWER, example="/whoami", per_distributor=False, kind="meta")
 async def whoami(ctx: Context) -> Reply:
-    """Your identity, roles and distributors."""
+    """Your identity, roles, distributors and linked chat apps."""
     identity = ctx.request.identity
     default = await ctx.core.grants.default_distributor(identity.platform, identity.user_id)
     roles = ", ".join(f"{r.label} at {d}" for d, r in sorted(ctx.access.roles.items())) or "none"
     fields = [Field("You", identity.key), Field("Roles", roles)]
     if identity.name:
         fields.insert(1, Field("Name", identity.name))
+    others = [k for k in await ctx.core.people.identities(ctx.person) if k != identity.key]
+    if others:  # one person: roles above are theirs together (see bot.people)
+        fields.append(Field("Linked with", ", ".join(others)))
     if default:
         fields.append(Field("Default distributor", default))
     if ctx.access.bootstrap_admin:

@@ -18,7 +18,16 @@ ITEM = OPEN_ACP1_OEM_ID
 
 @pytest.mark.parametrize(
     "text",
-    [f"/account {ITEM}", "/items", "/users", f"/audit {ITEM}", "/audit", "/approvals", "/whoami", "/start"],
+    [
+        f"/account {ITEM}",
+        "/items",
+        "/users",
+        f"/audit {ITEM}",
+        "/audit",
+        "/approvals",
+        "/whoami",
+        "/start",
+    ],
 )
 async def test_answers_about_people_and_accounts_are_private_only(bot: Bot, text: str) -> None:
     with_approvals(bot)

@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 import bot.audit  # noqa: F401  (registers the audit table on BotBase.metadata)
 import erm.vault  # noqa: F401  (registers the vault table on Base.metadata)
 from bot.errors import BusyError, UsageError
+from bot.people import LinkRow  # noqa: F401  (registers the link tables on BotBase.metadata)
 from bot.roles import Role
 from bot.store import (
     BOT_MIGRATIONS,

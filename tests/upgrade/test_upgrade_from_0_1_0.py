@@ -1,4 +1,4 @@
-"""A database written by release 0.1.0 upgrades in place with ``erm-bot db upgrade``, losing nothing.
+"""A database written by release 0.1.0 upgrades in place (``erm-bot db upgrade``), losing nothing.
 
 ``release_0_1_0.json`` holds every row that release wrote while it issued days and free codes,
 decided and left approvals, made an invite and kept its audit trail (``make_release_fixture.py``
@@ -17,12 +17,11 @@ import sys
 from collections.abc import AsyncIterator
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
 from alembic import command
-from sqlalchemy import Connection, DateTime, Integer, MetaData, select, text
+from sqlalchemy import Connection, DateTime, Integer, MetaData, func, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 from support import TOKEN_TTL, FakeClock, fresh_postgres_database, make_service
 
@@ -89,13 +88,9 @@ def _lay_release(connection: Connection) -> None:
                 for column in table.primary_key.columns:
                     if not isinstance(column.type, Integer):
                         continue
-                    connection.execute(
-                        text(
-                            "SELECT setval(pg_get_serial_sequence(:t, :c), "
-                            f'(SELECT max("{column.name}") FROM "{table.name}"))'
-                        ),
-                        {"t": table.name, "c": column.name},
-                    )
+                    sequence = func.pg_get_serial_sequence(table.name, column.name)
+                    highest = select(func.max(column)).scalar_subquery()
+                    connection.execute(select(func.setval(sequence, highest)))
 
 
 def _when(value: str | None) -> datetime | None:

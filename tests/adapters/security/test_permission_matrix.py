@@ -48,8 +48,10 @@ MATRIX: dict[str, tuple[str, Role | None]] = {
     "whoami": ("/whoami", Role.VIEWER),
     "users": ("/users", Role.ADMIN),
     "start": ("/start", None),
+    "link": ("/link", None),
+    "unlink": ("/unlink slack:{user}", None),  # one's own identity (linked to nobody here)
 }
-NO_DISTRIBUTOR = frozenset({"help", "whoami", "users", "start"})
+NO_DISTRIBUTOR = frozenset({"help", "whoami", "users", "start", "link", "unlink"})
 CODE_COMMANDS = frozenset({"code days", "code free", "code reset"})
 APPROVABLE = frozenset({"code free", "code reset"})  # an agent's request may await approval
 
@@ -94,7 +96,7 @@ async def test_every_command_is_allowed_or_refused_as_the_matrix_says(
     stranger_row: int | None = None
     for command, (template, _) in MATRIX.items():
         for where in (OWN,) if command in NO_DISTRIBUTOR else (OWN, OTHER):
-            text = template.format(item=ITEMS[where], dist=where)
+            text = template.format(item=ITEMS[where], dist=where, user=user)
             codes_before = stack.code_events(ITEMS[OWN]) + stack.code_events(ITEMS[OTHER])
             answer = await slack_side.ask(text, user_id=user)
             [row] = await audit.recent(limit=1)
