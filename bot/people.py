@@ -32,9 +32,10 @@ new ``/link`` cancels the maker's earlier code. Guessing is slow: 50 random bits
 ``Limits.invite_attempts_per_user_hour`` tries per identity an hour. When a code is used every
 identity of the person is told at once, privately, with the command that undoes it
 (``/unlink ID``), which each identity of the person may run itself, without waiting for an
-admin; an admin of a distributor where the person has a role may run it too. The same reply names
-the maker to whoever types a code, so someone talked into typing another person's code sees whom
-they joined, and can undo it the same way. Every link and unlink is audited (never the code).
+admin; an admin of a distributor where the person has a role may run it too. Roles travel one way only:
+a code is refused when whoever types it holds a role its maker's person does not, so someone
+talked into typing another person's code cannot hand over their own roles (they are told to link
+the other way round), and the reply names the maker, so they see whom they joined. Every link and unlink is audited (never the code).
 """
 
 from __future__ import annotations
@@ -393,6 +394,17 @@ class PeopleStore:
                 raise LinkError(
                     f"{me} is linked to other identities already.\n"
                     f"Unlink it first: /unlink {me}, then send /link CODE again."
+                )
+            mine = self.known_in(connection, identity).user
+            theirs = self.known_in(connection, Identity(*_split(maker))).user
+            held = mine.roles if mine is not None else {}
+            given = theirs.roles if theirs is not None else {}
+            if any(role > given.get(where, 0) for where, role in held.items()):
+                # A code brings its maker's roles to whoever types it, never the other way:
+                # someone talked into typing a stranger's code must not hand over their roles.
+                raise LinkError(
+                    f"{me} holds roles that {maker} does not, so this code cannot link them.\n"
+                    "Link the other way: send /link here, then /link CODE on the other app."
                 )
             claim = update(codes).where(usable).values(used_by=me, used_at=now)
             if not connection.execute(claim).rowcount:

@@ -229,11 +229,24 @@ async def test_a_linked_identity_has_the_roles_of_its_person(bot: Bot) -> None:
 
 async def test_roles_are_the_highest_of_both_identities(bot: Bot) -> None:
     await bot.core.grants.grant("telegram", "42", Role.SUPERVISOR, "acme", "tests")
-    await link(bot, "viewer")
+    code = code_of(await say_as(bot, PHONE, "/link"))
+    linked = await bot.say("viewer", f"/link {code}")
 
     reply = await bot.say("viewer", "/whoami")
 
+    assert linked.title is not None and linked.title.startswith("Linked"), linked.text()
     assert "Roles: supervisor at acme" in reply.text()
+
+
+async def test_a_code_cannot_take_the_roles_of_whoever_types_it(bot: Bot) -> None:
+    """Someone talked into typing a stranger's code keeps their roles to themselves."""
+    code = code_of(await say_as(bot, PHONE, "/link"))  # telegram:42 holds no role
+
+    refused = await bot.say("supervisor", f"/link {code}")
+
+    assert "Link the other way: send /link here" in refused.text()
+    assert "have access" in (await say_as(bot, PHONE, "/whoami")).text()
+    assert "linked" not in (await bot.say("supervisor", "/whoami")).text().lower()
 
 
 async def test_quotas_count_both_identities_together(
@@ -323,7 +336,11 @@ async def _supervisor_with_a_phone_asks(bot: Bot) -> str:
     """console:agent, linked to telegram:42 (a supervisor there), asks for a free code."""
     await bot.say("admin", "/approvals policy supervisors on")
     await bot.core.grants.grant("telegram", "42", Role.SUPERVISOR, "acme", "tests")
-    await link(bot, "agent")
+    # Linked from the phone, which holds the higher role (a code brings roles, never takes).
+    code = code_of(await say_as(bot, PHONE, "/link"))
+    assert (
+        await bot.say("agent", f"/link {code}")
+    ).title == "Linked: telegram:42 and console:agent"
     reply = await bot.say("agent", f"/code free {ITEM} paid off")
     assert (reply.title or "").startswith("Pending"), reply.text()
     return pending_id(reply)

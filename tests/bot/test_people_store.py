@@ -146,15 +146,28 @@ async def test_a_person_has_the_highest_role_of_its_identities_per_distributor(
     await grants.grant("telegram", "42", Role.VIEWER, "beta", "tests")
     assert await people.roles_of(SLACK) == {"acme": Role.AGENT}
 
-    await link(people, SLACK, TELEGRAM)
+    await link(people, TELEGRAM, SLACK)  # from the identity with the higher roles
 
     both = {"acme": Role.SUPERVISOR, "beta": Role.VIEWER}
     assert await people.roles_of(SLACK) == both
     assert await people.roles_of(TELEGRAM) == both
     known = await people.known(SLACK)
-    assert known.person == "slack:U1"
+    assert known.person == "telegram:42"
     assert known.user is not None
     assert known.user.default_read
+
+
+async def test_a_code_never_takes_the_roles_of_whoever_types_it(
+    people: PeopleStore, grants: GrantStore
+) -> None:
+    await grants.grant("telegram", "42", Role.AGENT, "beta", "tests")
+    code = await people.start_link(SLACK, now=NOW)
+
+    with pytest.raises(LinkError, match="holds roles that slack:U1 does not"):
+        await people.redeem(TELEGRAM, code, now=NOW)
+
+    assert await people.roles_of(SLACK) == {}
+    assert await people.person_of(TELEGRAM) == "telegram:42"
 
 
 async def test_an_unlinked_identity_keeps_only_its_own_roles(
