@@ -32,10 +32,12 @@ new ``/link`` cancels the maker's earlier code. Guessing is slow: 50 random bits
 ``Limits.invite_attempts_per_user_hour`` tries per identity an hour. When a code is used every
 identity of the person is told at once, privately, with the command that undoes it
 (``/unlink ID``), which each identity of the person may run itself, without waiting for an
-admin; an admin of a distributor where the person has a role may run it too. Roles travel one way only:
-a code is refused when whoever types it holds a role its maker's person does not, so someone
-talked into typing another person's code cannot hand over their own roles (they are told to link
-the other way round), and the reply names the maker, so they see whom they joined. Every link and unlink is audited (never the code).
+admin; an admin of a distributor where the person has a role may run it too.
+
+Roles travel one way only: a code is refused when whoever types it holds a role its maker's person
+does not, so someone talked into typing another person's code cannot hand over their own roles
+(they are told to link the other way round), and the reply names the maker, so they see whom they
+joined. Every link and unlink is audited (never the code).
 """
 
 from __future__ import annotations

@@ -234,7 +234,7 @@ async def test_roles_are_the_highest_of_both_identities(bot: Bot) -> None:
 
     reply = await bot.say("viewer", "/whoami")
 
-    assert linked.title is not None and linked.title.startswith("Linked"), linked.text()
+    assert (linked.title or "").startswith("Linked"), linked.text()
     assert "Roles: supervisor at acme" in reply.text()
 
 
