@@ -226,17 +226,23 @@ class IntentStore:
         ``release`` (with ``codes``): the item lock, given back in the same transaction, so the
         lock is never free while the intent is open and its holder alive.
         """
-        if state is IntentState.OPEN:
-            raise ValueError("an intent is closed with an outcome, not 'open'")
-        assert intent.id is not None, "only a stored intent can be closed"
-        values = {"p_id": intent.id, "p_state": state.value, "p_now": _aware(now, "now")}
 
         def work(connection: Connection) -> bool:
-            return bool(connection.execute(self._close, values).rowcount == 1)
+            return self.close_in(connection, intent, state, now=now)
 
         if release is None or codes is None:
             return await db.transaction(self._engine, work)
         return await codes.release(release, also=work)
+
+    def close_in(
+        self, connection: Connection, intent: Intent, state: IntentState, *, now: datetime
+    ) -> bool:
+        """:meth:`close` inside a transaction of the caller's (e.g. the one recording the code)."""
+        if state is IntentState.OPEN:
+            raise ValueError("an intent is closed with an outcome, not 'open'")
+        assert intent.id is not None, "only a stored intent can be closed"
+        values = {"p_id": intent.id, "p_state": state.value, "p_now": _aware(now, "now")}
+        return bool(connection.execute(self._close, values).rowcount == 1)
 
     async def purge(self, before: datetime) -> int:
         """Forget intents closed before ``before`` (open ones are kept whatever their age)."""

@@ -1027,11 +1027,16 @@ class CodeStore:
         return await self._newest(statement)
 
     async def record_issue(
-        self, record: IssuedCodeRecord, *, release: ItemLock | None = None
+        self,
+        record: IssuedCodeRecord,
+        *,
+        release: ItemLock | None = None,
+        also: Callable[[Connection], object] | None = None,
     ) -> int:
         """Keep a code the bot issued; returns its row id.
 
         ``release``: the item lock held while issuing it, given back in the same transaction.
+        ``also``: more work for that transaction (closing the code's intent): one commit.
         """
         if record.days is not None and record.days <= 0:
             raise ValueError("days must be positive (or None for a free or reset code)")
@@ -1052,6 +1057,8 @@ class CodeStore:
         def work(connection: Connection) -> int:
             row_id = connection.scalar(self._record, values)
             assert row_id is not None
+            if also is not None:
+                also(connection)
             if release is not None:
                 self._unlock_in(connection, release)
             return int(row_id)

@@ -266,18 +266,22 @@ async def _deliver(
         issued_at=ctx.now(),
         approval_id=request.approval_id,
     )
+    settled = IntentState.OK if issued.reconciled else IntentState.DELIVERED
+    intents, now = ctx.core.intents, ctx.now()
     try:
-        # The lock is given back only with the intent closed (below): a crash in between leaves
-        # both for a recovery, which finds this record by its request key.
-        await ctx.core.codes.record_issue(record)
+        # Recorded, the intent closed and the lock given back in one commit: the lock is never
+        # free while the intent looks unfinished, and a crash before it leaves all three for a
+        # recovery, which finds the code in ERM's history by its reference.
+        await ctx.core.codes.record_issue(
+            record, release=lock, also=lambda c: intents.close_in(c, intent, settled, now=now)
+        )
     except STORAGE_ERRORS:
         # ERM made the code: the user must get it even when it cannot be recorded here.
         log.exception("an issued code could not be recorded", extra={"item": item.id})
         recorded = False
+        await _close(ctx, intent, settled, lock)
     else:
         recorded = True
-    settled = IntentState.OK if issued.reconciled else IntentState.DELIVERED
-    await _close(ctx, intent, settled, lock)
     ctx.erm_code = issued.code_dec or None  # the audit keeps its fingerprint
     ctx.detail = f"{code_type.value} {days} days issued" if days else f"{code_type.value} issued"
     notes = [f"It {WHAT[code_type]}. Type it on the device keypad."]
