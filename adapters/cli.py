@@ -23,12 +23,12 @@ from adapters.console import PLATFORM, Console
 from adapters.logs import configure_from_settings, configure_logging, settings_secrets
 from adapters.platform_ids import USER_IDS
 from adapters.runtime import open_engine, open_runtime
+from adapters.settings import Settings
 from bot.approvals import POLICY_SETTINGS, POLICY_USAGE, ApprovalStore, apply_setting
 from bot.audit import AuditLog
 from bot.errors import UsageError, UserError
 from bot.permissions import check_user_id
 from bot.roles import Role
-from bot.settings import Settings
 from bot.store import CodeStore, GrantStore
 from erm.db import MigrationError
 from erm.errors import ErmError, InvalidInputError, VaultError

@@ -15,9 +15,9 @@ from pydantic import SecretStr
 
 from adapters.console import PLATFORM, Console
 from adapters.runtime import open_runtime
+from adapters.settings import Settings
 from bot.dispatch import Dispatcher
 from bot.roles import Role
-from bot.settings import Settings
 from erm.errors import InvalidInputError
 from erm.sandbox import ACME, OPEN_ACP1_OEM_ID, create_app, seed_state, serve
 from erm.vault import SecretBox

@@ -30,8 +30,8 @@ from adapters.findings import Finding, Status, shown_url
 from adapters.logs import REDACTOR, settings_secrets
 from adapters.runtime import secret_box
 from adapters.serve import ConfigurationError, Platforms, platforms
+from adapters.settings import Settings
 from adapters.web import Schema, schema_state
-from bot.settings import Settings
 from erm.db import create_engine
 from erm.errors import VaultError
 from erm.vault import SecretBox

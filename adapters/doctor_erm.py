@@ -14,8 +14,8 @@ from collections.abc import AsyncIterator
 import httpx
 
 from adapters.findings import Finding, Status, shown_url
+from adapters.settings import Settings
 from adapters.web import erm_check
-from bot.settings import Settings
 from erm.client import ErmClient
 from erm.contract import ContractReport, Outcome, check_contract
 from erm.errors import ErmAuthError, ErmError

@@ -10,6 +10,7 @@ import httpx
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from adapters.platform_ids import USER_IDS
+from adapters.settings import Settings
 from bot import metrics
 from bot.approvals import ApprovalService, ApprovalStore
 from bot.audit import AuditLog
@@ -17,7 +18,6 @@ from bot.cards import ButtonStore, InviteStore
 from bot.commands import COMMANDS
 from bot.dispatch import Core, Dispatcher
 from bot.permissions import Permissions
-from bot.settings import Settings
 from bot.store import CodeStore, GrantStore, RateLimiter, RequestStore, migrate
 from erm.client import ErmClient
 from erm.db import create_engine

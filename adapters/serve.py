@@ -22,11 +22,11 @@ from adapters.approvals import ApprovalSweeper
 from adapters.housekeeping import Housekeeping
 from adapters.logs import bind_request_once
 from adapters.runtime import Runtime, open_runtime
+from adapters.settings import Settings
 from adapters.slack import SlackAdapter, SlackConfig
 from adapters.telegram import TelegramAdapter, TelegramConfig
 from adapters.web import Readiness, WebService, create_app
 from bot.dispatch import Dispatcher
-from bot.settings import Settings
 
 log = logging.getLogger(__name__)
 

@@ -203,8 +203,8 @@ async def _prepare_database(env: dict[str, str], options: Options) -> None:
     different path from the one measured here.
     """
     from adapters.runtime import open_runtime
+    from adapters.settings import Settings
     from bot.roles import Role
-    from bot.settings import Settings
     from bot.store import GrantStore
     from erm.sandbox import ACME
 

@@ -61,7 +61,7 @@ from bot.context import Click, Identity, Pressed, Reply, Request, Visibility
 from bot.dispatch import Dispatcher
 
 if TYPE_CHECKING:
-    from bot.settings import Settings
+    from adapters.settings import Settings
 
 log = logging.getLogger(__name__)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from bot.settings import Settings
+from adapters.settings import Settings
 
 DEFAULT_API_URL = "https://api.telegram.org/bot"
 _SECRET = re.compile(r"[A-Za-z0-9_-]{1,256}")

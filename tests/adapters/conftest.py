@@ -16,9 +16,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from support import TestDatabase
 
 from adapters.runtime import Runtime
+from adapters.settings import Settings
 from bot.dispatch import Dispatcher
 from bot.roles import Role
-from bot.settings import Settings
 from bot.store import migrate
 from erm.client import ErmClient
 from erm.db import create_engine

@@ -26,8 +26,8 @@ from fakes.telegram import FakeTelegram, User
 from support import fresh_postgres_database
 
 from adapters.runtime import open_runtime
+from adapters.settings import Settings
 from bot.roles import Role
-from bot.settings import Settings
 from bot.store import GrantStore
 from erm.sandbox import ACME, create_app, seed_state, serve
 from erm.sandbox.state import SandboxState

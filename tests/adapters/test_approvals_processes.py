@@ -32,9 +32,9 @@ from fakes.slack import SIGNING_SECRET, FakeSlack
 from support import fresh_postgres_database
 
 from adapters.runtime import open_runtime
+from adapters.settings import Settings
 from bot.approvals import ApprovalStore, Status
 from bot.roles import Role
-from bot.settings import Settings
 from bot.store import GrantStore
 from erm.models import keypad_format
 from erm.sandbox import ACME, create_app, seed_state, serve

@@ -19,7 +19,7 @@ from fakes.slack import SIGNING_SECRET, FakeSlack
 from fakes.telegram import FakeTelegram
 
 from adapters.doctor import run_doctor
-from bot.settings import Settings
+from adapters.settings import Settings
 from erm import operations as ops
 from erm.db import create_engine
 from erm.sandbox import ACME, create_app

@@ -23,10 +23,10 @@ from fakes.telegram import FakeTelegram, User
 from adapters.logs import INVITE_MASK, Redactor, configure_logging, settings_secrets
 from adapters.runtime import open_runtime
 from adapters.serve import platform_services, platforms
+from adapters.settings import Settings
 from adapters.telegram.app import SECRET_HEADER
 from adapters.web import create_app
 from bot.roles import Role
-from bot.settings import Settings
 from bot.store import GrantStore
 from erm.models import keypad_format
 from erm.sandbox import ACME, seed_state

@@ -22,12 +22,12 @@ from fakes.telegram import FakeTelegram, User
 from adapters.logs import MASK, Redactor, configure_logging, settings_secrets, want_json
 from adapters.runtime import open_runtime
 from adapters.serve import Platforms, platform_services, platforms
+from adapters.settings import Settings
 from adapters.slack import SlackAdapter, SlackConfig
 from adapters.telegram import TelegramAdapter, TelegramConfig
 from adapters.telegram.app import SECRET_HEADER
 from adapters.web import Readiness, create_app
 from bot.roles import Role
-from bot.settings import Settings
 from bot.store import GrantStore
 from erm.sandbox import ACME, seed_state
 from erm.sandbox import create_app as create_sandbox

@@ -27,10 +27,10 @@ from support import CountingTransport, FakeClock, TestDatabase, make_service
 import erm.sandbox.state as sandbox_state
 from adapters.console import Console
 from adapters.runtime import Runtime
+from adapters.settings import Settings
 from adapters.telegram import TelegramAdapter, TelegramConfig
 from bot.dispatch import Dispatcher
 from bot.roles import Role
-from bot.settings import Settings
 from bot.store import migrate
 from erm.client import ClientConfig, ErmClient
 from erm.sandbox import (

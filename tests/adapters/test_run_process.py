@@ -23,9 +23,9 @@ from fakes.slack import SIGNING_SECRET, FakeSlack, command_form, encode_form, si
 from fakes.telegram import FakeTelegram, User
 
 from adapters.runtime import open_runtime
+from adapters.settings import Settings
 from bot.context import Identity, Reply, Request
 from bot.roles import Role
-from bot.settings import Settings
 from bot.store import GrantStore
 from erm.sandbox import ACME, create_app, seed_state, serve
 from erm.sandbox.seed import OPEN_ACP1_OEM_ID

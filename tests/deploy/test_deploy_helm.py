@@ -20,7 +20,7 @@ import yaml
 from helm_render import Rendered, TemplateError, render_chart
 
 from adapters.serve import SHUTDOWN_GRACE_SECONDS
-from bot.settings import Settings
+from adapters.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "deploy" / "helm" / "erm-bot"

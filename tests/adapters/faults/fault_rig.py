@@ -32,10 +32,10 @@ from sqlalchemy import func, make_url, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from adapters.runtime import Runtime
+from adapters.settings import Settings
 from bot.audit import AuditLog, AuditRecord, AuditRow
 from bot.dispatch import Dispatcher
 from bot.roles import Role
-from bot.settings import Settings
 from bot.store import RequestRow, migrate
 from erm.client import ClientConfig, ErmClient
 from erm.db import create_engine

@@ -23,10 +23,10 @@ from fakes.telegram import FakeTelegram
 from security_rig import WEBHOOK_SECRET, WEBHOOK_SECRET_HEADER, SlackSide, Spy, TelegramSide, rows
 
 from adapters.runtime import open_runtime
+from adapters.settings import Settings
 from adapters.slack.app import MAX_BODY as SLACK_MAX_BODY
 from adapters.telegram.app import MAX_WEBHOOK_BODY
 from bot import metrics
-from bot.settings import Settings
 from erm.sandbox import ACME, create_app, seed_state, serve
 from erm.vault import SecretBox
 

@@ -21,9 +21,9 @@ from fakes.slack import (
 )
 from slack_rig import SlackRig
 
+from adapters.settings import Settings
 from adapters.slack import SlackAdapter, SlackConfig, SlackConfigError
 from adapters.slack.app import verify_signature
-from bot.settings import Settings
 
 
 @pytest.fixture

@@ -14,13 +14,13 @@ import pytest
 from fakes.slack import SIGNING_SECRET, TEAM_ID, FakeSlack, command_form, encode_form, shown
 from slack_rig import Sent, SlackRig
 
+from adapters.settings import Settings
 from adapters.slack import SlackAdapter, SlackConfig
 from adapters.slack.app import SlackConfigError
 from adapters.slack.workspace import REFUSAL, Workspaces
 from adapters.web import create_app
 from bot import metrics
 from bot.roles import Role
-from bot.settings import Settings
 from erm.sandbox import OPEN_ACP1_OEM_ID
 from erm.sandbox.server import serve_app
 

@@ -8,10 +8,10 @@ from typing import Protocol
 from fakes.telegram import Group, User
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from adapters.settings import Settings
 from adapters.telegram import TelegramAdapter
 from bot.dispatch import Dispatcher
 from bot.roles import Role
-from bot.settings import Settings
 from erm.sandbox.state import SandboxState
 
 AGENT = User(1001, "Amina", "amina_k", "Kamau")
