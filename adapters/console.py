@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
-from bot.context import Identity, Reply, Request, Tone
 from bot.dispatch import Dispatcher
+from bot.messages import Identity, Reply, Request, Tone
 
 PLATFORM = "console"
 _BOLD, _CODE, _DIM, _RED, _RESET = "\033[1m", "\033[1;30;43m", "\033[2m", "\033[31m", "\033[0m"

@@ -24,7 +24,7 @@ from pathlib import Path
 from bench.run import postgres_database
 from bot.approval_store import ApprovalStore
 from bot.audit import AuditEntry, AuditLog
-from bot.context import Identity
+from bot.messages import Identity
 from bot.people import PeopleStore
 from bot.store import (
     CodeStore,

@@ -9,7 +9,7 @@ someone is: a Telegram supervisor who calls himself "Dennis (slack:UADMA)" is sh
 from __future__ import annotations
 
 from bot.approval_store import Approval, Status
-from bot.context import Button, Field, Identity, Reply, Tone, Visibility
+from bot.messages import Button, Field, Identity, Reply, Tone, Visibility
 
 ISSUED = "code issued"
 INTERRUPTED = "interrupted"  # the run was cut off (a process died): a code may exist

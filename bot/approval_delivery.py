@@ -20,8 +20,8 @@ from bot.approval_card_store import CardStore, Unreachable, backoff
 from bot.approval_cards import deny_prompt, final_card, pending_card, unreachable_notice
 from bot.approval_store import CARD, REMINDER, Approval, ApprovalStore, Card, Channel, Status
 from bot.audit import AuditEntry
-from bot.context import Identity, Reply, Request
 from bot.errors import BotError
+from bot.messages import Identity, Reply, Request
 
 if TYPE_CHECKING:
     from bot.dispatch import Core

@@ -45,8 +45,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.orm import Mapped, mapped_column
 
 from bot.cards import INVITE_ALPHABET
-from bot.context import Field, Identity
 from bot.errors import UsageError
+from bot.messages import Field, Identity
 from bot.people import of_person
 from bot.store import (
     _DISTRIBUTOR_NAME,

@@ -75,8 +75,8 @@ from bot.approval_store import (
     normalise_id,
     request_fingerprint,
 )
-from bot.context import Identity, Pressed, Reply, Request, Tone, Visibility, visible
 from bot.errors import PermissionDeniedError, UsageError, UserError
+from bot.messages import Identity, Pressed, Reply, Request, Tone, Visibility, visible
 from bot.registry import number as whole_number
 from bot.roles import Role
 from erm.errors import ErmError
@@ -85,8 +85,8 @@ from erm.service import MAX_DAYS
 
 if TYPE_CHECKING:
     from bot.cards import StoredButton
-    from bot.context import Click
     from bot.dispatch import Context, Dispatcher
+    from bot.messages import Click
 
 __all__ = [
     "POLICY_SETTINGS",

@@ -22,7 +22,6 @@ from bot.approvals import ApprovalService, Notifier, Policy, approve_button, den
 from bot.audit import AuditEntry, AuditLog
 from bot.background import Background
 from bot.cards import ButtonStore, InviteStore, StoredButton
-from bot.context import Button, Click, Pressed, Reply, Request, Tone
 from bot.errors import (
     BusyError,
     ErmRefusedError,
@@ -34,6 +33,7 @@ from bot.errors import (
 )
 from bot.fairness import Turns
 from bot.intents import IntentStore
+from bot.messages import Button, Click, Pressed, Reply, Request, Tone
 from bot.parse import Parsed, parse
 from bot.people import PeopleStore
 from bot.permissions import Access, Permissions

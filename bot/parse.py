@@ -13,8 +13,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from bot.context import visible
 from bot.errors import UnknownCommandError, UsageError
+from bot.messages import visible
 from bot.registry import Command, Retype
 
 MAX_TEXT = 1000

@@ -74,8 +74,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.orm import Mapped, mapped_column
 
 from bot.cards import new_invite_code
-from bot.context import Identity
 from bot.errors import UsageError
+from bot.messages import Identity
 from bot.roles import Role
 from bot.store import (
     _PLATFORM_CHECK,

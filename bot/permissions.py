@@ -14,8 +14,8 @@ import re
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 
-from bot.context import Identity
 from bot.errors import NoAccessError, PermissionDeniedError, UsageError, UserError
+from bot.messages import Identity
 from bot.people import PeopleStore
 from bot.registry import Command
 from bot.roles import Role

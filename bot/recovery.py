@@ -22,9 +22,9 @@ from dataclasses import dataclass
 from bot.approval_cards import ISSUED
 from bot.audit import AuditEntry
 from bot.code_replies import WHAT, code_command, code_reply, code_title, unsettled
-from bot.context import Reply, Tone
 from bot.dispatch import Core
 from bot.intents import Intent, IntentState
+from bot.messages import Reply, Tone
 from bot.store import IssuedCodeRecord, LockBusyError
 from erm.errors import ErmError
 from erm.models import CodeType, Item

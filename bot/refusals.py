@@ -24,8 +24,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 
-from bot.context import CONTROLS_TO_SPACES
 from bot.errors import ErmRefusedError
+from bot.messages import CONTROLS_TO_SPACES
 from erm.errors import ErmError, ErmRejectedError
 from erm.models import CodeEvent, CodeType, FleetPolicy, Item
 from erm.service import MAX_DAYS, MAX_HISTORY, MIN_DAYS, ErmService

@@ -57,8 +57,8 @@ from adapters.slack.outbound import ChannelPacer, Outbound, ResponseUrls, SlackS
 from adapters.slack.render import ACTION_PREFIX, escape, render, respell
 from adapters.slack.workspace import Workspaces, guard
 from bot.approvals import NotifyError
-from bot.context import Click, Identity, Pressed, Reply, Request, Visibility
 from bot.dispatch import Dispatcher
+from bot.messages import Click, Identity, Pressed, Reply, Request, Visibility
 
 if TYPE_CHECKING:
     from adapters.settings import Settings

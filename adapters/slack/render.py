@@ -15,7 +15,7 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
-from bot.context import Button, Field, Reply, Tone
+from bot.messages import Button, Field, Reply, Tone
 
 MAX_BLOCKS = 50  # per message
 MAX_SECTION_TEXT = 3000

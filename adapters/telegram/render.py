@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup
 
-from bot.context import Button, Reply, Tone
+from bot.messages import Button, Reply, Tone
 
 MAX_MESSAGE = 4096
 MAX_CALLBACK_DATA = 64  # bytes of UTF-8

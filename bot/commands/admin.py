@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from bot.context import Reply, Tone
 from bot.dispatch import Context
 from bot.errors import PermissionDeniedError, UsageError
+from bot.messages import Reply, Tone
 from bot.registry import Count, Word, command
 from bot.roles import Role
 

@@ -11,9 +11,9 @@ from bot.approvals import (
     apply_setting,
     normalise_id,
 )
-from bot.context import Field, Reply, Tone, Visibility
 from bot.dispatch import Context
 from bot.errors import PermissionDeniedError, UsageError
+from bot.messages import Field, Reply, Tone, Visibility
 from bot.registry import Text, Word, command
 from bot.roles import Role
 

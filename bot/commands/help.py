@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from bot.context import Field, Reply
 from bot.dispatch import Context
 from bot.errors import UnknownCommandError
+from bot.messages import Field, Reply
 from bot.registry import Command, Text, command
 from bot.roles import Role
 

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from bot.context import Button, Field, Reply, Tone
 from bot.dispatch import Context
 from bot.errors import UsageError
 from bot.masking import masked_code, sees_codes
+from bot.messages import Button, Field, Reply, Tone
 from bot.registry import Count, ItemRef, Text, command, number
 from bot.roles import Role
 from erm.models import AssetAccount, CodeEvent, CodeType, FleetPolicy, Item, Page

@@ -5,9 +5,9 @@ from __future__ import annotations
 from datetime import timedelta
 
 from bot.commands.admin import _admin_distributor
-from bot.context import Field, Identity, Reply, Tone
 from bot.dispatch import Context
 from bot.errors import RateLimitedError, UsageError, UserError
+from bot.messages import Field, Identity, Reply, Tone
 from bot.registry import Secret, Word, command
 from bot.roles import Role
 

@@ -10,9 +10,9 @@ from collections.abc import Iterable
 
 from bot.approval_delivery import NotifyError
 from bot.commands.admin import _user
-from bot.context import Field, Identity, Reply, Tone
 from bot.dispatch import Context
 from bot.errors import PermissionDeniedError, RateLimitedError
+from bot.messages import Field, Identity, Reply, Tone
 from bot.people import LINK_TTL
 from bot.registry import Secret, Word, command
 from bot.roles import Role

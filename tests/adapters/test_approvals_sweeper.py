@@ -9,7 +9,7 @@ from typing import Any
 from adapters.approvals import ApprovalSweeper
 from adapters.web import create_app
 from bot.approvals import NotifyError
-from bot.context import Identity, Reply, Request
+from bot.messages import Identity, Reply, Request
 from bot.roles import Role
 from erm.sandbox import OPEN_ACP1_OEM_ID
 from erm.sandbox.server import serve_app

@@ -7,8 +7,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from adapters.housekeeping import Housekeeping, tidy
-from bot.context import Identity, Request
 from bot.dispatch import BUTTON_TTL
+from bot.messages import Identity, Request
 from bot.roles import Role
 
 

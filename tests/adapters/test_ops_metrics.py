@@ -20,7 +20,7 @@ from adapters.slack.outbound import Outbound, SlackSendError
 from adapters.telegram import TelegramAdapter, TelegramConfig
 from adapters.web import create_app
 from bot import metrics
-from bot.context import Identity, Request
+from bot.messages import Identity, Request
 from bot.roles import Role
 from erm.client import ErmClient
 from erm.errors import ErmError, ErmUnavailableError

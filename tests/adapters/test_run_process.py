@@ -24,7 +24,7 @@ from fakes.telegram import FakeTelegram, User
 
 from adapters.runtime import open_runtime
 from adapters.settings import Settings
-from bot.context import Identity, Reply, Request
+from bot.messages import Identity, Reply, Request
 from bot.roles import Role
 from bot.store import GrantStore
 from erm.sandbox import ACME, create_app, seed_state, serve

@@ -8,8 +8,8 @@ from dataclasses import dataclass, field
 from bot_harness import Bot
 
 from bot.approvals import ApprovalService, ApprovalStore, NotifyError
-from bot.context import Reply
 from bot.dispatch import Dispatcher
+from bot.messages import Reply
 
 CHANNEL = "C-approvals"
 """The approval channel the tests set (on platform ``team``'s recording notifier)."""

@@ -12,8 +12,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from support import CountingTransport
 
 from bot.audit import AuditLog
-from bot.context import Identity, Reply, Request
 from bot.dispatch import Core, Dispatcher
+from bot.messages import Identity, Reply, Request
 from bot.roles import Role
 from erm.sandbox import ACME
 from erm.sandbox.state import SandboxState

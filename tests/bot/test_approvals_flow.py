@@ -26,8 +26,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot import metrics
 from bot.approvals import ApprovalRow, ApprovalService, ApprovalStore, Status
-from bot.context import Click, Identity, Tone
 from bot.dispatch import Dispatcher
+from bot.messages import Click, Identity, Tone
 from bot.roles import Role
 from erm.models import keypad_format
 from erm.sandbox import OPEN_ACP1_OEM_ID

@@ -11,9 +11,9 @@ from bot_harness import Bot
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.approvals import Policy, apply_setting
-from bot.context import Identity, Request, Tone
 from bot.dispatch import Limits
 from bot.errors import UsageError
+from bot.messages import Identity, Request, Tone
 from bot.roles import Role
 from erm.sandbox import OPEN_ACP1_OEM_ID
 

@@ -22,7 +22,7 @@ from support import TestDatabase
 from bot import metrics
 from bot.approval_cards import person
 from bot.approvals import ApprovalRow, ApprovalStore, NewApproval, Status
-from bot.context import Click, Identity, Reply, Tone
+from bot.messages import Click, Identity, Reply, Tone
 from bot.roles import Role
 from erm.models import CodeType
 from erm.sandbox import OPEN_ACP1_OEM_ID, OPEN_OPENTOKEN_OEM_ID

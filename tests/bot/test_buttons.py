@@ -8,8 +8,8 @@ from datetime import UTC, datetime, timedelta
 
 from bot_harness import Bot
 
-from bot.context import Click, Identity, Reply, Request
 from bot.dispatch import BUTTON_TTL
+from bot.messages import Click, Identity, Reply, Request
 from erm.sandbox.seed import OPEN_ACP1_OEM_ID
 
 OPAQUE_ID = re.compile(r"^[A-Za-z0-9_-]{1,16}$")

@@ -7,8 +7,8 @@ import pytest
 from bot_harness import Bot
 
 from bot.approvals import Policy, apply_setting
-from bot.context import Tone
 from bot.errors import UsageError
+from bot.messages import Tone
 from erm.sandbox import OPEN_ACP1_OEM_ID
 
 ITEM = OPEN_ACP1_OEM_ID

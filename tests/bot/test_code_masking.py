@@ -13,8 +13,8 @@ import re
 from approval_harness import pending_id, with_approvals, with_channel
 from bot_harness import Bot
 
-from bot.context import Click, Identity, Reply
 from bot.masking import masked_code, sees_codes
+from bot.messages import Click, Identity, Reply
 from bot.roles import Role
 from erm.models import keypad_format
 from erm.sandbox import OPEN_ACP1_OEM_ID

@@ -20,8 +20,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from adapters.console import Console
 from bot.commands import COMMANDS
-from bot.context import Tone
 from bot.dispatch import Dispatcher, Limits
+from bot.messages import Tone
 from bot.registry import Command
 from bot.roles import Role
 from erm.sandbox import OPEN_ACP1_OEM_ID

@@ -10,7 +10,7 @@ import pytest
 from bot_harness import Bot
 
 from adapters.platform_ids import USER_IDS
-from bot.context import Tone
+from bot.messages import Tone
 from bot.roles import Role
 from erm.sandbox import ACME
 

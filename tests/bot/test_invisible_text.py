@@ -7,7 +7,7 @@ import pytest
 from bot_harness import Bot
 
 from bot.commands import COMMANDS
-from bot.context import Identity, visible
+from bot.messages import Identity, visible
 from bot.parse import parse
 from erm.sandbox import OPEN_ACP1_OEM_ID
 

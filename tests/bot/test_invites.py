@@ -9,7 +9,7 @@ import re
 from bot_harness import Bot
 from sqlalchemy import text
 
-from bot.context import Tone
+from bot.messages import Tone
 from bot.roles import Role
 from erm import db
 from erm.sandbox import ACME, SUNBRIGHT

@@ -7,8 +7,8 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from bot.context import Tone
 from bot.dispatch import Limits
+from bot.messages import Tone
 from erm.sandbox import OPEN_ACP1_OEM_ID
 
 BotFactory = Callable[..., Awaitable[Any]]  # tests/bot/conftest.py's make_bot

@@ -26,9 +26,9 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.approvals import NewApproval, Status
-from bot.context import Click, Identity, Reply, Request, Tone
 from bot.dispatch import Limits
 from bot.fairness import Turns
+from bot.messages import Click, Identity, Reply, Request, Tone
 from bot.roles import Role
 from erm import db
 from erm.models import CodeType

@@ -11,7 +11,7 @@ from alembic import command
 from sqlalchemy import Connection, inspect, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from bot.context import Identity
+from bot.messages import Identity
 from bot.people import OWN_CODE, UNKNOWN_CODE, LinkError, PeopleStore
 from bot.roles import Role
 from bot.store import BOT_MIGRATIONS, GrantStore, migrate

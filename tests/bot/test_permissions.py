@@ -14,8 +14,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bot.commands import COMMANDS
-from bot.context import Identity
 from bot.errors import UserError
+from bot.messages import Identity
 from bot.permissions import Access, Permissions
 from bot.roles import Role
 from bot.store import GrantStore, KnownUser

@@ -8,8 +8,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from bot_harness import Bot
 
-from bot.context import Tone
 from bot.errors import ErmRefusedError
+from bot.messages import Tone
 from bot.refusals import (
     Known,
     RefusalKind,

@@ -10,7 +10,7 @@ import pytest
 from approval_harness import with_approvals
 from bot_harness import Bot
 
-from bot.context import Reply, Visibility
+from bot.messages import Reply, Visibility
 from erm.sandbox import OPEN_ACP1_OEM_ID
 
 ITEM = OPEN_ACP1_OEM_ID

@@ -30,8 +30,8 @@ from bot.approvals import ApprovalService
 from bot.audit import AuditLog
 from bot.cards import ButtonStore, InviteStore
 from bot.commands import COMMANDS
-from bot.context import Identity, Reply, Request
 from bot.dispatch import Core, Dispatcher, Limits
+from bot.messages import Identity, Reply, Request
 from bot.permissions import Permissions
 from bot.store import BOT_MIGRATIONS, CodeStore, GrantStore, RateLimiter, RequestStore
 from erm import db

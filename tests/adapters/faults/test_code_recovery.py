@@ -22,9 +22,9 @@ from support import TestDatabase
 
 from adapters.housekeeping import Housekeeping
 from adapters.slack import SlackAdapter, SlackConfig
-from bot.context import Identity, Reply, Request
 from bot.dispatch import Dispatcher
 from bot.intents import Intent
+from bot.messages import Identity, Reply, Request
 from bot.recovery import sweep
 from bot.roles import Role
 from erm.models import CodeType, keypad_format

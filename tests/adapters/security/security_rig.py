@@ -17,8 +17,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from adapters.slack import SlackAdapter
 from bot.audit import AuditRow
 from bot.cards import ButtonRow
-from bot.context import Click, Pressed, Reply, Request
 from bot.dispatch import Dispatcher
+from bot.messages import Click, Pressed, Reply, Request
 from bot.store import IssuedCodeRow, RequestRow
 
 WEBHOOK_SECRET = "security-suite-webhook-secret"

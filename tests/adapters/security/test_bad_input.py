@@ -17,7 +17,7 @@ from fakes.telegram import User, parse_html
 from security_rig import TELEGRAM_AGENT, SlackSide, TelegramSide, rows, settle
 
 from bot.audit import AuditLog
-from bot.context import visible
+from bot.messages import visible
 from bot.roles import Role
 from erm.models import keypad_format
 from erm.sandbox import OPEN_ACP1_OEM_ID

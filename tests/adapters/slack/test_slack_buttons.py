@@ -16,7 +16,7 @@ from slack_rig import SlackRig, buttons
 
 from adapters.slack.outbound import Target
 from adapters.slack.render import render
-from bot.context import Code, Identity, Pressed, Reply, Request, Visibility
+from bot.messages import Code, Identity, Pressed, Reply, Request, Visibility
 from erm.sandbox import OPEN_ACP1_OEM_ID
 
 ITEM = OPEN_ACP1_OEM_ID

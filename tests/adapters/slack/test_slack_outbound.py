@@ -14,7 +14,7 @@ from slack_rig import SlackRig
 from adapters.slack import SlackAdapter, SlackConfig, SlackSendError, SlackStartError
 from adapters.slack.outbound import ResponseUrls, Target
 from adapters.slack.render import render
-from bot.context import Reply, Visibility
+from bot.messages import Reply, Visibility
 from erm.sandbox import OPEN_ACP1_OEM_ID
 
 MESSAGE = render(Reply(title="Hello", lines=("one", "two")))

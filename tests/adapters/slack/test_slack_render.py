@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from adapters.slack.render import MAX_BLOCKS, escape, render, render_blocks, respell
-from bot.context import Button, Code, Field, Reply, Tone
+from bot.messages import Button, Code, Field, Reply, Tone
 
 
 def kinds(blocks: list[dict[str, Any]]) -> list[str]:

@@ -8,7 +8,7 @@ import pytest
 from fakes.telegram import FakeTelegram, SentMessage, User
 from telegram_rig import AGENT, TEAM, AdapterFactory, StackLike
 
-from bot.context import Click, Pressed
+from bot.messages import Click, Pressed
 from bot.roles import Role
 from erm.sandbox.seed import OPEN_OPENTOKEN_OEM_ID
 

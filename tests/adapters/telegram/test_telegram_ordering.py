@@ -13,7 +13,7 @@ from telegram import Update
 from telegram_rig import AdapterFactory, StackLike
 
 from adapters.telegram.ordering import ChatOrderedProcessor, chat_key
-from bot.context import Reply, Request
+from bot.messages import Reply, Request
 from bot.roles import Role
 from erm.sandbox.seed import OPEN_ACP1_OEM_ID
 

@@ -10,7 +10,7 @@ from telegram_rig import AGENT, STRANGER, AdapterFactory, StackLike
 
 from adapters.telegram.render import MAX_MESSAGE, render
 from bot.commands import COMMANDS
-from bot.context import Reply, Request
+from bot.messages import Reply, Request
 from bot.registry import Command
 from bot.roles import Role
 from erm.sandbox.seed import OPEN_ACP1_OEM_ID, OPEN_OPENTOKEN_OEM_ID

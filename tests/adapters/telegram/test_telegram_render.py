@@ -20,7 +20,7 @@ from adapters.telegram.render import (
     render,
 )
 from bot.commands import COMMANDS
-from bot.context import Button, Code, Field, Reply, Tone
+from bot.messages import Button, Code, Field, Reply, Tone
 
 NASTY = "<b>Mama & Sons</b> <script>alert(1)</script> a<b &amp; x>y ._-!()[]{}*~`#+=|"
 

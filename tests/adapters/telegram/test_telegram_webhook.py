@@ -12,7 +12,7 @@ from telegram_rig import AGENT, AdapterFactory, StackLike
 from adapters.settings import Settings
 from adapters.telegram import TelegramConfig
 from adapters.web import create_app
-from bot.context import Reply, Request
+from bot.messages import Reply, Request
 from bot.roles import Role
 from erm.sandbox.seed import OPEN_OPENTOKEN_OEM_ID
 from erm.sandbox.server import serve_app
