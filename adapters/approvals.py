@@ -3,7 +3,7 @@
 It runs on a timer in every bot process, the first round at start (so a restart finishes what the
 process before it left).
 
-:meth:`bot.approvals.ApprovalService.sweep` does the work; every step of it is a compare-and-set in
+:meth:`bot.approvals.runs.Runs.sweep` does the work; every step of it is a compare-and-set in
 the database, so several processes sweeping at once expire, remind and post each thing once. It
 starts after the platform adapters (the app's lifespan starts services in order), so their
 notifiers are registered by the first round.
@@ -14,7 +14,8 @@ from __future__ import annotations
 import logging
 
 from adapters.housekeeping import Periodic
-from bot.dispatch import Core
+from bot.approvals.service import service_of
+from bot.core import Core
 
 log = logging.getLogger(__name__)
 
@@ -40,10 +41,9 @@ class ApprovalSweeper(Periodic):
             log.warning("approval sweep failed; will retry", exc_info=True)
 
     async def run_once(self) -> None:
-        approvals = self.core.approvals
-        if approvals is None:
+        if self.core.approvals is None:
             return
-        report = await approvals.sweep(self.core.clock())
+        report = await service_of(self.core).sweep(self.core.clock())
         if report.expired or report.reminded or report.posted or report.settled or report.recovered:
             log.info(
                 "approval sweep: %d expired, %d reminded, %d cards posted, %d cards settled, "

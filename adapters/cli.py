@@ -24,7 +24,8 @@ from adapters.logs import configure_from_settings, configure_logging, settings_s
 from adapters.platform_ids import USER_IDS
 from adapters.runtime import open_engine, open_runtime
 from adapters.settings import Settings
-from bot.approvals import POLICY_SETTINGS, POLICY_USAGE, ApprovalStore, apply_setting
+from bot.approval_store import ApprovalStore
+from bot.approvals.policy import POLICY_SETTINGS, POLICY_USAGE, apply_setting
 from bot.audit import AuditLog
 from bot.errors import UsageError, UserError
 from bot.permissions import check_user_id

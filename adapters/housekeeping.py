@@ -18,7 +18,7 @@ from datetime import timedelta
 from starlette.routing import BaseRoute
 
 from bot import recovery
-from bot.dispatch import Core
+from bot.core import Core
 
 log = logging.getLogger(__name__)
 

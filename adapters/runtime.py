@@ -12,11 +12,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from adapters.platform_ids import USER_IDS
 from adapters.settings import Settings
 from bot import metrics
-from bot.approvals import ApprovalService, ApprovalStore
+from bot.approval_store import ApprovalStore
+from bot.approvals.service import ApprovalService
 from bot.audit import AuditLog
 from bot.cards import ButtonStore, InviteStore
 from bot.commands import COMMANDS
-from bot.dispatch import Core, Dispatcher
+from bot.core import Core
+from bot.dispatch import Dispatcher
 from bot.permissions import Permissions
 from bot.store import CodeStore, GrantStore, RateLimiter, RequestStore, migrate
 from erm.client import ErmClient

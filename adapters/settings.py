@@ -10,7 +10,7 @@ from typing import Literal
 from pydantic import Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from bot.dispatch import Limits
+from bot.core import Limits
 from bot.permissions import parse_admins
 from erm.client import PRODUCTION_URL, ClientConfig
 from erm.db import default_database_url

@@ -1,207 +1,36 @@
 """Dispatcher: request key -> parse -> authorize -> limit -> run -> audit -> Reply.
 
-It holds the one error policy: user errors are shown verbatim, ERM errors in plain words, anything
-else is logged with its traceback and shown as a short incident id. Every request gets a reply
-and an audit row; a request key seen before returns the stored reply and runs nothing.
+Every request gets a reply and an audit row; a request key seen before returns the stored reply
+and runs nothing. Failures are answered by the one error policy of :mod:`bot.replies`.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
-import secrets
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime, timedelta
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
 
 from sqlalchemy import Connection
-from sqlalchemy.exc import SQLAlchemyError
 
-from bot import metrics, strangers
-from bot.approvals import ApprovalService, Notifier, Policy, approve_button, deny_button
-from bot.audit import AuditEntry, AuditLog
-from bot.background import Background
-from bot.cards import ButtonStore, InviteStore, StoredButton
-from bot.errors import (
-    BusyError,
-    ErmRefusedError,
-    NoAccessError,
-    PermissionDeniedError,
-    RateLimitedError,
-    UsageError,
-    UserError,
-)
+from bot import metrics, replies, strangers
+from bot.approval_store import Policy
+from bot.approvals.actions import APPROVAL_ACTIONS
+from bot.audit import AuditEntry
+from bot.buttons import CORE_ACTIONS, ButtonActions, Press
+from bot.core import Context, Core, slow_down
+from bot.errors import BusyError
 from bot.fairness import Turns
-from bot.intents import IntentStore
-from bot.messages import Button, Click, Pressed, Reply, Request, Tone
+from bot.messages import Action, Button, Click, Pressed, Reply, Request, Style, Tone
 from bot.parse import Parsed, parse
-from bot.people import PeopleStore
-from bot.permissions import Access, Permissions
-from bot.refusals import SCHEMA_MISMATCH, explain_refusal
+from bot.permissions import Access
 from bot.registry import Command
-from bot.store import (
-    Claim,
-    ClaimStatus,
-    CodeStore,
-    GrantStore,
-    KnownUser,
-    RateDecision,
-    RateLimiter,
-    RequestStore,
-)
+from bot.replies import STORAGE_DOWN, STORAGE_ERRORS
+from bot.store import Claim, ClaimStatus, KnownUser, RateDecision
 from erm import db
-from erm.errors import (
-    ErmAuthError,
-    ErmError,
-    ErmRejectedError,
-    ErmSchemaError,
-    ErmUnavailableError,
-    InvalidInputError,
-    UncertainOutcomeError,
-    UnknownDistributorError,
-    VaultError,
-)
-from erm.service import ErmService
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True, slots=True)
-class Limits:
-    """Abuse limits; kept in the database so they hold across processes."""
-
-    duplicate_window_minutes: int = 10
-    codes_per_user_hour: int = 30
-    codes_per_distributor_hour: int = 500
-    lookups_per_user_minute: int = 60
-    stale_minutes: int = 10  # code commands sent longer ago than this ask for confirmation
-    invite_hours: int = 24
-    approval_hours: int = 24  # a pending approval request expires after this (reminder at half)
-    # Requests and button presses worked on at once; more wait their turn (see Dispatcher).
-    concurrency: int = 16
-    # ...of them at most this many from one person, so one person's burst cannot take every turn.
-    per_person: int = 3
-    # People without any role: requests an hour per identity, and audit rows an hour for all of
-    # them together (see bot.strangers).
-    stranger_requests_per_hour: int = 20
-    stranger_audits_per_hour: int = 100
-    # /start with an invite code, per identity: guessing codes is slow.
-    invite_attempts_per_user_hour: int = 5
-
-
-@dataclass(slots=True)
-class Core:
-    """Everything a command may use."""
-
-    erm: ErmService
-    grants: GrantStore
-    codes: CodeStore
-    requests: RequestStore
-    rate: RateLimiter
-    audit: AuditLog
-    permissions: Permissions
-    commands: tuple[Command, ...]
-    buttons: ButtonStore
-    invites: InviteStore
-    limits: Limits = field(default_factory=Limits)
-    clock: Callable[[], datetime] = lambda: datetime.now(UTC)
-    # platform -> invite link template with "{code}" (a Telegram deep link); adapters set it.
-    deep_links: dict[str, str] = field(default_factory=dict)
-    # Approval requests (None: no approval flow; free and reset codes are then supervisors' only).
-    approvals: ApprovalService | None = None
-    # platform -> how to post cards and private messages there; each adapter sets its own at start.
-    notifiers: dict[str, Notifier] = field(default_factory=dict)
-    # Work that outlives a request (settling a code whose answer was lost).
-    background: Background = field(default_factory=Background)
-    # Code requests in flight, on the codes' database (see bot.intents).
-    intents: IntentStore = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.intents = IntentStore(self.codes.engine)
-
-    @property
-    def people(self) -> PeopleStore:
-        """Who is linked to whom (one person, several chat identities: see bot.people)."""
-        return self.permissions.people
-
-
-@dataclass(slots=True)
-class Context:
-    """One running command: who, for which distributor, with which flags."""
-
-    core: Core
-    request: Request
-    command: Command
-    access: Access
-    flags: dict[str, str | bool]
-    # Set by the dispatcher: why a code command over a quota goes to approval instead of refused.
-    over_quota: str | None = None
-    # Set by the dispatcher for code commands: the distributor's approval policy, read with the
-    # rate limits (one transaction fewer).
-    policy: Policy | None = None
-    # Filled in by commands for the audit row.
-    item_id: str | None = None
-    erm_code: str | None = None
-    detail: str = ""
-    approval_id: str | None = None
-    # How the request ended, when it returned a reply: "pending" when its outcome comes later.
-    outcome: str = "ok"
-    # Set by commands that changed something (a redeemed invite): audited even for a stranger.
-    audit_always: bool = False
-    # The key of the requester's person (bot.people): their own key unless linked to others.
-    person: str = ""
-
-    def __post_init__(self) -> None:
-        self.person = self.person or self.request.identity.key
-
-    @property
-    def distributor(self) -> str:
-        if self.access.distributor is None:
-            raise UsageError(f"/{self.command.name} needs a distributor: add --dist NAME.")
-        return self.access.distributor
-
-    @property
-    def erm(self) -> ErmService:
-        return self.core.erm
-
-    def now(self) -> datetime:
-        return self.core.clock()
-
-    async def charge_lookups(self, calls: int) -> None:
-        """Count ``calls`` more ERM calls against the person's lookup quota, all or none: for a
-        command that makes several (walking ERM's pages to ``--page N``); the dispatcher counted
-        one already. Raises ``RateLimitedError`` when they do not fit."""
-        core, key = self.core, self.person
-        if calls < 1 or self.request.approval_id is not None:
-            return
-        limit, now = core.limits.lookups_per_user_minute, core.clock()
-
-        def work(connection: Connection) -> None:
-            for _ in range(calls):
-                decision = core.rate.hit_in(connection, "lookups:user", key, limit, 60, now)
-                if not decision.allowed:
-                    raise _OverQuotaError(decision)  # rolls back the hits counted before it
-
-        try:
-            await db.transaction(core.rate.engine, work)
-        except _OverQuotaError as over:
-            raise slow_down("you", limit, "lookups", 60, over.decision.retry_after) from None
-
-
-class _OverQuotaError(Exception):
-    def __init__(self, decision: RateDecision) -> None:
-        super().__init__("over quota")
-        self.decision = decision
-
-
-def slow_down(who: str, limit: int, what: str, window: int, retry_after: float) -> RateLimitedError:
-    """The refusal of a request over a quota: who reached what, and when to try again."""
-    wait = max(1, round(retry_after))
-    when = f"{wait} s" if wait < 120 else f"{round(wait / 60)} min"
-    per = "hour" if window == 3600 else "minute"
-    return RateLimitedError(
-        f"Slow down: {who} reached {limit} {what} per {per}. Try again in {when}.", retry_after
-    )
 
 
 def fingerprint(request: Request) -> str:
@@ -210,19 +39,6 @@ def fingerprint(request: Request) -> str:
     return hashlib.sha256(raw).hexdigest()
 
 
-# What a store call raises when the database is unreachable: SQLAlchemy's errors, or the driver's
-# own socket errors (asyncpg's refused connection comes through unwrapped). Only around calls that
-# touch nothing but the database: ERM and chat platforms raise OSErrors too.
-STORAGE_ERRORS = (SQLAlchemyError, OSError)
-STORAGE_DOWN = (
-    "erm-bot cannot reach its database right now, so nothing was done. Try again in a minute."
-)
-STORAGE_LOST = (
-    "erm-bot lost its database while working on this. Try again in a minute; "
-    "for a code, check /resend and /history first"
-)
-
-ButtonAction = Callable[["Dispatcher", Click, StoredButton], Awaitable[Pressed]]
 # Rate-limit decisions (scope, key, limit, window, decision), and the approval policy.
 _Counted = tuple[tuple[tuple[str, str, int, int, RateDecision], ...], Policy | None]
 
@@ -267,13 +83,7 @@ class Dispatcher:
             for store in (core.grants, core.rate, core.audit, core.buttons)
         ):
             raise ValueError("the dispatcher's stores must share one database engine")
-        self.button_actions: dict[str, ButtonAction] = {
-            "run": _run_button,
-            "confirm": _confirm_button,
-            "cancel": _cancel_button,
-            "approve": approve_button,
-            "deny": deny_button,
-        }
+        self.button_actions = ButtonActions(CORE_ACTIONS, APPROVAL_ACTIONS)
         if core.approvals is not None:
             core.approvals.bind(core, self._handle)
 
@@ -332,22 +142,8 @@ class Dispatcher:
             else:
                 reply = await parsed.command.handler(ctx, **parsed.args)
                 outcome = ctx.outcome
-        except UserError as exc:
-            reply, outcome = Reply.error(str(exc), tone=Tone.WARNING), _outcome(exc)
-        except ErmError as exc:
-            reply, outcome = _erm_reply(exc), "erm_error"
-        except SQLAlchemyError:  # not OSError here: a command's own network calls raise those too
-            incident = secrets.token_hex(3)
-            log.exception("command failed: database unavailable", extra={"incident": incident})
-            reply, outcome = Reply.error(f"{STORAGE_LOST} (incident {incident})"), "error"
-        except Exception:
-            incident = secrets.token_hex(3)
-            log.exception("command failed", extra={"incident": incident})
-            reply = Reply.error(
-                f"Something went wrong on our side (incident {incident}). "
-                "An admin can look it up in the logs."
-            )
-            outcome = "error"
+        except Exception as exc:
+            reply, outcome = replies.failure(log, exc)
         entry = self._audit_entry(request, parsed, ctx, outcome, reply)
         metrics.record_command(entry, parsed.command if parsed else None)
         # A stranger's refusals are sampled, not all audited: the log cannot be trimmed.
@@ -478,8 +274,8 @@ class Dispatcher:
             lines=(text,),
             notes=("Nothing has been issued yet.",),
             buttons=(
-                Button("Confirm", "confirm", text, "primary"),
-                Button("Cancel", "cancel", text, "danger"),
+                Button("Confirm", Action.CONFIRM, text, Style.PRIMARY),
+                Button("Cancel", Action.CANCEL, text, Style.DANGER),
             ),
             tone=Tone.WARNING,
         )
@@ -497,15 +293,9 @@ class Dispatcher:
             action = self.button_actions.get(stored.action)
             if action is None:
                 return Pressed(notice="This button no longer works. Run the command again.")
-            return await action(self, click, stored)
-        except UserError as exc:
-            return Pressed(notice=str(exc))
-        except ErmError as exc:
-            return Pressed(reply=_erm_reply(exc))
-        except Exception:
-            incident = secrets.token_hex(3)
-            log.exception("button failed", extra={"incident": incident})
-            return Pressed(notice=f"Something went wrong on our side (incident {incident}).")
+            return await action(Press(self.core, click, stored, self._handle))
+        except Exception as exc:
+            return replies.pressed_failure(log, exc)
 
     async def _repeat(self, request: Request, claim: Claim) -> Reply:
         if claim.status is ClaimStatus.DONE and claim.reply is not None:
@@ -616,68 +406,6 @@ class Dispatcher:
             log.exception("audit append failed", extra={"request_key": entry.request_key})
 
 
-def _as_request(click: Click, text: str, key: str, *, confirmed: bool = False) -> Request:
-    return Request(
-        click.identity,
-        text,
-        request_key=key,
-        chat_id=click.chat_id,
-        private_chat=click.private_chat,
-        confirmed=confirmed,
-    )
-
-
-async def _run_button(dispatcher: Dispatcher, click: Click, stored: StoredButton) -> Pressed:
-    """Run the stored command as the presser (with their permissions): paging and the like.
-
-    The presser's own card is replaced by the answer (unless the answer is private and the card
-    is not); anyone else gets the answer as a new message.
-    """
-    request = _as_request(click, str(stored.payload["value"]), click.request_key)
-    reply = await dispatcher._handle(request)  # within the press's turn
-    private_card = bool(stored.payload.get("private"))
-    if stored.owner == click.identity.key and (private_card or not reply.private_only):
-        return Pressed(card=reply)
-    return Pressed(reply=reply)
-
-
-async def _owner_decides(
-    dispatcher: Dispatcher, click: Click, stored: StoredButton, decision: str
-) -> Pressed | None:
-    """Decide the card for its owner; a ``Pressed`` refusal when someone else or too late."""
-    if stored.owner != click.identity.key:
-        return Pressed(notice="Only the person who sent this command can answer it.")
-    core = dispatcher.core
-    outcome = await core.buttons.decide(
-        stored.card, decision, by=click.identity.label, now=core.clock()
-    )
-    if not outcome.won:
-        return Pressed(
-            notice=f"Already {outcome.decision} at {outcome.decided_at:%H:%M} UTC.",
-        )
-    return None
-
-
-async def _confirm_button(dispatcher: Dispatcher, click: Click, stored: StoredButton) -> Pressed:
-    refused = await _owner_decides(dispatcher, click, stored, "confirmed")
-    if refused is not None:
-        return refused
-    text = str(stored.payload["value"])
-    # The card id makes the key: however the confirmation is delivered, it runs once.
-    request = _as_request(click, text, f"confirm:{stored.card}", confirmed=True)
-    reply = await dispatcher._handle(request)  # within the press's turn
-    card = Reply(title=f"Confirmed: {text}", tone=Tone.INFO)
-    return Pressed(reply=reply, card=card)
-
-
-async def _cancel_button(dispatcher: Dispatcher, click: Click, stored: StoredButton) -> Pressed:
-    refused = await _owner_decides(dispatcher, click, stored, "cancelled")
-    if refused is not None:
-        return refused
-    text = str(stored.payload["value"])
-    return Pressed(card=Reply(title=f"Cancelled: {text}", lines=("Nothing was issued.",)))
-
-
 def _button_specs(reply: Reply) -> list[tuple[str, dict[str, object]]]:
     """What each button of the reply does, to be kept server-side (see :class:`ButtonStore`)."""
     # "private": the card itself went to its owner only, so private answers may replace it
@@ -694,44 +422,3 @@ def _audit_arguments(parsed: Parsed) -> str:
     parts: list[str] = [f"{k}={v}" for k, v in parsed.audited_args.items() if v is not None]
     parts += [f"--{k}" if v is True else f"--{k}={v}" for k, v in parsed.flags.items()]
     return " ".join(parts)[:500]
-
-
-def _outcome(exc: UserError) -> str:
-    if isinstance(exc, PermissionDeniedError | NoAccessError):
-        return "denied"
-    if isinstance(exc, RateLimitedError):
-        return "rate_limited"
-    if isinstance(exc, BusyError):
-        return "busy"
-    if isinstance(exc, ErmRefusedError):
-        return "refused"
-    return "invalid"
-
-
-def _erm_reply(exc: ErmError) -> Reply:
-    """ERM failures in plain words; none of these messages carries a secret."""
-    message: str
-    if isinstance(exc, InvalidInputError | UnknownDistributorError):
-        return Reply.error(str(exc), tone=Tone.WARNING)
-    if isinstance(exc, ErmRejectedError):
-        return Reply.error(str(explain_refusal(exc)), tone=Tone.WARNING)
-    if isinstance(exc, UncertainOutcomeError):
-        message = (
-            "ERM did not confirm the code and its history does not show it yet.\n"
-            "Do not try again yet: look at /history for the item in a few minutes to see "
-            "whether a code was created."
-        )
-    elif isinstance(exc, ErmSchemaError):
-        message = "\n".join(SCHEMA_MISMATCH)
-    elif isinstance(exc, ErmAuthError):
-        message = (
-            "erm-bot could not sign in to ERM for this distributor.\n"
-            "An admin must update its credentials (erm-bot distributor add NAME --replace)."
-        )
-    elif isinstance(exc, VaultError):
-        message = f"Stored credentials cannot be used: {exc}"
-    elif isinstance(exc, ErmUnavailableError):
-        message = f"ERM is not answering right now: {exc}"
-    else:
-        message = f"ERM error: {exc}"
-    return Reply.error(message)

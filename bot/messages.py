@@ -113,6 +113,22 @@ class Code:
     label: str = ""
 
 
+class Action(enum.StrEnum):
+    """What a pressed button does (the registry of :mod:`bot.buttons` maps each to its code)."""
+
+    RUN = "run"  # run the stored command as the presser (paging, "Older")
+    CONFIRM = "confirm"  # run a stale code command after all
+    CANCEL = "cancel"  # ...or not
+    APPROVE = "approve"  # an approval card's buttons
+    DENY = "deny"
+
+
+class Style(enum.StrEnum):
+    DEFAULT = "default"
+    PRIMARY = "primary"
+    DANGER = "danger"
+
+
 @dataclass(frozen=True, slots=True)
 class Button:
     """A button. Commands put what it does in ``value`` (e.g. the command to run); the dispatcher
@@ -120,9 +136,9 @@ class Button:
     characters) in its place, so it fits Telegram's 64-byte ``callback_data``."""
 
     label: str
-    action: str
+    action: Action
     value: str
-    style: str = "default"  # default | primary | danger
+    style: Style = Style.DEFAULT
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,7 +202,12 @@ class Reply:
             fields=tuple(Field(**f) for f in data.get("fields") or ()),
             codes=tuple(Code(**c) for c in data.get("codes") or ()),
             notes=tuple(data.get("notes") or ()),
-            buttons=tuple(Button(**b) for b in data.get("buttons") or ()),
+            buttons=tuple(
+                Button(
+                    b["label"], Action(b["action"]), b["value"], Style(b.get("style") or "default")
+                )
+                for b in data.get("buttons") or ()
+            ),
             visibility=Visibility(data.get("visibility") or Visibility.PRIVATE),
             tone=Tone(data.get("tone") or Tone.OK),
             confidential=bool(data.get("confidential")),

@@ -19,10 +19,10 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from bot.approval_cards import ISSUED
+from bot.approvals.cards import ISSUED
 from bot.audit import AuditEntry
 from bot.code_replies import WHAT, code_command, code_reply, code_title, unsettled
-from bot.dispatch import Core
+from bot.core import Core
 from bot.intents import Intent, IntentState
 from bot.messages import Reply, Tone
 from bot.store import IssuedCodeRecord, LockBusyError

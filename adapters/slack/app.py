@@ -56,9 +56,9 @@ from adapters.bodies import (
 from adapters.slack.outbound import ChannelPacer, Outbound, ResponseUrls, SlackSendError, Target
 from adapters.slack.render import ACTION_PREFIX, escape, render, respell
 from adapters.slack.workspace import Workspaces, guard
-from bot.approvals import NotifyError
 from bot.dispatch import Dispatcher
 from bot.messages import Click, Identity, Pressed, Reply, Request, Visibility
+from bot.ports import NotifyError
 
 if TYPE_CHECKING:
     from adapters.settings import Settings

@@ -73,9 +73,9 @@ from adapters.telegram.ordering import ChatOrderedProcessor
 from adapters.telegram.redact import TOKEN_FILTER, protect
 from adapters.telegram.render import button_id, escape, keyboard, render
 from bot import metrics
-from bot.approvals import NotifyError
 from bot.dispatch import Dispatcher
 from bot.messages import Click, Identity, Reply, Request
+from bot.ports import NotifyError
 from bot.registry import Command
 
 log = logging.getLogger(__name__)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bot.dispatch import Context
+from bot.core import Context
 from bot.errors import PermissionDeniedError, UsageError
 from bot.messages import Reply, Tone
 from bot.registry import Count, Word, command

@@ -2,16 +2,11 @@
 
 from __future__ import annotations
 
-from bot.approval_cards import decider, who
-from bot.approvals import (
-    POLICY_USAGE,
-    Approval,
-    ApprovalService,
-    Status,
-    apply_setting,
-    normalise_id,
-)
-from bot.dispatch import Context
+from bot.approval_store import Approval, Status, normalise_id
+from bot.approvals.cards import decider, who
+from bot.approvals.policy import POLICY_USAGE, apply_setting
+from bot.approvals.service import ApprovalService, service_of
+from bot.core import Context
 from bot.errors import PermissionDeniedError, UsageError
 from bot.messages import Field, Reply, Tone, Visibility
 from bot.registry import Text, Word, command
@@ -21,10 +16,7 @@ CHANNEL_PLATFORMS = ("slack", "telegram")
 
 
 def _service(ctx: Context) -> ApprovalService:
-    service = ctx.core.approvals
-    if service is None:
-        raise UsageError("Approvals are not set up in this bot.")
-    return service
+    return service_of(ctx.core)
 
 
 def _left(ctx: Context, approval: Approval) -> str:

@@ -8,13 +8,14 @@ from datetime import timedelta
 
 from bot.audit import AuditEntry
 from bot.code_replies import WHAT, ago, code_command, code_reply, code_title, unsettled
-from bot.dispatch import STORAGE_ERRORS, Context
+from bot.core import Context
 from bot.errors import BusyError, PermissionDeniedError
 from bot.intents import Intent, IntentState
 from bot.messages import Reply, Tone
 from bot.recovery import LOCK_TTL, recover, tell
 from bot.refusals import explain_code_refusal
 from bot.registry import Days, ItemRef, Text, command
+from bot.replies import STORAGE_ERRORS
 from bot.roles import Role
 from bot.store import IssuedCodeRecord, ItemLock, RecentQuery
 from erm.errors import ErmError, ErmRejectedError

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bot.dispatch import Context
+from bot.core import Context
 from bot.errors import UnknownCommandError
 from bot.messages import Field, Reply
 from bot.registry import Command, Text, command

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from bot.dispatch import Context
+from bot.core import Context
 from bot.errors import UsageError
 from bot.masking import masked_code, sees_codes
-from bot.messages import Button, Field, Reply, Tone
+from bot.messages import Action, Button, Field, Reply, Tone
 from bot.registry import Count, ItemRef, Text, command, number
 from bot.roles import Role
 from erm.models import AssetAccount, CodeEvent, CodeType, FleetPolicy, Item, Page
@@ -37,7 +37,7 @@ async def history(ctx: Context, item: ItemRef, count: Count = 5) -> Reply:
     if len(events) > count * page:
         next_command = f"/history {item} {count} --page {page + 1}"
         notes.append(f"Older: {next_command}")
-        buttons = (Button("Older", "run", next_command),)
+        buttons = (Button("Older", Action.RUN, next_command),)
     first = count * (page - 1) + 1
     span = f"{first}-{first + len(shown) - 1}" if page > 1 else f"Last {len(shown)}"
     return Reply(
@@ -152,7 +152,7 @@ async def items(ctx: Context, search: Text | None = None) -> Reply:
     if page.has_next and page_number < MAX_PAGE:
         next_command = f"/items {search + ' ' if search else ''}--page {page_number + 1}"
         notes.append(f"Next page: {next_command}")
-        buttons = (Button("Next page", "run", next_command),)
+        buttons = (Button("Next page", Action.RUN, next_command),)
     return Reply(
         title=f"Items of {ctx.distributor}" + (f" matching {search!r}" if search else ""),
         lines=tuple(lines),

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from bot.commands.admin import _admin_distributor
-from bot.dispatch import Context
+from bot.core import Context
 from bot.errors import RateLimitedError, UsageError, UserError
 from bot.messages import Field, Identity, Reply, Tone
 from bot.registry import Secret, Word, command

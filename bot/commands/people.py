@@ -8,12 +8,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 
-from bot.approval_delivery import NotifyError
 from bot.commands.admin import _user
-from bot.dispatch import Context
+from bot.core import Context
 from bot.errors import PermissionDeniedError, RateLimitedError
 from bot.messages import Field, Identity, Reply, Tone
 from bot.people import LINK_TTL
+from bot.ports import NotifyError
 from bot.registry import Secret, Word, command
 from bot.roles import Role
 

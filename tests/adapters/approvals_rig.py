@@ -30,7 +30,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from adapters.slack import SlackAdapter, SlackConfig
 from adapters.telegram import TelegramAdapter, TelegramConfig
 from adapters.web import create_app
-from bot.approvals import Approval, ApprovalService
+from bot.approval_store import Approval
+from bot.approvals.service import ApprovalService
 from bot.dispatch import Dispatcher
 from bot.roles import Role
 from bot.store import IssuedCodeRecord

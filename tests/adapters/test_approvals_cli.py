@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from bot.approvals import ApprovalStore
+from bot.approval_store import ApprovalStore
 
 TIMEOUT = 60.0
 

@@ -33,7 +33,7 @@ from fakes.telegram import FakeTelegram
 from support import TestDatabase
 
 from adapters.runtime import Runtime
-from bot.approvals import Status
+from bot.approval_store import Status
 from erm.client import ErmClient
 from erm.service import ErmService
 from erm.vault import SecretBox, TokenVault

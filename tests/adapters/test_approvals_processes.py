@@ -33,7 +33,7 @@ from support import fresh_postgres_database
 
 from adapters.runtime import open_runtime
 from adapters.settings import Settings
-from bot.approvals import ApprovalStore, Status
+from bot.approval_store import ApprovalStore, Status
 from bot.roles import Role
 from bot.store import GrantStore
 from erm.models import keypad_format

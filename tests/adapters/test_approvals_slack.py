@@ -27,7 +27,7 @@ from approvals_rig import (
 from fakes.slack import Call, FakeSlack
 from fakes.telegram import FakeTelegram
 
-from bot.approvals import Status
+from bot.approval_store import Status
 
 
 @pytest.fixture(autouse=True)

@@ -8,8 +8,8 @@ from typing import Any
 
 from adapters.approvals import ApprovalSweeper
 from adapters.web import create_app
-from bot.approvals import NotifyError
 from bot.messages import Identity, Reply, Request
+from bot.ports import NotifyError
 from bot.roles import Role
 from erm.sandbox import OPEN_ACP1_OEM_ID
 from erm.sandbox.server import serve_app

@@ -12,7 +12,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from support import CountingTransport
 
 from bot.audit import AuditLog
-from bot.dispatch import Core, Dispatcher
+from bot.core import Core
+from bot.dispatch import Dispatcher
 from bot.messages import Identity, Reply, Request
 from bot.roles import Role
 from erm.sandbox import ACME

@@ -18,7 +18,8 @@ from support import TOKEN_TTL, CountingTransport, FakeClock, make_service
 from bot.audit import AuditLog
 from bot.cards import ButtonStore, InviteStore
 from bot.commands import COMMANDS
-from bot.dispatch import Core, Dispatcher, Limits
+from bot.core import Core, Limits
+from bot.dispatch import Dispatcher
 from bot.permissions import Permissions
 from bot.store import CodeStore, GrantStore, RateLimiter, RequestStore, migrate
 from erm.client import ClientConfig, ErmClient

@@ -25,7 +25,8 @@ from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot import metrics
-from bot.approvals import ApprovalRow, ApprovalService, ApprovalStore, Status
+from bot.approval_store import ApprovalRow, ApprovalStore, Status
+from bot.approvals.service import ApprovalService
 from bot.dispatch import Dispatcher
 from bot.messages import Click, Identity, Tone
 from bot.roles import Role

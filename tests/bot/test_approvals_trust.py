@@ -20,8 +20,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from support import TestDatabase
 
 from bot import metrics
-from bot.approval_cards import person
-from bot.approvals import ApprovalRow, ApprovalStore, NewApproval, Status
+from bot.approval_store import ApprovalRow, ApprovalStore, NewApproval, Status
+from bot.approvals.cards import person
 from bot.messages import Click, Identity, Reply, Tone
 from bot.roles import Role
 from erm.models import CodeType

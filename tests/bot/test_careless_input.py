@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 from bot_harness import Bot
 
-from bot.approvals import Policy, apply_setting
+from bot.approval_store import Policy
+from bot.approvals.policy import apply_setting
 from bot.errors import UsageError
 from bot.messages import Tone
 from erm.sandbox import OPEN_ACP1_OEM_ID

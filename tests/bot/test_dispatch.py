@@ -20,7 +20,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from adapters.console import Console
 from bot.commands import COMMANDS
-from bot.dispatch import Dispatcher, Limits
+from bot.core import Limits
+from bot.dispatch import Dispatcher
 from bot.messages import Tone
 from bot.registry import Command
 from bot.roles import Role

@@ -16,7 +16,7 @@ from bot_harness import Bot, BotFactory
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot import metrics
-from bot.dispatch import Limits
+from bot.core import Limits
 from bot.fairness import Turns
 from bot.messages import Reply, Tone
 from erm.sandbox import OPEN_ACP1_OEM_ID

@@ -7,7 +7,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from bot.dispatch import Limits
+from bot.core import Limits
 from bot.messages import Tone
 from erm.sandbox import OPEN_ACP1_OEM_ID
 

@@ -25,8 +25,8 @@ from bot_harness import Bot, BotFactory
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from bot.approvals import NewApproval, Status
-from bot.dispatch import Limits
+from bot.approval_store import NewApproval, Status
+from bot.core import Limits
 from bot.fairness import Turns
 from bot.messages import Click, Identity, Reply, Request, Tone
 from bot.roles import Role

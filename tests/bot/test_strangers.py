@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot import metrics
 from bot.audit import AuditRow
-from bot.dispatch import Limits
+from bot.core import Limits
 from bot.messages import Tone
 from erm.sandbox import OPEN_ACP1_OEM_ID
 

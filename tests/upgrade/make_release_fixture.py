@@ -31,7 +31,8 @@ from support import TOKEN_TTL, CountingTransport, FakeClock, make_service  # noq
 from bot.audit import AuditLog  # noqa: E402
 from bot.cards import ButtonStore, InviteStore  # noqa: E402
 from bot.commands import COMMANDS  # noqa: E402
-from bot.dispatch import Core, Dispatcher, Limits  # noqa: E402
+from bot.core import Core, Limits  # noqa: E402
+from bot.dispatch import Dispatcher  # noqa: E402
 from bot.permissions import Permissions  # noqa: E402
 from bot.roles import Role  # noqa: E402
 from bot.store import CodeStore, GrantStore, RateLimiter, RequestStore, migrate  # noqa: E402

@@ -26,11 +26,12 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from support import TOKEN_TTL, FakeClock, fresh_postgres_database, make_service
 
 from bot.approval_store import ApprovalStore
-from bot.approvals import ApprovalService
+from bot.approvals.service import ApprovalService
 from bot.audit import AuditLog
 from bot.cards import ButtonStore, InviteStore
 from bot.commands import COMMANDS
-from bot.dispatch import Core, Dispatcher, Limits
+from bot.core import Core, Limits
+from bot.dispatch import Dispatcher
 from bot.messages import Identity, Reply, Request
 from bot.permissions import Permissions
 from bot.store import BOT_MIGRATIONS, CodeStore, GrantStore, RateLimiter, RequestStore

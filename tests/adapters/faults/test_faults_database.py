@@ -33,7 +33,7 @@ from adapters.slack import SlackAdapter, SlackConfig
 from adapters.telegram import TelegramAdapter, TelegramConfig
 from adapters.web import create_app
 from bot.audit import AuditLog
-from bot.dispatch import STORAGE_DOWN
+from bot.replies import STORAGE_DOWN
 from bot.roles import Role
 from erm.models import keypad_format
 from erm.sandbox import OPEN_ACP1_OEM_ID

@@ -1,7 +1,7 @@
 """Delivery of approval requests: cards in approval chats, private messages and audit rows.
 
-:class:`Delivery` is the part of :class:`bot.approvals.ApprovalService` that talks to platforms
-through the :class:`Notifier` each adapter registers. A card counts as shown only once its message
+:class:`Delivery` is the part of the approval flow that talks to platforms through the
+:class:`bot.ports.Notifier` each adapter registers. A card counts as shown only once its message
 exists (:mod:`bot.approval_card_store`); a failed post waits longer each time and is audited once
 per request and chat, with a metric and a warning for operators, and supervisors see the
 unreachable chat in ``/approvals``.
@@ -10,45 +10,21 @@ unreachable chat in ``/approvals``.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Protocol
 
 from bot import metrics
 from bot.approval_card_store import CardStore, Unreachable, backoff
-from bot.approval_cards import deny_prompt, final_card, pending_card, unreachable_notice
 from bot.approval_store import CARD, REMINDER, Approval, ApprovalStore, Card, Channel, Status
+from bot.approvals.cards import deny_prompt, final_card, pending_card, unreachable_notice
 from bot.audit import AuditEntry
-from bot.errors import BotError
-from bot.messages import Identity, Reply, Request
-
-if TYPE_CHECKING:
-    from bot.dispatch import Core
+from bot.core import Core
+from bot.messages import Identity, Reply
+from bot.ports import NotifyError, Runner
 
 log = logging.getLogger("bot.approvals")  # one logger name for the whole approval flow
 
 SYSTEM = Identity("system", "erm-bot", "erm-bot")  # the actor of audit rows the sweep writes
-
-
-class NotifyError(BotError):
-    """A platform refused to post or edit a message (the message says why, without secrets)."""
-
-
-class Notifier(Protocol):
-    """How the core posts to a platform outside a reply; each adapter registers one at start."""
-
-    async def post_card(self, chat_id: str, reply: Reply) -> str:
-        """Post ``reply`` (public, with its buttons) in a channel or group; the message's ref."""
-
-    async def update_card(self, chat_id: str, message_ref: str, reply: Reply) -> None:
-        """Replace a posted card (a reply without buttons removes them)."""
-
-    async def send_private(self, user_id: str, reply: Reply) -> None:
-        """Send ``reply`` to the user's private chat with the bot (Slack DM, Telegram chat)."""
-
-
-Run = Callable[[Request], Awaitable[Reply]]
 
 
 class Delivery:
@@ -59,9 +35,9 @@ class Delivery:
         self.store = store
         self.cards = CardStore(store.engine)
         self._core: Core | None = None
-        self._run: Run | None = None
+        self._run: Runner | None = None
 
-    def bind(self, core: Core, run: Run) -> None:
+    def bind(self, core: Core, run: Runner) -> None:
         """Use ``core`` (buttons, audit, permissions, notifiers) and ``run`` to execute requests."""
         self._core, self._run = core, run
 

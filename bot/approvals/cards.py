@@ -9,7 +9,7 @@ someone is: a Telegram supervisor who calls himself "Dennis (slack:UADMA)" is sh
 from __future__ import annotations
 
 from bot.approval_store import Approval, Status
-from bot.messages import Button, Field, Identity, Reply, Tone, Visibility
+from bot.messages import Action, Button, Field, Identity, Reply, Style, Tone, Visibility
 
 ISSUED = "code issued"
 INTERRUPTED = "interrupted"  # the run was cut off (a process died): a code may exist
@@ -69,8 +69,8 @@ def pending_card(approval: Approval, *, reminder: bool = False) -> Reply:
             f"Or type /approvals approve {approval.id} or /approvals deny {approval.id} REASON",
         ),
         buttons=(
-            Button("Approve", "approve", approval.id, "primary"),
-            Button("Deny", "deny", f"ask:{approval.id}", "danger"),
+            Button("Approve", Action.APPROVE, approval.id, Style.PRIMARY),
+            Button("Deny", Action.DENY, f"ask:{approval.id}", Style.DANGER),
         ),
         visibility=Visibility.PUBLIC,
         tone=Tone.WARNING if reminder else Tone.INFO,
@@ -139,8 +139,8 @@ def deny_prompt(approval: Approval) -> Reply:
             Field("Requested by", who(approval.requester)),
         ),
         buttons=(
-            Button("Deny without reason", "deny", f"now:{approval.id}", "danger"),
-            Button("Back", "deny", f"back:{approval.id}"),
+            Button("Deny without reason", Action.DENY, f"now:{approval.id}", Style.DANGER),
+            Button("Back", Action.DENY, f"back:{approval.id}"),
         ),
         visibility=Visibility.PUBLIC,
         tone=Tone.WARNING,
