@@ -19,24 +19,26 @@ from datetime import UTC, datetime
 from pydantic import ValidationError
 
 from adapters import demo
-from adapters.console import PLATFORM, Console
+from adapters.console import NAME as PLATFORM
+from adapters.console import Console
 from adapters.logs import configure_from_settings, configure_logging, settings_secrets
 from adapters.platform_ids import USER_IDS
 from adapters.runtime import open_engine, open_runtime
 from adapters.settings import Settings
-from bot.approval_store import ApprovalStore
 from bot.approvals.policy import POLICY_SETTINGS, POLICY_USAGE, apply_setting
 from bot.audit import AuditLog
 from bot.errors import UsageError, UserError
 from bot.permissions import check_user_id
 from bot.roles import Role
-from bot.store import CodeStore, GrantStore
+from bot.storage.approvals import ApprovalStore
+from bot.storage.codes import CodeStore
+from bot.storage.grants import GrantStore
 from erm.db import MigrationError
 from erm.errors import ErmError, InvalidInputError, VaultError
 from erm.models import SignInMethod
 from erm.sandbox.faults import add_fault_arguments, faults_from_arguments
 from erm.sandbox.server import run_sandbox
-from erm.vault import SecretBox
+from erm.secret_box import SecretBox
 
 
 def build_parser() -> argparse.ArgumentParser:

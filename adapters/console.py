@@ -2,12 +2,17 @@
 
 A line may start with ``@name`` to run as the console user ``name`` (``@agent /code days ...``),
 and in scripts with ``!`` to say the command is expected to be refused.
+
+The console is a :class:`~adapters.platform.Platform` like the chat platforms (it has user ids,
+grants and a notifier), except that no setting enables it: ``erm-bot console`` and
+``erm-bot demo`` run it, never ``erm-bot run``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import secrets
 import sys
 from collections.abc import Callable, Iterable
@@ -15,10 +20,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
+from sqlalchemy.ext.asyncio import AsyncEngine
+from starlette.routing import BaseRoute
+
+from adapters.platform import Attached, Platform, Report
+from adapters.settings import Settings
 from bot.dispatch import Dispatcher
 from bot.messages import Identity, Reply, Request, Tone
+from bot.permissions import UserIdRule
+from bot.ports import Notifier
 
-PLATFORM = "console"
+NAME = "console"
 _BOLD, _CODE, _DIM, _RED, _RESET = "\033[1m", "\033[1;30;43m", "\033[2m", "\033[31m", "\033[0m"
 
 
@@ -53,9 +65,31 @@ class Console:
     session: str = field(default_factory=lambda: secrets.token_hex(4))
     sequence: int = 0
 
-    def __post_init__(self) -> None:
-        # Messages the core sends later (a settled code, an approval) print here too.
-        self.dispatcher.core.notifiers.setdefault(PLATFORM, self)
+    # -- adapters.platform.Served: nothing to serve or start, and no invite link ----------------
+
+    def routes(self) -> list[BaseRoute]:
+        return []
+
+    async def start(self) -> None:
+        pass
+
+    async def stop(self) -> None:
+        pass
+
+    @property
+    def notifier(self) -> Notifier:
+        return self
+
+    @property
+    def deep_link(self) -> None:
+        return None
+
+    def attached(self) -> Attached:
+        """While it reads commands, messages the core sends later (a settled code, an approval)
+        print here too: ``async with console.attached(): ...``."""
+        return Attached(self.dispatcher.core, NAME, self)
+
+    # -- Notifier --------------------------------------------------------------------------------
 
     async def send_private(self, user_id: str, reply: Reply) -> None:
         print(f"[to {user_id}]", render(reply, color=self.color), sep="\n", file=self.out)
@@ -63,7 +97,7 @@ class Console:
     async def post_card(self, chat_id: str, reply: Reply) -> str:
         self.sequence += 1
         print(f"[in {chat_id}]", render(reply, color=self.color), sep="\n", file=self.out)
-        return f"{PLATFORM}:card:{self.sequence}"
+        return f"{NAME}:card:{self.sequence}"
 
     async def update_card(self, chat_id: str, message_ref: str, reply: Reply) -> None:
         print(f"[{message_ref} now]", render(reply, color=self.color), sep="\n", file=self.out)
@@ -76,10 +110,10 @@ class Console:
             user = head[1:] or self.user
         self.sequence += 1
         request = Request(
-            identity=Identity(PLATFORM, user, user),
+            identity=Identity(NAME, user, user),
             text=text,
-            request_key=f"{PLATFORM}:{self.session}:{self.sequence}",
-            chat_id=f"{PLATFORM}:{user}",
+            request_key=f"{NAME}:{self.session}:{self.sequence}",
+            chat_id=f"{NAME}:{user}",
         )
         reply = await self.dispatcher.handle(request)
         print(render(reply, color=self.color), file=self.out, flush=True)
@@ -88,19 +122,20 @@ class Console:
     async def script(self, lines: Iterable[str]) -> int:
         """Run lines in order; returns how many did not turn out as expected."""
         failures = 0
-        for raw in lines:
-            line = raw.strip()
-            if not line or line.startswith("#"):
-                continue
-            expect_refusal = line.startswith("!")
-            line = line.lstrip("!").strip()
-            print(f"{self.prompt(line)}{line}", file=self.out)
-            reply = await self.run(line)
-            refused = reply.tone in (Tone.ERROR, Tone.WARNING)
-            if refused != expect_refusal:
-                failures += 1
-                what = "was refused" if refused else "succeeded, but a refusal was expected"
-                print(f"!! line {line!r} {what}", file=self.out, flush=True)
+        async with self.attached():
+            for raw in lines:
+                line = raw.strip()
+                if not line or line.startswith("#"):
+                    continue
+                expect_refusal = line.startswith("!")
+                line = line.lstrip("!").strip()
+                print(f"{self.prompt(line)}{line}", file=self.out)
+                reply = await self.run(line)
+                refused = reply.tone in (Tone.ERROR, Tone.WARNING)
+                if refused != expect_refusal:
+                    failures += 1
+                    what = "was refused" if refused else "succeeded, but a refusal was expected"
+                    print(f"!! line {line!r} {what}", file=self.out, flush=True)
         return failures
 
     def prompt(self, line: str = "") -> str:
@@ -111,16 +146,17 @@ class Console:
         """Read commands until end of input; history kept in ~/.erm-bot_history when possible."""
         history = _enable_history()
         try:
-            while True:
-                try:
-                    line = await asyncio.to_thread(input, self.prompt())
-                except EOFError:
-                    print(file=self.out)
-                    return
-                if line.strip() in {"exit", "quit"}:
-                    return
-                if line.strip():
-                    await self.run(line)
+            async with self.attached():
+                while True:
+                    try:
+                        line = await asyncio.to_thread(input, self.prompt())
+                    except EOFError:
+                        print(file=self.out)
+                        return
+                    if line.strip() in {"exit", "quit"}:
+                        return
+                    if line.strip():
+                        await self.run(line)
         finally:
             if history is not None:
                 history()
@@ -141,3 +177,36 @@ def _enable_history() -> Callable[[], None] | None:
             readline.write_history_file(path)
 
     return save
+
+
+@dataclass(frozen=True, slots=True)
+class ConsoleConfig:
+    user: str = "admin"  # who types, unless a line starts with @name
+    color: bool = False
+
+
+class ConsolePlatform:
+    """The terminal: one process, one person typing (as any console user)."""
+
+    name = NAME
+    # Console users are the one word typed after ``@``.
+    user_ids = UserIdRule(
+        re.compile(r"[A-Za-z0-9_.-]{1,64}"),
+        "console users are one word of letters, digits, _ . or -, e.g. console:agent",
+    )
+    enabled_by = None
+
+    def config(self, settings: Settings) -> ConsoleConfig | None:
+        return None  # never served by `erm-bot run`: its own commands build it
+
+    def describe(self, config: ConsoleConfig) -> str:
+        return f"the console as {NAME}:{config.user}"
+
+    def build(self, config: ConsoleConfig, dispatcher: Dispatcher, engine: AsyncEngine) -> Console:
+        return Console(dispatcher, user=config.user, color=config.color)
+
+    async def doctor(self, config: ConsoleConfig, report: Report) -> None:
+        pass  # nothing outside this process to check
+
+
+PLATFORM: Platform[ConsoleConfig] = ConsolePlatform()

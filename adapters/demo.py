@@ -13,14 +13,14 @@ from pathlib import Path
 
 from pydantic import SecretStr
 
-from adapters.console import PLATFORM, Console
+from adapters.console import NAME, Console
 from adapters.runtime import open_runtime
 from adapters.settings import Settings
 from bot.dispatch import Dispatcher
 from bot.roles import Role
 from erm.errors import InvalidInputError
 from erm.sandbox import ACME, OPEN_ACP1_OEM_ID, create_app, seed_state, serve
-from erm.vault import SecretBox
+from erm.secret_box import SecretBox
 
 DEMO_DIR = Path(".erm-bot-demo")
 
@@ -65,7 +65,7 @@ async def run_demo(args: argparse.Namespace, settings: Settings) -> int:
             )
             core = runtime.core()
             for user, role in (("admin", Role.ADMIN), ("agent", Role.AGENT)):
-                await core.grants.grant(PLATFORM, user, role, ACME.name, "demo")
+                await core.grants.grant(NAME, user, role, ACME.name, "demo")
             console = Console(Dispatcher(core), user="admin", color=sys.stdout.isatty())
             if script is not None:
                 failures = await console.script(script)

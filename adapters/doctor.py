@@ -2,9 +2,9 @@
 
 Checked, in order: the configuration (platforms, encryption keys), the database (reachable,
 migrated), the stored credentials (each decrypts with ``ERM_BOT_SECRET_KEYS``), ERM (reachable, and
-per distributor a fresh sign-in and the contract check: see :mod:`adapters.doctor_erm`), Slack
-(``auth.test``, and ``apps.connections.open`` in Socket Mode), Telegram (``getMe`` and
-``getWebhookInfo``). ``--erm`` leaves the chat platforms out. Nothing is changed: no migration, no
+per distributor a fresh sign-in and the contract check: see :mod:`adapters.doctor_erm`), then each
+chat platform's own checks (``Platform.doctor``: Slack's ``auth.test``, Telegram's ``getMe`` ...).
+``--erm`` leaves the chat platforms out. Nothing is changed: no migration, no
 stored token, no webhook set, no code generated. The exit status is 1 when any check fails, else 0;
 warnings do not fail.
 
@@ -15,32 +15,27 @@ through the log redactor as well.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, TextIO
+from typing import Any, TextIO
 
 import httpx
 from sqlalchemy import make_url, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from adapters.doctor_erm import ReadOnlyVault, erm_checks
-from adapters.findings import Finding, Status, shown_url
+from adapters.findings import CHECK_TIMEOUT, Finding, Status, shown_url
 from adapters.logs import REDACTOR, settings_secrets
+from adapters.platform import ConfigurationError, Enabled
+from adapters.platforms import PLATFORMS
 from adapters.runtime import secret_box
-from adapters.serve import ConfigurationError, Platforms, platforms
+from adapters.serve import platforms
 from adapters.settings import Settings
 from adapters.web import Schema, schema_state
 from erm.db import create_engine
 from erm.errors import VaultError
-from erm.vault import SecretBox
-
-if TYPE_CHECKING:
-    from telegram import Bot
-
-CHECK_TIMEOUT = 10.0
-"""Seconds one check may take (ERM has its own, in :mod:`adapters.doctor_erm`)."""
+from erm.secret_box import SecretBox
 
 
 class Doctor:
@@ -89,8 +84,7 @@ class Doctor:
             if engine is not None:
                 await engine.dispose()
         if enabled is not None:
-            await self.check_slack(enabled)
-            await self.check_telegram(enabled)
+            await self.check_chat(enabled)
         problems = sum(f.status is Status.FAIL for f in self.findings)
         warnings = sum(f.status is Status.WARN for f in self.findings)
         summary = (f"{problems} problem(s) to fix" if problems else "every check passed") + (
@@ -101,7 +95,7 @@ class Doctor:
 
     # -- configuration ---------------------------------------------------------------------------
 
-    def check_platforms(self) -> Platforms | None:
+    def check_platforms(self) -> list[Enabled[Any]] | None:
         try:
             enabled = platforms(self.settings)
         except ConfigurationError as exc:
@@ -109,14 +103,7 @@ class Doctor:
                 Status.FAIL, "configuration", str(exc), "fix the setting named, see .env.example"
             )
             return None
-        parts = []
-        if enabled.slack is not None:
-            parts.append("Slack over " + ("Socket Mode" if enabled.slack.socket_mode else "HTTP"))
-        if enabled.telegram is not None:
-            parts.append(
-                "Telegram by " + ("long polling" if enabled.telegram.polling else "webhook")
-            )
-        self.report(Status.OK, "configuration", ", ".join(parts))
+        self.report(Status.OK, "configuration", ", ".join(e.describe() for e in enabled))
         return enabled
 
     def check_keys(self) -> SecretBox | None:
@@ -228,178 +215,21 @@ class Doctor:
             )
         return good
 
-    # -- Slack ----------------------------------------------------------------------------------
+    # -- chat platforms -------------------------------------------------------------------------
 
-    async def check_slack(self, enabled: Platforms) -> None:
-        config = enabled.slack
-        if config is None:
-            self.report(Status.SKIP, "slack", "not configured (SLACK_BOT_TOKEN is empty)")
-            return
-        from slack_sdk.errors import SlackApiError  # the chat libraries load only when used
-        from slack_sdk.web.async_client import AsyncWebClient
-
-        base = config.api_url if config.api_url.endswith("/") else config.api_url + "/"
-        client = AsyncWebClient(token=config.bot_token, base_url=base, timeout=int(CHECK_TIMEOUT))
-        try:
-            auth = await client.auth_test()
-        except SlackApiError as exc:
-            error = _slack_error(exc)
-            self.report(
-                Status.FAIL,
-                "slack auth.test",
-                f"Slack refused SLACK_BOT_TOKEN ({error})",
-                "copy the Bot User OAuth Token (xoxb-...) from the app's OAuth & Permissions "
-                "page; reinstall the app to the workspace if it was revoked",
-            )
-            return
-        except Exception as exc:
-            self.report(
-                Status.FAIL,
-                "slack auth.test",
-                f"no answer from {shown_url(base)} ({type(exc).__name__})",
-                "check SLACK_API_URL and that this host can reach Slack",
-            )
-            return
-        self.report(
-            Status.OK,
-            "slack auth.test",
-            f"bot {auth.get('user') or auth.get('user_id')} in team "
-            f"{auth.get('team') or auth.get('team_id')}",
-        )
-        if config.app_token is None:
-            return
-        socket = AsyncWebClient(token=config.app_token, base_url=base, timeout=int(CHECK_TIMEOUT))
-        try:
-            await socket.apps_connections_open(app_token=config.app_token)
-        except SlackApiError as exc:
-            self.report(
-                Status.FAIL,
-                "slack socket mode",
-                f"Slack refused SLACK_APP_TOKEN ({_slack_error(exc)})",
-                "make an app-level token with the connections:write scope (Basic Information) "
-                "and enable Socket Mode",
-            )
-            return
-        except Exception as exc:
-            self.report(
-                Status.FAIL,
-                "slack socket mode",
-                f"no answer ({type(exc).__name__})",
-                "check that this host can reach Slack",
-            )
-            return
-        self.report(Status.OK, "slack socket mode", "SLACK_APP_TOKEN may open connections")
-
-    # -- Telegram -------------------------------------------------------------------------------
-
-    async def check_telegram(self, enabled: Platforms) -> None:
-        config = enabled.telegram
-        if config is None:
-            self.report(Status.SKIP, "telegram", "not configured (TELEGRAM_BOT_TOKEN is empty)")
-            return
-        from telegram import Bot  # the chat libraries load only when used
-        from telegram.request import HTTPXRequest
-
-        # Our own request objects: PTB closes them only after a successful getMe.
-        requests = (HTTPXRequest(), HTTPXRequest())
-        bot = Bot(
-            config.bot_token,
-            base_url=config.api_url,
-            request=requests[0],
-            get_updates_request=requests[1],
-        )
-        try:
-            await self._telegram(bot, config.webhook_url)
-        finally:
-            for closing in (bot.shutdown(), *(r.shutdown() for r in requests)):
-                with contextlib.suppress(Exception):
-                    await closing
-
-    async def _telegram(self, bot: Bot, webhook_url: str | None) -> None:
-        from telegram.error import InvalidToken, TelegramError
-
-        try:
-            async with asyncio.timeout(CHECK_TIMEOUT):
-                await bot.initialize()  # getMe
-        except InvalidToken:
-            self.report(
-                Status.FAIL,
-                "telegram getMe",
-                "Telegram refused TELEGRAM_BOT_TOKEN",
-                "copy the token from @BotFather (/mybots -> API Token)",
-            )
-            return
-        except (TelegramError, TimeoutError) as exc:
-            reason = exc.message if isinstance(exc, TelegramError) else "timed out"
-            self.report(
-                Status.FAIL,
-                "telegram getMe",
-                f"no usable answer ({REDACTOR.redact(reason)})",
-                "check TELEGRAM_API_URL and that this host can reach Telegram",
-            )
-            return
-        self.report(Status.OK, "telegram getMe", f"bot @{bot.username}")
-        try:
-            async with asyncio.timeout(CHECK_TIMEOUT):
-                info = await bot.get_webhook_info()
-        except (TelegramError, TimeoutError) as exc:
-            reason = exc.message if isinstance(exc, TelegramError) else "timed out"
-            self.report(
-                Status.FAIL,
-                "telegram webhook",
-                f"getWebhookInfo failed ({REDACTOR.redact(reason)})",
-                "check that this host can reach Telegram",
-            )
-            return
-        self._webhook(
-            webhook_url,
-            info.url,
-            info.pending_update_count,
-            info.last_error_message,
-            info.last_error_date,
-        )
-
-    def _webhook(
-        self,
-        wanted: str | None,
-        current: str,
-        pending: int,
-        last_error: str | None,
-        last_error_at: object,
-    ) -> None:
-        check = "telegram webhook"
-        if not wanted:
-            if current:
+    async def check_chat(self, enabled: list[Enabled[Any]]) -> None:
+        """Each platform's own checks; one a setting could turn on but does not is skipped."""
+        configured = {e.name: e for e in enabled}
+        for platform in PLATFORMS:
+            found = configured.get(platform.name)
+            if found is not None:
+                await found.doctor(self.report)
+            elif platform.enabled_by:
                 self.report(
-                    Status.WARN,
-                    check,
-                    f"a webhook is set ({shown_url(current)}) but the bot is configured for long "
-                    "polling",
-                    "`erm-bot run` removes it when polling starts; set TELEGRAM_WEBHOOK_URL "
-                    "to keep using it",
+                    Status.SKIP,
+                    platform.name,
+                    f"not configured ({platform.enabled_by} is empty)",
                 )
-            else:
-                self.report(Status.OK, check, f"none: long polling ({pending} update(s) waiting)")
-            return
-        if current != wanted:
-            self.report(
-                Status.WARN,
-                check,
-                f"Telegram has {shown_url(current) if current else 'no webhook'}, not "
-                f"TELEGRAM_WEBHOOK_URL",
-                "`erm-bot run` sets it when it starts",
-            )
-            return
-        if last_error:
-            self.report(
-                Status.FAIL,
-                check,
-                f"Telegram's last delivery failed at {last_error_at}: {last_error}",
-                "make TELEGRAM_WEBHOOK_URL reachable from the internet over HTTPS (port 443, "
-                "80, 88 or 8443) and routed to /telegram/webhook of a running bot",
-            )
-            return
-        self.report(Status.OK, check, f"set to {shown_url(current)} ({pending} update(s) waiting)")
 
     # -- helpers --------------------------------------------------------------------------------
 
@@ -423,14 +253,6 @@ class Doctor:
 
 class _Problem(Exception):
     """A check's own verdict (the message is its detail)."""
-
-
-def _slack_error(exc: Exception) -> str:
-    response = getattr(exc, "response", None)
-    data = getattr(response, "data", None)
-    if isinstance(data, dict) and data.get("error"):
-        return str(data["error"])
-    return f"HTTP {getattr(response, 'status_code', '?')}"
 
 
 async def run_doctor(

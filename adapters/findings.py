@@ -9,6 +9,9 @@ import httpx
 
 from adapters.logs import REDACTOR
 
+CHECK_TIMEOUT = 10.0
+"""Seconds one check may take (ERM has its own, in :mod:`adapters.doctor_erm`)."""
+
 
 class Status(enum.StrEnum):
     OK = "ok"

@@ -79,8 +79,9 @@ def _code(match: re.Match[str]) -> str:
 
 def _shaped(match: re.Match[str]) -> str:
     """ERM's hex form of a code (16 uppercase hex digits; request ids are lowercase), or an invite
-    code (10 characters of bot.cards.INVITE_ALPHABET, letters and digits: all-capital words such
-    as DEPRECATED and ids such as 2345678923 are not taken for one); anything else as it was."""
+    code (10 characters of bot.storage.invites.INVITE_ALPHABET, letters and digits: all-capital
+    words such as DEPRECATED and ids such as 2345678923 are not taken for one); anything else as
+    it was."""
     text = match.group(0)
     if len(text) == 16 and _HEX.fullmatch(text):
         return CODE_MASK.format(last="hex")

@@ -12,20 +12,26 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from adapters.platform_ids import USER_IDS
 from adapters.settings import Settings
 from bot import metrics
-from bot.approval_store import ApprovalStore
 from bot.approvals.service import ApprovalService
 from bot.audit import AuditLog
-from bot.cards import ButtonStore, InviteStore
 from bot.commands import COMMANDS
 from bot.core import Core
 from bot.dispatch import Dispatcher
 from bot.permissions import Permissions
-from bot.store import CodeStore, GrantStore, RateLimiter, RequestStore, migrate
+from bot.storage.approvals import ApprovalStore
+from bot.storage.base import migrate
+from bot.storage.buttons import ButtonStore
+from bot.storage.codes import CodeStore
+from bot.storage.grants import GrantStore
+from bot.storage.invites import InviteStore
+from bot.storage.limits import RateLimiter
+from bot.storage.requests import RequestStore
 from erm.client import ErmClient
 from erm.db import create_engine
 from erm.errors import VaultError
+from erm.secret_box import SecretBox, SecretKeyError
 from erm.service import ErmService
-from erm.vault import SecretBox, SecretKeyError, TokenVault
+from erm.vault import TokenVault
 
 
 @dataclass(frozen=True, slots=True)

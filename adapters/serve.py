@@ -1,9 +1,9 @@
 """``erm-bot run`` / ``erm-bot serve``: every platform the configuration enables, on one ASGI app.
 
-Slack answers at ``/slack/events`` (or over Socket Mode when ``SLACK_APP_TOKEN`` is set); Telegram
-through its webhook at ``/telegram/webhook`` (when ``TELEGRAM_WEBHOOK_URL`` is set) or long
-polling. uvicorn serves the app and turns SIGTERM / Ctrl-C into a graceful shutdown: the app's
-lifespan stops each platform, which finishes the commands in flight.
+Each platform of :data:`adapters.platforms.PLATFORMS` says from the settings whether it is
+enabled, and brings its routes (``/slack/events``, ``/telegram/webhook``) and background work
+(Socket Mode, long polling). uvicorn serves the app and turns SIGTERM / Ctrl-C into a graceful
+shutdown: the app's lifespan stops each platform, which finishes the commands in flight.
 """
 
 from __future__ import annotations
@@ -12,19 +12,17 @@ import gc
 import logging
 import signal
 import sys
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from types import FrameType
+from typing import Any
 
 import uvicorn
 
 from adapters.approvals import ApprovalSweeper
 from adapters.housekeeping import Housekeeping
-from adapters.logs import bind_request_once
+from adapters.platform import Attached, ConfigurationError, Enabled, enable
+from adapters.platforms import PLATFORMS
 from adapters.runtime import Runtime, open_runtime
 from adapters.settings import Settings
-from adapters.slack import SlackAdapter, SlackConfig
-from adapters.telegram import TelegramAdapter, TelegramConfig
 from adapters.web import Readiness, WebService, create_app
 from bot.dispatch import Dispatcher
 
@@ -45,43 +43,20 @@ class _Server(uvicorn.Server):
             captured.pop()
 
 
-class ConfigurationError(ValueError):
-    """The settings do not describe a bot that can run; the message says what to set."""
-
-
-@dataclass(frozen=True, slots=True)
-class Platforms:
-    slack: SlackConfig | None
-    telegram: TelegramConfig | None
-
-
-def platforms(settings: Settings) -> Platforms:
+def platforms(settings: Settings) -> list[Enabled[Any]]:
     """What the settings enable, checked before anything starts; ``ConfigurationError`` if bad."""
-    try:
-        slack = SlackConfig.from_settings(settings) if settings.slack_bot_token else None
-        if slack is not None:
-            slack.check()
-        telegram = TelegramConfig.from_settings(settings) if settings.telegram_bot_token else None
-    except ValueError as exc:
-        raise ConfigurationError(str(exc)) from None
-    if slack is None and telegram is None:
-        raise ConfigurationError(
-            "no chat platform is configured: set SLACK_BOT_TOKEN and/or TELEGRAM_BOT_TOKEN"
-        )
-    return Platforms(slack, telegram)
+    enabled = [e for platform in PLATFORMS if (e := enable(platform, settings)) is not None]
+    if not enabled:
+        switches = " and/or ".join(p.enabled_by for p in PLATFORMS if p.enabled_by)
+        raise ConfigurationError(f"no chat platform is configured: set {switches}")
+    return enabled
 
 
 def platform_services(
-    enabled: Platforms, runtime: Runtime, dispatcher: Dispatcher
-) -> list[WebService]:
-    services: list[WebService] = []
-    if enabled.slack is not None:
-        slack = SlackAdapter(dispatcher, enabled.slack)
-        slack.app.use(_slack_request_context)
-        services.append(slack)
-    if enabled.telegram is not None:
-        services.append(TelegramAdapter(dispatcher, enabled.telegram, runtime.engine))
-    return services
+    enabled: list[Enabled[Any]], runtime: Runtime, dispatcher: Dispatcher
+) -> list[Attached]:
+    """Each enabled platform built, its notifier handed to the core while it runs."""
+    return [Attached(dispatcher.core, e.name, e.build(dispatcher, runtime.engine)) for e in enabled]
 
 
 async def serve(settings: Settings, host: str, port: int) -> int:
@@ -93,9 +68,9 @@ async def serve(settings: Settings, host: str, port: int) -> int:
         return 2
     async with open_runtime(settings) as runtime:
         dispatcher = runtime.dispatcher()
-        services = platform_services(enabled, runtime, dispatcher)
-        names = ", ".join(type(s).__name__.removesuffix("Adapter") for s in services)
-        services.append(Housekeeping(dispatcher.core))
+        attached = platform_services(enabled, runtime, dispatcher)
+        names = ", ".join(type(a.served).__name__.removesuffix("Adapter") for a in attached)
+        services: list[WebService] = [*attached, Housekeeping(dispatcher.core)]
         # After the platforms: their notifiers are registered when the first sweep runs.
         services.append(ApprovalSweeper(dispatcher.core, settings.erm_bot_approval_sweep_seconds))
         readiness = Readiness(
@@ -124,9 +99,3 @@ async def serve(settings: Settings, host: str, port: int) -> int:
         await dispatcher.core.background.drain(SHUTDOWN_GRACE_SECONDS)
         # uvicorn reports a failed startup (a platform refused to start) by not starting.
         return 0 if server.started else 1
-
-
-async def _slack_request_context(next: Callable[[], Awaitable[None]]) -> None:
-    """bolt middleware: a request id for Socket Mode requests (HTTP ones have one already)."""
-    bind_request_once("slack")
-    await next()

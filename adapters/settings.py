@@ -12,9 +12,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from bot.core import Limits
 from bot.permissions import parse_admins
-from erm.client import PRODUCTION_URL, ClientConfig
 from erm.db import default_database_url
 from erm.service import ServiceConfig
+from erm.transport import PRODUCTION_URL, ClientConfig
 
 
 class Settings(BaseSettings):

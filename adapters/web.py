@@ -44,8 +44,9 @@ from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from adapters.logs import bind_request
+from adapters.platforms import PLATFORMS
 from bot import metrics
-from bot.store import BOT_MIGRATIONS, is_current
+from bot.storage.base import BOT_MIGRATIONS, is_current
 from erm.db import MIGRATIONS_DIR
 
 log = logging.getLogger(__name__)
@@ -225,9 +226,10 @@ class RequestContext:
 
 
 def _platform(path: str) -> str:
-    for platform in ("slack", "telegram"):
-        if path.startswith(f"/{platform}/"):
-            return platform
+    """A platform's routes live under its name (``/slack/events``); anything else is "http"."""
+    for platform in PLATFORMS:
+        if path.startswith(f"/{platform.name}/"):
+            return platform.name
     return "http"
 
 

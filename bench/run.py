@@ -205,7 +205,7 @@ async def _prepare_database(env: dict[str, str], options: Options) -> None:
     from adapters.runtime import open_runtime
     from adapters.settings import Settings
     from bot.roles import Role
-    from bot.store import GrantStore
+    from bot.storage.grants import GrantStore
     from erm.sandbox import ACME
 
     settings = Settings.model_validate({name.lower(): value for name, value in env.items()})
@@ -263,7 +263,7 @@ async def postgres_database(admin_url: str) -> AsyncIterator[str]:
 @contextlib.asynccontextmanager
 async def rig(options: Options, workdir: Path) -> AsyncIterator[Rig]:
     from erm.sandbox import ACME
-    from erm.vault import SecretBox
+    from erm.secret_box import SecretBox
 
     logs = workdir / "logs"
     logs.mkdir()

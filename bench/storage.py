@@ -22,20 +22,17 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from bench.run import postgres_database
-from bot.approval_store import ApprovalStore
 from bot.audit import AuditEntry, AuditLog
 from bot.messages import Identity
 from bot.people import PeopleStore
-from bot.store import (
-    CodeStore,
-    IssuedCodeRecord,
-    RateLimiter,
-    RecentQuery,
-    RequestStore,
-    migrate,
-)
+from bot.storage.approvals import ApprovalStore
+from bot.storage.base import migrate
+from bot.storage.code_records import IssuedCodeRecord, RecentQuery
+from bot.storage.codes import CodeStore
+from bot.storage.limits import RateLimiter
+from bot.storage.requests import RequestStore
 from erm.db import create_engine, transaction
-from erm.vault import SecretBox
+from erm.secret_box import SecretBox
 
 STEPS = (
     "claim + grants + rate limits + policy",
@@ -71,10 +68,10 @@ async def measure(url: str, n: int) -> dict[str, float]:
                     engine,
                     lambda c: (
                         requests.claim_in(c, key, "f" * 64, now),
-                        people.known_in(c, identity),  # grants of the person, and who
-                        rate.hit_in(c, "codes:user", "slack:UBENCH", 10**9, 3600, now),
-                        rate.hit_in(c, "codes:dist", "acme", 10**9, 3600, now),
-                        policies.policy_in(c, "acme"),
+                        people.known.within(c, identity),  # grants of the person, and who
+                        rate.hit.within(c, "codes:user", "slack:UBENCH", 10**9, 3600, now),
+                        rate.hit.within(c, "codes:dist", "acme", 10**9, 3600, now),
+                        policies.policy.within(c, "acme"),
                     ),
                 )
             recent = RecentQuery("DAYSCODE", 30, now - timedelta(minutes=10))
@@ -109,8 +106,8 @@ async def measure(url: str, n: int) -> dict[str, float]:
                 await transaction(
                     engine,
                     lambda c: (
-                        requests.finish_in(c, key, {"title": "30-day code"}, now),
-                        audit.append_in(c, entry),
+                        requests.finish.within(c, key, {"title": "30-day code"}, now),
+                        audit.append.within(c, entry),
                     ),
                 )
 

@@ -61,10 +61,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.orm import Mapped, mapped_column
 from sqlalchemy.sql import FromClause
 
-from bot.store import BotBase
+from bot.storage.base import BotBase, Store, step
 from erm import db
 from erm.db import UtcDateTime
-from erm.vault import FINGERPRINT_PREFIX, SecretBox, code_tail
+from erm.secret_box import FINGERPRINT_PREFIX, SecretBox, code_tail
 
 __all__ = [
     "CSV_COLUMNS",
@@ -252,28 +252,20 @@ def fingerprint_of(code: str | None, box: SecretBox | None) -> str | None:
     return box.fingerprint(code)
 
 
-class AuditLog:
+class AuditLog(Store):
     """Append, check, search and export the audit log.
 
     ``box``: the keys codes are fingerprinted under; reading, checking and exporting need none.
     """
 
     def __init__(self, engine: AsyncEngine, *, box: SecretBox | None = None) -> None:
-        self._engine = engine
+        super().__init__(engine)
         self._box = box
 
-    @property
-    def engine(self) -> AsyncEngine:
-        """The database; the dispatcher runs several stores' steps in one transaction on it."""
-        return self._engine
-
-    async def append(self, entry: AuditEntry) -> AuditRecord:
-        """Add a row at the end of the chain; returns it as stored."""
-        return await db.transaction(self._engine, lambda c: self.append_in(c, entry))
-
-    def append_in(self, connection: Connection, entry: AuditEntry) -> AuditRecord:
-        """:meth:`append` inside a transaction (which then holds the end of the chain until it
-        ends: keep it short)."""
+    @step
+    def append(self, connection: Connection, entry: AuditEntry) -> AuditRecord:
+        """Add a row at the end of the chain; returns it as stored. Inside a larger transaction,
+        that transaction holds the end of the chain until it ends: keep it short."""
         at = entry.at
         if at.tzinfo is None or at.utcoffset() is None:
             raise ValueError("an audit entry's time must be timezone-aware")
@@ -343,9 +335,9 @@ class AuditLog:
         """
         conditions = []
         if since is not None:
-            conditions.append(_TABLE.c.at >= _aware(since, "since"))
+            conditions.append(_TABLE.c.at >= aware(since, "since"))
         if until is not None:
-            conditions.append(_TABLE.c.at < _aware(until, "until"))
+            conditions.append(_TABLE.c.at < aware(until, "until"))
         writer = csv.writer(out)
         writer.writerow(CSV_COLUMNS)
         count = 0
@@ -408,7 +400,7 @@ def _all_rows(connection: Connection, *, statement: Select[Any]) -> Sequence[Row
     return connection.execute(statement).mappings().all()
 
 
-def _aware(moment: datetime, what: str) -> datetime:
+def aware(moment: datetime, what: str) -> datetime:
     if moment.tzinfo is None or moment.utcoffset() is None:
         raise ValueError(f"{what} must be timezone-aware")
     return moment.astimezone(UTC)

@@ -1,8 +1,8 @@
 """Button actions as a registry: what a stored button does when pressed.
 
-A button carries only a short id; its action and payload are stored (:mod:`bot.cards`). The
-dispatcher looks the action up here. The core's own actions are below; the approval flow adds
-``approve`` and ``deny`` (:meth:`bot.approvals.ApprovalService.button_actions`).
+A button carries only a short id; its action and payload are stored
+(:mod:`bot.storage.buttons`). The dispatcher looks the action up here. The core's own actions
+are below; the approval flow adds ``approve`` and ``deny`` (:mod:`bot.approvals.actions`).
 """
 
 from __future__ import annotations
@@ -10,10 +10,10 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
-from bot.cards import StoredButton
 from bot.core import Core
 from bot.messages import Action, Click, Pressed, Reply, Request, Tone
 from bot.ports import Runner
+from bot.storage.buttons import StoredButton
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from bot.messages import Code, Field, Reply, Tone
-from bot.store import IssuedCodeRecord
+from bot.storage.code_records import IssuedCodeRecord
 from erm.models import CodeType, Item, keypad_format
 from erm.reconcile import Settlement, Verdict
 

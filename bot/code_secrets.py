@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from erm import db
 from erm.errors import VaultError
-from erm.vault import DecryptionError, SecretBox
+from erm.secret_box import DecryptionError, SecretBox
 
 __all__ = [
     "code_context",

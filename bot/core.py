@@ -14,10 +14,8 @@ from typing import Protocol
 
 from sqlalchemy import Connection
 
-from bot.approval_store import ApprovalStore, Policy
 from bot.audit import AuditLog
 from bot.background import Background
-from bot.cards import ButtonStore, InviteStore
 from bot.errors import RateLimitedError, UsageError
 from bot.intents import IntentStore
 from bot.messages import Reply, Request
@@ -25,7 +23,14 @@ from bot.people import PeopleStore
 from bot.permissions import Access, Permissions
 from bot.ports import Notifier, Runner
 from bot.registry import Command
-from bot.store import CodeStore, GrantStore, RateDecision, RateLimiter, RequestStore
+from bot.storage.approval_tables import Policy
+from bot.storage.approvals import ApprovalStore
+from bot.storage.buttons import ButtonStore
+from bot.storage.codes import CodeStore
+from bot.storage.grants import GrantStore
+from bot.storage.invites import InviteStore
+from bot.storage.limits import RateDecision, RateLimiter
+from bot.storage.requests import RequestStore
 from erm import db
 from erm.models import CodeType, Item
 from erm.service import ErmService
@@ -84,7 +89,7 @@ class Core:
     invites: InviteStore
     limits: Limits = field(default_factory=Limits)
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
-    # platform -> invite link template with "{code}" (a Telegram deep link); adapters set it.
+    # platform -> invite link template with "{code}" (a deep link into the app); adapters set it.
     deep_links: dict[str, str] = field(default_factory=dict)
     # Approval requests (None: no approval flow; free and reset codes are then supervisors' only).
     approvals: Approvals | None = None
@@ -157,7 +162,7 @@ class Context:
 
         def work(connection: Connection) -> None:
             for _ in range(calls):
-                decision = core.rate.hit_in(connection, "lookups:user", key, limit, 60, now)
+                decision = core.rate.hit.within(connection, "lookups:user", key, limit, 60, now)
                 if not decision.allowed:
                     raise _OverQuotaError(decision)  # rolls back the hits counted before it
 

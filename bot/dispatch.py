@@ -15,7 +15,6 @@ from datetime import datetime, timedelta
 from sqlalchemy import Connection
 
 from bot import metrics, replies, strangers
-from bot.approval_store import Policy
 from bot.approvals.actions import APPROVAL_ACTIONS
 from bot.audit import AuditEntry
 from bot.buttons import CORE_ACTIONS, ButtonActions, Press
@@ -25,9 +24,12 @@ from bot.fairness import Turns
 from bot.messages import Action, Button, Click, Pressed, Reply, Request, Style, Tone
 from bot.parse import Parsed, parse
 from bot.permissions import Access
-from bot.registry import Command
+from bot.registry import Command, Kind
 from bot.replies import STORAGE_DOWN, STORAGE_ERRORS
-from bot.store import Claim, ClaimStatus, KnownUser, RateDecision
+from bot.storage.approval_tables import Policy
+from bot.storage.grants import KnownUser
+from bot.storage.limits import RateDecision
+from bot.storage.requests import Claim, ClaimStatus
 from erm import db
 
 log = logging.getLogger(__name__)
@@ -172,7 +174,7 @@ class Dispatcher:
             if claim.status is not ClaimStatus.NEW:
                 return _Start(claim)
             # The grants of the requester's person, and who that person is, in one statement.
-            found = core.people.known_in(connection, identity)
+            found = core.people.known.within(connection, identity)
             known, person = found.user, found.person
             stranger = None
             if (known is None or not known.roles) and not self._bootstrap(identity.key):
@@ -217,7 +219,7 @@ class Dispatcher:
         """Store the buttons, the reply and the audit row: the one transaction after the work."""
         core = self.core
         if reply.buttons:
-            ids = core.buttons.save_in(
+            ids = core.buttons.save.within(
                 connection,
                 _button_specs(reply),
                 owner=request.identity.key,
@@ -225,9 +227,9 @@ class Dispatcher:
                 ttl=BUTTON_TTL,
             )
             reply = _with_button_ids(reply, ids)
-        core.requests.finish_in(connection, request.request_key, reply.to_dict(), entry.at)
+        core.requests.finish.within(connection, request.request_key, reply.to_dict(), entry.at)
         if audited:
-            core.audit.append_in(connection, entry)
+            core.audit.append.within(connection, entry)
         return reply
 
     async def _finish_step_by_step(
@@ -261,7 +263,7 @@ class Dispatcher:
 
     def _stale(self, request: Request, command: Command) -> Reply | None:
         """A code command the user sent long ago asks to be confirmed instead of running."""
-        if command.kind != "code" or request.sent_at is None or request.confirmed:
+        if command.kind is not Kind.CODE or request.sent_at is None or request.confirmed:
             return None
         age = self.core.clock() - request.sent_at
         if age <= timedelta(minutes=self.core.limits.stale_minutes):
@@ -335,23 +337,23 @@ class Dispatcher:
         now = now or self.core.clock()
         user = person
         checks: list[tuple[str, str, int, int]] = []
-        if command.kind == "code":
+        if command.kind is Kind.CODE:
             checks.append(("codes:user", user, limits.codes_per_user_hour, 3600))
             if access.distributor:
                 checks.append(
                     ("codes:dist", access.distributor, limits.codes_per_distributor_hour, 3600)
                 )
-        elif command.kind == "lookup":
+        elif command.kind is Kind.LOOKUP:
             checks.append(("lookups:user", user, limits.lookups_per_user_minute, 60))
         decisions = []
         for scope, key, limit, window in checks:
-            decision = rate.hit_in(connection, scope, key, limit, window, now)
+            decision = rate.hit.within(connection, scope, key, limit, window, now)
             decisions.append((scope, key, limit, window, decision))
             if not decision.allowed:
                 break
-        if command.kind != "code" or approvals is None or access.distributor is None:
+        if command.kind is not Kind.CODE or approvals is None or access.distributor is None:
             return tuple(decisions), None
-        return tuple(decisions), approvals.store.policy_in(connection, access.distributor)
+        return tuple(decisions), approvals.store.policy.within(connection, access.distributor)
 
     def _judge(
         self, command: Command, counted: _Counted | None
@@ -362,7 +364,7 @@ class Dispatcher:
         for scope, key, limit, window, decision in decisions:
             if decision.allowed:
                 continue
-            if command.kind == "code" and self.core.approvals:
+            if command.kind is Kind.CODE and self.core.approvals:
                 per = "hour" if window == 3600 else "minute"
                 whose = "the requester's" if scope.endswith(":user") else f"{key}'s"
                 return f"over {whose} quota of {limit} codes per {per}", policy

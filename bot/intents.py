@@ -34,7 +34,9 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.orm import Mapped, mapped_column
 
-from bot.store import BotBase, CodeStore, ItemLock, _aware, _table
+from bot.storage.base import BotBase, Store, aware, table_of
+from bot.storage.codes import CodeStore
+from bot.storage.locks import ItemLock
 from erm import db
 
 
@@ -142,12 +144,12 @@ def _clean(value: str | None, limit: int | None = None) -> str | None:
     return value[:limit] if limit else value
 
 
-class IntentStore:
+class IntentStore(Store):
     """Intents: opened before a code mutation, closed with its outcome."""
 
     def __init__(self, engine: AsyncEngine) -> None:
-        self._engine = engine
-        table = self._table = _table(CodeIntentRow)
+        super().__init__(engine)
+        table = self._table = table_of(CodeIntentRow)
         self._insert = table.insert().returning(table.c.id)
         self._open_for = (
             select(table)
@@ -164,10 +166,6 @@ class IntentStore:
             .values(state=bindparam("p_state"), closed_at=bindparam("p_now"))
         )
 
-    @property
-    def engine(self) -> AsyncEngine:
-        return self._engine
-
     async def begin(self, intent: Intent) -> Intent | list[Intent]:
         """Store ``intent`` (open) and return it with its id, unless the item has open intents
         already: then store nothing and return those (their holders are gone; the caller holds
@@ -175,7 +173,7 @@ class IntentStore:
         if intent.days is not None and intent.days <= 0:
             raise ValueError("days must be positive (or None for a free or reset code)")
         values: dict[str, Any] = {name: getattr(intent, name) for name in _FIELDS}
-        values["started_at"] = _aware(intent.started_at, "started_at")
+        values["started_at"] = aware(intent.started_at, "started_at")
         for name in ("item_label", "note", "requester_name"):
             values[name] = _clean(values[name])
         values["state"] = IntentState.OPEN.value
@@ -241,7 +239,7 @@ class IntentStore:
         if state is IntentState.OPEN:
             raise ValueError("an intent is closed with an outcome, not 'open'")
         assert intent.id is not None, "only a stored intent can be closed"
-        values = {"p_id": intent.id, "p_state": state.value, "p_now": _aware(now, "now")}
+        values = {"p_id": intent.id, "p_state": state.value, "p_now": aware(now, "now")}
         return bool(connection.execute(self._close, values).rowcount == 1)
 
     async def purge(self, before: datetime) -> int:
@@ -249,7 +247,7 @@ class IntentStore:
         table = self._table
         statement = delete(table).where(
             table.c.state != IntentState.OPEN.value,
-            table.c.closed_at < _aware(before, "before"),
+            table.c.closed_at < aware(before, "before"),
         )
         return await db.transaction(self._engine, lambda c: int(c.execute(statement).rowcount))
 

@@ -1,8 +1,8 @@
 """Request and Reply: what adapters hand to the core and what they get back.
 
-A ``Reply`` is data. Adapters render it (Block Kit, Telegram HTML, terminal text) and escape what
+A ``Reply`` is data. Adapters render it (rich blocks, HTML, terminal text) and escape what
 needs escaping; nothing here knows any platform's markup. ``Reply.text()`` is the plain-text form,
-used as the Slack fallback, by the console and in tests.
+used as a platform's plain-text fallback, by terminal adapters and in tests.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ def visible(text: str) -> str:
     """``text`` without bidi controls and zero-width characters, and control characters as spaces.
 
     Applied where a person's text enters (display names, command text: notes, deny reasons):
-    a right-to-left override can make "Dennis (slack:UADMA)" read as another name on a card, and a
+    a right-to-left override can make "Dennis (chat:UADMA)" read as another name on a card, and a
     zero-width space makes two names that look the same compare different.
     """
     return text.translate(_INVISIBLE).translate(CONTROLS_TO_SPACES)
@@ -32,7 +32,7 @@ def visible(text: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Identity:
-    """Who is asking: a user id on one platform (``slack``, ``telegram``, ``console``)."""
+    """Who is asking: a user id on one platform (the adapters name the platforms)."""
 
     platform: str
     user_id: str
@@ -87,7 +87,7 @@ class Click:
 
 
 class Visibility(enum.StrEnum):
-    PRIVATE = "private"  # only the requester sees it (Slack ephemeral, Telegram private chat)
+    PRIVATE = "private"  # only the requester sees it (an ephemeral message, or the private chat)
     PUBLIC = "public"  # everyone in the chat sees it
 
 
@@ -133,7 +133,7 @@ class Style(enum.StrEnum):
 class Button:
     """A button. Commands put what it does in ``value`` (e.g. the command to run); the dispatcher
     stores that server-side and hands adapters a short opaque id (``[A-Za-z0-9_-]``, at most 16
-    characters) in its place, so it fits Telegram's 64-byte ``callback_data``."""
+    characters) in its place, so it fits the smallest button payload (64 bytes)."""
 
     label: str
     action: Action
@@ -162,8 +162,9 @@ class Reply:
     def private_only(self) -> bool:
         """Never shown in a group or channel: it carries a code or is confidential.
 
-        The one privacy rule every adapter honours: Slack answers ephemerally, Telegram sends it
-        to the requester's private chat with a short note in the group, the console prints it.
+        The one privacy rule every adapter honours: an adapter answers ephemerally where it can,
+        or sends it to the requester's private chat with a short note in the group; a terminal
+        prints it.
         """
         return self.confidential or bool(self.codes)
 
@@ -220,7 +221,7 @@ class Pressed:
 
     ``card`` replaces the message that holds the button (``None``: leave it; a card without
     buttons removes them). ``reply`` is a new message for the presser (visibility rules apply).
-    ``notice`` is a short note only the presser sees (Slack ephemeral, Telegram callback answer).
+    ``notice`` is a short note only the presser sees (an ephemeral message, a callback answer).
     """
 
     reply: Reply | None = None

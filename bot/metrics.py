@@ -12,8 +12,8 @@ Who records what:
   (or :func:`observe_approval`), and when a card cannot be posted to its approval chat:
   :func:`count_approval_post_failure`;
 - the ERM client, through its observer hook wired in ``adapters.runtime``: :func:`observe_erm_call`;
-- the Slack and Telegram adapters when a message cannot be sent: :func:`count_send_failure`,
-  and when an inbound body is refused: :func:`count_body_refused`; the Slack adapter when a
+- the chat adapters when a message cannot be sent: :func:`count_send_failure`,
+  and when an inbound body is refused: :func:`count_body_refused`; an adapter when a
   request comes from a workspace it does not serve: :func:`count_foreign_request`;
 - the dispatcher, for requests of people without a role (:func:`count_stranger`) and requests
   that wait for their person's turn (``PERSON_WAITS``).
@@ -31,6 +31,8 @@ from prometheus_client import (
     PlatformCollector,
     ProcessCollector,
 )
+
+from bot.registry import Kind
 
 if TYPE_CHECKING:
     from bot.audit import AuditEntry
@@ -136,7 +138,7 @@ def record_command(entry: AuditEntry, command: Command | None) -> None:
     COMMANDS.labels(command=name, outcome=entry.outcome).inc()
     if (
         command is not None
-        and command.kind == "code"
+        and command.kind is Kind.CODE
         and entry.outcome == "ok"
         and entry.erm_code_event
         and "not generated again" not in entry.detail

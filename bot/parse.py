@@ -1,8 +1,10 @@
 """Text -> (Command, arguments, flags), or a ``UserError`` that says exactly what to type.
 
 What phones do to text is undone first: a long dash (em or en dash) typed for ``--`` counts
-as ``--``, curly quotes count as straight ones, and ``/code@mybot`` (Telegram groups) is ``/code``.
-``/erm X`` (Slack's umbrella command) is ``/X`` everywhere.
+as ``--``, curly quotes count as straight ones, and ``/code@mybot`` (a command addressed to one
+bot in a group) is ``/code``.
+``/erm X`` (the umbrella command of platforms that give an app one slash command) is ``/X``
+everywhere.
 """
 
 from __future__ import annotations
@@ -64,7 +66,7 @@ def parse(text: str, commands: Sequence[Command]) -> Parsed:
         raise UsageError(f"That message is too long ({len(text)} characters, at most {MAX_TEXT}).")
     words = tokens(normalise(text))
     if words and words[0].lstrip("/").split("@", 1)[0].lower() == UMBRELLA:
-        # Slack's /erm umbrella, typed (or forwarded from Slack) anywhere: /erm start X = /start X
+        # The /erm umbrella, typed (or forwarded) anywhere: /erm start X = /start X
         words = [f"/{words[1].lstrip('/')}", *words[2:]] if len(words) > 1 else ["/help"]
     if not words:
         raise UsageError("Type a command, for example /help.")

@@ -1,6 +1,6 @@
 """One person, several chat identities: links, one-time link codes, and who "the same person" is.
 
-Someone who works from Slack and from Telegram links the two: ``/link`` on one app shows a code,
+Someone who works from two chat apps links the two identities: ``/link`` on one app shows a code,
 ``/link CODE`` on the other joins that identity to the first one's person. From then on the rules
 see one person: an identity's role at a distributor is the highest any identity of its person
 holds there (:meth:`PeopleStore.known_in`, folded into the one query the dispatcher already made
@@ -20,8 +20,8 @@ Storage (revision bot0007):
   self-approval check and the 24-hour counts, identities linked at any time since the request
   (or within the counted window) are still one person; otherwise a person could unlink their
   second identity and approve their own request from it.
-- ``bot_link_codes``: only a hash of each code (as :class:`bot.cards.InviteStore` keeps invites),
-  its maker, expiry and use.
+- ``bot_link_codes``: only a hash of each code (as :class:`bot.storage.invites.InviteStore` keeps
+  invites), its maker, expiry and use.
 
 Why a leaked code is not a privilege escalation: a code joins whoever types it to its maker's
 person, with the maker's roles, so it is worth what the maker's roles are worth, and it is
@@ -49,7 +49,6 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
-    CheckConstraint,
     ColumnElement,
     Connection,
     Index,
@@ -73,20 +72,12 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.orm import Mapped, mapped_column
 
-from bot.cards import new_invite_code
 from bot.errors import UsageError
 from bot.messages import Identity
 from bot.roles import Role
-from bot.store import (
-    _PLATFORM_CHECK,
-    BotBase,
-    GrantRow,
-    KnownUser,
-    UserRow,
-    _aware,
-    _identity,
-    _table,
-)
+from bot.storage.base import BotBase, Store, aware, checked_identity, step, table_of
+from bot.storage.grants import GrantRow, KnownUser, UserRow
+from bot.storage.invites import new_invite_code
 from erm import db
 
 LINK_TTL = timedelta(minutes=10)
@@ -112,7 +103,6 @@ class LinkRow(BotBase):
 
     __tablename__ = "bot_links"
     __table_args__ = (
-        CheckConstraint(_PLATFORM_CHECK, name="platform_known"),
         Index("ix_bot_links_identity", "platform", "user_id"),
         Index("ix_bot_links_person", "person"),
         # One current link per identity, held by the database (two links at once: one wins).
@@ -181,7 +171,7 @@ class Unlinked:
 
 
 def _links() -> Table:
-    return _table(LinkRow)
+    return table_of(LinkRow)
 
 
 def _linked_since(row: Any, since: Any) -> ColumnElement[bool]:
@@ -226,14 +216,14 @@ def _code_hash(code: str) -> str:
     return hashlib.sha256(f"erm-bot link {normalized}".encode()).hexdigest()
 
 
-class PeopleStore:
+class PeopleStore(Store):
     """Links between identities and the link codes that make them; see the module docstring."""
 
     def __init__(self, engine: AsyncEngine) -> None:
-        self._engine = engine
+        super().__init__(engine)
         self._links = links = _links()
-        self._codes = _table(LinkCodeRow)
-        grants, users = _table(GrantRow), _table(UserRow)
+        self._codes = table_of(LinkCodeRow)
+        grants, users = table_of(GrantRow), table_of(UserRow)
         me, other = links.alias("me"), links.alias("other")
         platform = bindparam("p_platform", type_=String)
         user_id = bindparam("p_user_id", type_=String)
@@ -264,17 +254,12 @@ class PeopleStore:
             links.c.platform == platform, links.c.user_id == user_id, links.c.unlinked_at.is_(None)
         )
 
-    @property
-    def engine(self) -> AsyncEngine:
-        return self._engine
-
-    # -- reading ------------------------------------------------------------------------------
-
-    def known_in(self, connection: Connection, identity: Identity) -> Known:
+    @step
+    def known(self, connection: Connection, identity: Identity) -> Known:
         """The identity's person, its roles (the highest per distributor among the person's
         identities) and, when it has several distributors, its own default one."""
         try:
-            platform, user_id = _identity(identity.platform, identity.user_id)
+            platform, user_id = checked_identity(identity.platform, identity.user_id)
         except UsageError:
             return Known(identity.key, None)
         values = {"p_platform": platform, "p_user_id": user_id}
@@ -291,13 +276,10 @@ class PeopleStore:
         default = connection.scalar(self._default_of, values)
         return Known(person, KnownUser(roles, None if default is None else str(default), True))
 
-    async def known(self, identity: Identity) -> Known:
-        return await db.transaction(self._engine, lambda c: self.known_in(c, identity))
-
     async def roles_of(self, identity: Identity) -> dict[str, Role]:
         """The identity's role per distributor, its person's identities' grants included; a
         ``UsageError`` for an identity that cannot exist (as ``GrantStore.grants_of``)."""
-        _identity(identity.platform, identity.user_id)
+        checked_identity(identity.platform, identity.user_id)
         known = await self.known(identity)
         return known.user.roles if known.user is not None else {}
 
@@ -328,7 +310,7 @@ class PeopleStore:
             return True
         links = self._links
         x, y = links.alias("x"), links.alias("y")
-        since = _aware(since, "since")
+        since = aware(since, "since")
         statement = select(
             exists()
             .select_from(x.join(y, y.c.person == x.c.person))
@@ -348,8 +330,8 @@ class PeopleStore:
     async def start_link(self, identity: Identity, *, now: datetime) -> str:
         """A new one-time code that links another identity to this one's person (returned once;
         only its hash is stored). Earlier unused codes of this identity stop working."""
-        platform, user_id = _identity(identity.platform, identity.user_id)
-        maker, now = f"{platform}:{user_id}", _aware(now, "now")
+        platform, user_id = checked_identity(identity.platform, identity.user_id)
+        maker, now = f"{platform}:{user_id}", aware(now, "now")
         code = new_invite_code()
         codes = self._codes
 
@@ -374,8 +356,8 @@ class PeopleStore:
     async def redeem(self, identity: Identity, code: str, *, now: datetime) -> Linked:
         """Join ``identity`` to the person of the code's maker, using the code up; a
         :class:`LinkError` (nothing changed, the code still usable) when it cannot be."""
-        platform, user_id = _identity(identity.platform, identity.user_id)
-        me, now = f"{platform}:{user_id}", _aware(now, "now")
+        platform, user_id = checked_identity(identity.platform, identity.user_id)
+        me, now = f"{platform}:{user_id}", aware(now, "now")
         if not code or len(code) > 64:
             raise LinkError(UNKNOWN_CODE)
         codes, code_hash = self._codes, _code_hash(code)
@@ -397,8 +379,8 @@ class PeopleStore:
                     f"{me} is linked to other identities already.\n"
                     f"Unlink it first: /unlink {me}, then send /link CODE again."
                 )
-            mine = self.known_in(connection, identity).user
-            theirs = self.known_in(connection, Identity(*_split(maker))).user
+            mine = self.known.within(connection, identity).user
+            theirs = self.known.within(connection, Identity(*_split(maker))).user
             held = mine.roles if mine is not None else {}
             given = theirs.roles if theirs is not None else {}
             if any(role > given.get(where, 0) for where, role in held.items()):
@@ -429,8 +411,8 @@ class PeopleStore:
         """Take ``identity`` out of its person (None: it was linked to nobody). The row is kept,
         closed, for the rules that look back; a person left with one identity is none any more,
         and one whose key was this identity's moves to another identity's key."""
-        platform, user_id = _identity(identity.platform, identity.user_id)
-        key, now = f"{platform}:{user_id}", _aware(now, "now")
+        platform, user_id = checked_identity(identity.platform, identity.user_id)
+        key, now = f"{platform}:{user_id}", aware(now, "now")
         links, by = self._links, by[:_KEY]
 
         def close(connection: Connection, keys: Sequence[str]) -> None:

@@ -19,7 +19,7 @@ from bot.messages import Identity
 from bot.people import PeopleStore
 from bot.registry import Command
 from bot.roles import Role
-from bot.store import GrantStore, KnownUser
+from bot.storage.grants import GrantStore, KnownUser
 
 
 class _Denied(Exception):
@@ -36,7 +36,7 @@ class _DefaultUnread(Exception):
 
 
 def parse_admins(text: str) -> frozenset[str]:
-    """``slack:U123,telegram:456`` -> {"slack:U123", "telegram:456"}; malformed entries refused."""
+    """``chat:U123,other:456`` -> {"chat:U123", "other:456"}; malformed entries refused."""
     admins = set()
     for raw in text.split(","):
         entry = raw.strip()
@@ -44,7 +44,9 @@ def parse_admins(text: str) -> frozenset[str]:
             continue
         platform, sep, user = entry.partition(":")
         if not sep or not platform or not user:
-            raise ValueError(f"ERM_BOT_ADMINS entries look like slack:U123, not {entry[:30]!r}")
+            raise ValueError(
+                f"ERM_BOT_ADMINS entries look like platform:user_id, not {entry[:30]!r}"
+            )
         admins.add(f"{platform.strip().lower()}:{user.strip()}")
     return frozenset(admins)
 

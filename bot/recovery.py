@@ -25,7 +25,8 @@ from bot.code_replies import WHAT, code_command, code_reply, code_title, unsettl
 from bot.core import Core
 from bot.intents import Intent, IntentState
 from bot.messages import Reply, Tone
-from bot.store import IssuedCodeRecord, LockBusyError
+from bot.storage.code_records import IssuedCodeRecord
+from bot.storage.locks import LockBusyError
 from erm.errors import ErmError
 from erm.models import CodeType, Item
 from erm.reconcile import PendingCode, Settlement, Verdict, code_description

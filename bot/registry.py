@@ -7,6 +7,7 @@ The first line of the docstring is the help text. Modelled on discord.py's ``ext
 
 from __future__ import annotations
 
+import enum
 import inspect
 import re
 import typing
@@ -186,6 +187,15 @@ def _arg_of(hint: Any) -> Arg | None:
     return None
 
 
+class Kind(enum.StrEnum):
+    """What a command does, which picks the quota it counts against."""
+
+    LOOKUP = "lookup"  # reads ERM: the per-person lookup quota
+    CODE = "code"  # makes a code: the code quotas, the approval policy, the stale check
+    ADMIN = "admin"  # changes the bot's own state
+    META = "meta"  # about the bot or the person: no quota
+
+
 @dataclass(frozen=True, slots=True)
 class Command:
     """One chat command: its words, arguments, the role it needs and its help."""
@@ -198,7 +208,7 @@ class Command:
     example: str
     flags: frozenset[str] = frozenset()
     per_distributor: bool = True  # runs for one distributor (chosen or implied)
-    kind: str = "lookup"  # lookup | code | admin | meta: picks the rate limit
+    kind: Kind = Kind.LOOKUP
     anyone: bool = False  # runs for users without any role (onboarding: /start)
 
     @property
@@ -218,7 +228,7 @@ def command(
     example: str,
     flags: tuple[str, ...] = (),
     per_distributor: bool = True,
-    kind: str = "lookup",
+    kind: Kind = Kind.LOOKUP,
     anyone: bool = False,
 ) -> Callable[[Handler], Command]:
     """Declare a command; see the module docstring."""

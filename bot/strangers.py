@@ -25,7 +25,7 @@ from sqlalchemy import Connection
 
 from bot import metrics
 from bot.errors import RateLimitedError
-from bot.store import RateDecision, RateLimiter
+from bot.storage.limits import RateDecision, RateLimiter
 
 SCOPE = "strangers:user"
 AUDIT_SCOPE = "strangers:audit"
@@ -51,10 +51,10 @@ def count_in(
     now: datetime,
 ) -> Stranger:
     """Count a stranger's request (and, for its first this hour, the audit budget)."""
-    decision = rate.hit_in(connection, SCOPE, identity, per_hour, HOUR, now)
+    decision = rate.hit.within(connection, SCOPE, identity, per_hour, HOUR, now)
     audited = False
     if decision.allowed and decision.count == 1:
-        budget = rate.hit_in(connection, AUDIT_SCOPE, AUDIT_KEY, audits_per_hour, HOUR, now)
+        budget = rate.hit.within(connection, AUDIT_SCOPE, AUDIT_KEY, audits_per_hour, HOUR, now)
         audited = budget.allowed
     return Stranger(decision, audited)
 

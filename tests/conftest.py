@@ -22,7 +22,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from support import TestDatabase, postgres_server_url
 
 from erm.db import create_engine, upgrade
-from erm.vault import SecretBox, TokenVault
+from erm.secret_box import SecretBox
+from erm.vault import TokenVault
 
 
 @pytest.fixture(

@@ -1,6 +1,9 @@
-"""Slack: slash commands, Block Kit replies and buttons over HTTP or Socket Mode (bolt AsyncApp)."""
+"""Slack: slash commands, Block Kit replies and buttons over HTTP or Socket Mode (bolt AsyncApp).
 
-from adapters.slack.app import SlackAdapter, SlackConfig, SlackConfigError, SlackStartError
-from adapters.slack.outbound import SlackSendError
+Importing the package stays cheap (bolt loads when the adapter is built): see
+:mod:`adapters.platform`. The adapter itself is :class:`adapters.slack.app.SlackAdapter`.
+"""
 
-__all__ = ["SlackAdapter", "SlackConfig", "SlackConfigError", "SlackSendError", "SlackStartError"]
+from adapters.slack.platform import PLATFORM
+
+__all__ = ["PLATFORM"]

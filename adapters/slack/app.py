@@ -20,24 +20,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
-import hmac
 import logging
 import re
 import secrets
 import time
-from collections.abc import Callable, Coroutine, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qsl
+from typing import Any
 
 from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 from slack_bolt.app.async_app import AsyncApp
 from slack_bolt.authorization import AuthorizeResult
 from slack_bolt.context.ack.async_ack import AsyncAck
-from slack_bolt.context.async_context import AsyncBoltContext
-from slack_bolt.request.async_internals import build_async_context
 from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
@@ -53,27 +47,30 @@ from adapters.bodies import (
     read_bounded,
     too_large,
 )
+from adapters.logs import bind_request_once
+from adapters.slack.config import NAME, SlackConfig
+from adapters.slack.inbound import (
+    form_body_quirk,
+    is_direct_message,
+    payload_problem,
+    verify_signature,
+)
 from adapters.slack.outbound import ChannelPacer, Outbound, ResponseUrls, SlackSendError, Target
 from adapters.slack.render import ACTION_PREFIX, escape, render, respell
 from adapters.slack.workspace import Workspaces, guard
 from bot.dispatch import Dispatcher
 from bot.messages import Click, Identity, Pressed, Reply, Request, Visibility
-from bot.ports import NotifyError
-
-if TYPE_CHECKING:
-    from adapters.settings import Settings
+from bot.ports import Notifier, NotifyError
+from bot.replies import unexpected
 
 log = logging.getLogger(__name__)
 
-PLATFORM = "slack"
 UMBRELLA = "erm"  # /erm <anything>: every command, and help
 SLASH_KINDS = ("code", "lookup")  # command kinds with a slash command of their own (the manifest)
 EVENTS_PATH = "/slack/events"
 # Slash commands are a few hundred bytes; a button click carries its whole source message (at
 # most 50 blocks of 3000 characters, form-encoded: about 450 kB at worst), a modal view 250 kB.
 MAX_BODY = 1024 * 1024
-DEFAULT_API_URL = "https://slack.com/api/"
-SIGNATURE_MAX_AGE = 300  # seconds, either way (Slack's replay window)
 CONNECT_TIMEOUT = 30.0  # Socket Mode: give up starting after this
 DRAIN_TIMEOUT = 20.0  # stop(): how long commands in flight may still run (ERM's total timeout)
 # auth.test errors that mean the token itself is wrong: starting is pointless.
@@ -84,133 +81,8 @@ _TOKEN_ERRORS = frozenset(
 _BUTTON_ACTION = re.compile(rf"^{re.escape(ACTION_PREFIX)}")
 
 
-class SlackConfigError(ValueError):
-    """The Slack settings cannot work (the message names the variable to set)."""
-
-
 class SlackStartError(RuntimeError):
     """Slack refused the adapter at start (a wrong token, Socket Mode unreachable)."""
-
-
-@dataclass(frozen=True, slots=True)
-class SlackConfig:
-    bot_token: str = field(repr=False)
-    signing_secret: str | None = field(default=None, repr=False)
-    app_token: str | None = field(default=None, repr=False)  # set: Socket Mode
-    api_url: str = DEFAULT_API_URL
-    # Workspaces served (SLACK_TEAM_IDS); empty: the bot token's own, from auth.test.
-    workspaces: Workspaces = field(default_factory=Workspaces)
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> SlackConfig:
-        def secret(name: str) -> str | None:
-            value = getattr(settings, name)
-            text: str = value.get_secret_value().strip() if value is not None else ""
-            return text or None
-
-        bot_token = secret("slack_bot_token")
-        if bot_token is None:
-            raise SlackConfigError("SLACK_BOT_TOKEN is not set")
-        try:
-            workspaces = Workspaces.parse(settings.slack_team_ids)
-        except ValueError as exc:
-            raise SlackConfigError(str(exc)) from None
-        return cls(
-            bot_token=bot_token,
-            signing_secret=secret("slack_signing_secret"),
-            app_token=secret("slack_app_token"),
-            api_url=settings.slack_api_url,
-            workspaces=workspaces,
-        )
-
-    @property
-    def socket_mode(self) -> bool:
-        return self.app_token is not None
-
-    def check(self) -> None:
-        """Raise ``SlackConfigError`` naming the variable when these settings cannot work."""
-        if not self.bot_token:
-            raise SlackConfigError("SLACK_BOT_TOKEN is not set")
-        if not self.bot_token.startswith("xox"):
-            raise SlackConfigError("SLACK_BOT_TOKEN must be a bot token (xoxb-...)")
-        if self.app_token is not None and not self.app_token.startswith("xapp-"):
-            raise SlackConfigError("SLACK_APP_TOKEN must be an app-level token (xapp-...)")
-        if not self.socket_mode and not self.signing_secret:
-            raise SlackConfigError(
-                "SLACK_SIGNING_SECRET is required in HTTP mode (requests to /slack/events); "
-                "set it, or set SLACK_APP_TOKEN to use Socket Mode"
-            )
-        if not self.api_url.startswith(("http://", "https://")):
-            raise SlackConfigError("SLACK_API_URL must start with http:// or https://")
-
-
-def verify_signature(
-    secret: str,
-    body: bytes,
-    timestamp: str | None,
-    signature: str | None,
-    *,
-    now: float | None = None,
-) -> bool:
-    """Slack's v0 signature over the raw body, within 300 s; never raises on malformed input."""
-    if not timestamp or not signature or not signature.startswith("v0="):
-        return False
-    if not (timestamp.isascii() and timestamp.isdigit()) or len(timestamp) > 12:
-        return False
-    current = time.time() if now is None else now
-    if abs(current - int(timestamp)) > SIGNATURE_MAX_AGE:
-        return False
-    base = b"v0:" + timestamp.encode() + b":" + body
-    expected = "v0=" + hmac.new(secret.encode(), base, hashlib.sha256).hexdigest()
-    return hmac.compare_digest(expected.encode(), signature.encode(errors="replace"))
-
-
-def is_direct_message(channel_id: str, channel_name: str = "") -> bool:
-    """A DM: channel ids of IMs start with D; slash commands also say ``directmessage``."""
-    return channel_id.startswith("D") or channel_name == "directmessage"
-
-
-def _form_body_quirk(request: AsyncBoltRequest) -> None:
-    """Bolt reads any form body containing the text "payload" as an interactivity payload; a
-    slash command like ``/erm payload`` then parses to ``{}`` and goes unhandled. Re-read it."""
-    if request.body or not request.raw_body:
-        return
-    if request.content_type != "application/x-www-form-urlencoded":
-        return
-    form = dict(parse_qsl(request.raw_body, keep_blank_values=True))
-    if "payload" in form:
-        return
-    request.body = form
-    request.context = build_async_context(AsyncBoltContext({}), form)
-
-
-_PASSED_TO_BOLT = frozenset({"url_verification", "event_callback", "ssl_check"})
-_OBJECT_FIELDS = ("user", "container", "channel", "team", "message", "enterprise")
-
-
-def payload_problem(body: object) -> str | None:
-    """Why a (signed) body cannot be a slash command or a button click of ours, or None.
-
-    Bolt trusts the shape of a signed body: a payload that is not an object, or a button click
-    whose ``actions`` or ``user`` are not objects, makes it fail with a 500. Interactivity other
-    than button clicks is never configured for this app.
-    """
-    if not isinstance(body, dict):
-        return "the body is not an object"
-    kind = body.get("type")
-    if kind is None or kind in _PASSED_TO_BOLT:
-        return None  # a slash command (form fields), or what bolt answers itself
-    if kind != "block_actions":
-        return f"unexpected payload type {str(kind)[:40]!r}"
-    actions = body.get("actions")
-    if not isinstance(actions, list) or not actions:
-        return "a button click without actions"
-    if not all(isinstance(a, dict) and isinstance(a.get("action_id"), str) for a in actions):
-        return "a button click with malformed actions"
-    for name in _OBJECT_FIELDS:
-        if body.get(name) is not None and not isinstance(body[name], dict):
-            return f"a button click whose {name} is not an object"
-    return None
 
 
 class SlackAdapter:
@@ -292,8 +164,6 @@ class SlackAdapter:
                     f"{CONNECT_TIMEOUT:g} s (check SLACK_APP_TOKEN and connections:write)"
                 ) from None
             log.info("Slack Socket Mode connected")
-        # The core posts approval cards and private messages through this adapter.
-        self.dispatcher.core.notifiers[PLATFORM] = self
 
     async def stop(self) -> None:
         """Stop taking requests, let answers in flight finish, close connections."""
@@ -306,14 +176,24 @@ class SlackAdapter:
             task.cancel()
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
-        if self.dispatcher.core.notifiers.get(PLATFORM) is self:
-            del self.dispatcher.core.notifiers[PLATFORM]  # after the work in flight used it
         await self.outbound.close()
 
     async def drain(self, seconds: float = DRAIN_TIMEOUT) -> None:
         """Wait (bounded) until no command or click is in flight."""
         if self._tasks:
             await asyncio.wait(set(self._tasks), timeout=seconds)
+
+    # -- adapters.platform.Served ------------------------------------------------------------
+
+    @property
+    def notifier(self) -> Notifier:
+        """This adapter: it posts approval cards and private messages for the core."""
+        return self
+
+    @property
+    def deep_link(self) -> None:
+        """Slack has no invite link: an invite code is typed (``/start CODE``)."""
+        return None
 
     # -- inbound -----------------------------------------------------------------------------
 
@@ -322,9 +202,9 @@ class SlackAdapter:
         try:
             body = await read_bounded(request, MAX_BODY)
         except BodyTooLargeError as exc:
-            return too_large(PLATFORM, exc)
+            return too_large(NAME, exc)
         except BadContentLengthError:
-            return bad_length(PLATFORM)
+            return bad_length(NAME)
         ok = verify_signature(
             self.config.signing_secret or "",
             body,
@@ -345,7 +225,7 @@ class SlackAdapter:
                 query=dict(request.query_params),
                 headers=dict(request.headers),
             )
-            _form_body_quirk(bolt_request)
+            form_body_quirk(bolt_request)
             problem = payload_problem(bolt_request.body)
         except Exception as exc:  # bolt's parsing of a payload that is not JSON, or not an object
             problem = f"unreadable body ({type(exc).__name__})"
@@ -434,7 +314,7 @@ class SlackAdapter:
         try:
             trigger = str(body.get("trigger_id") or "") or secrets.token_hex(8)
             request = Request(
-                identity=Identity(PLATFORM, user_id, _str_or_none(body.get("user_name"))),
+                identity=Identity(NAME, user_id, _str_or_none(body.get("user_name"))),
                 text=self.command_text(str(body.get("command") or ""), str(body.get("text") or "")),
                 request_key=f"slack:cmd:{trigger}",
                 chat_id=channel,
@@ -443,9 +323,7 @@ class SlackAdapter:
             )
             reply = await self.dispatcher.handle(request)
         except Exception:
-            incident = secrets.token_hex(3)
-            log.exception("slack command failed", extra={"incident": incident})
-            reply = _incident_reply(incident)
+            reply = unexpected(log, "slack command failed")
         await self.send(target, reply)
 
     async def _run_click(self, body: Mapping[str, Any]) -> None:
@@ -468,7 +346,7 @@ class SlackAdapter:
             trigger = str(body.get("trigger_id") or "") or f"{action.get('action_ts')}:{user_id}"
             click = Click(
                 identity=Identity(
-                    PLATFORM, user_id, _str_or_none(user.get("username") or user.get("name"))
+                    NAME, user_id, _str_or_none(user.get("username") or user.get("name"))
                 ),
                 button_id=str(action.get("value") or ""),
                 request_key=f"slack:click:{trigger}",
@@ -477,9 +355,7 @@ class SlackAdapter:
             )
             pressed = await self.dispatcher.press(click)
         except Exception:
-            incident = secrets.token_hex(3)
-            log.exception("slack button failed", extra={"incident": incident})
-            pressed = Pressed(reply=_incident_reply(incident))
+            pressed = Pressed(reply=unexpected(log, "slack button failed"))
         await self.apply(target, pressed)
 
     # -- outbound ----------------------------------------------------------------------------
@@ -548,12 +424,11 @@ def _withheld(card: Reply) -> Reply:
     )
 
 
-def _incident_reply(incident: str) -> Reply:
-    return Reply.error(
-        f"Something went wrong on our side (incident {incident}). "
-        "An admin can look it up in the logs."
-    )
-
-
 def _str_or_none(value: object) -> str | None:
     return str(value) if value else None
+
+
+async def request_context(next: Callable[[], Awaitable[None]]) -> None:
+    """bolt middleware: a request id for Socket Mode requests (HTTP ones have one already)."""
+    bind_request_once(NAME)
+    await next()

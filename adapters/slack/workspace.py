@@ -18,12 +18,13 @@ import logging
 import re
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
-
-from slack_bolt.context.async_context import AsyncBoltContext
-from slack_bolt.response import BoltResponse
+from typing import TYPE_CHECKING, Any
 
 from bot import metrics
+
+if TYPE_CHECKING:
+    from slack_bolt.context.async_context import AsyncBoltContext
+    from slack_bolt.response import BoltResponse
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +83,8 @@ def guard(
     """A bolt global middleware: requests from a workspace not ``served`` end here, with a short
     ephemeral answer, a metric and a log line; nothing else runs (no ack, no command, no audit
     row a stranger workspace could grow). HTTP and Socket Mode requests both pass through it."""
+    # Here, not at the top: the Slack config (and so every erm-bot command) imports this module.
+    from slack_bolt.response import BoltResponse
 
     async def workspace_guard(
         context: AsyncBoltContext, next_: Callable[[], Awaitable[None]]

@@ -1,6 +1,9 @@
-"""Telegram: private chats and groups, long polling or webhook, over python-telegram-bot."""
+"""Telegram: private chats and groups, long polling or webhook, over python-telegram-bot.
 
-from adapters.telegram.app import TelegramAdapter, TelegramStartError
-from adapters.telegram.config import TelegramConfig
+Importing the package stays cheap (PTB loads when the adapter is built): see
+:mod:`adapters.platform`. The adapter itself is :class:`adapters.telegram.app.TelegramAdapter`.
+"""
 
-__all__ = ["TelegramAdapter", "TelegramConfig", "TelegramStartError"]
+from adapters.telegram.platform import PLATFORM
+
+__all__ = ["PLATFORM"]

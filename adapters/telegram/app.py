@@ -20,35 +20,21 @@ answers 403), the group gets a link to start one instead.
 
 from __future__ import annotations
 
-import asyncio
 import hmac
 import json
 import logging
-import re
-import secrets
-import warnings
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from datetime import timedelta
-from typing import Any, TypeVar, cast
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.requests import Request as HttpRequest
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
-from telegram import (
-    BotCommand,
-    CallbackQuery,
-    Chat,
-    InlineKeyboardMarkup,
-    LinkPreviewOptions,
-    Message,
-    ReplyParameters,
-    Update,
-    User,
-)
-from telegram.constants import ChatType, ParseMode
-from telegram.error import BadRequest, Forbidden, InvalidToken, RetryAfter, TelegramError
+from telegram import CallbackQuery, Message, Update, User
+from telegram.constants import ChatType
+from telegram.error import InvalidToken, TelegramError
 from telegram.ext import (
     Application,
     CallbackQueryHandler,
@@ -57,7 +43,6 @@ from telegram.ext import (
     filters,
 )
 from telegram.request import HTTPXRequest
-from telegram.warnings import PTBDeprecationWarning
 
 from adapters.bodies import (
     BadContentLengthError,
@@ -67,118 +52,33 @@ from adapters.bodies import (
     too_large,
 )
 from adapters.logs import bind_request
-from adapters.telegram.config import TelegramConfig
+from adapters.telegram.config import NAME, TelegramConfig
+from adapters.telegram.inbound import bot_commands, command_text, malformed
 from adapters.telegram.lock import Leader, polling_lock
 from adapters.telegram.ordering import ChatOrderedProcessor
+from adapters.telegram.outbound import Outbound
 from adapters.telegram.redact import TOKEN_FILTER, protect
-from adapters.telegram.render import button_id, escape, keyboard, render
-from bot import metrics
+from adapters.telegram.render import button_id
 from bot.dispatch import Dispatcher
-from bot.messages import Click, Identity, Reply, Request
-from bot.ports import NotifyError
-from bot.registry import Command
+from bot.messages import Click, Identity, Request
+from bot.ports import Notifier
+from bot.replies import unexpected
 
 log = logging.getLogger(__name__)
 
-PLATFORM = "telegram"
 WEBHOOK_PATH = "/telegram/webhook"
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"  # noqa: S105 - the header's name
 ALLOWED_UPDATES = (Update.MESSAGE, Update.CALLBACK_QUERY)
 MAX_WEBHOOK_BODY = 1_000_000
-MAX_RETRY_WAIT = 30.0  # longer flood waits are not waited out inside one update
 SEEN_UPDATES = 10_000  # update ids remembered in memory to drop redeliveries unanswered
 MAX_NOTICE = 200  # answerCallbackQuery text limit
-_COMMAND_WORD = re.compile(r"[a-z0-9_]{1,32}")
-_COMMAND = re.compile(r"^/([^\s@]+)(?:@(\S*))?(?:\s+(.*))?$", re.DOTALL)
-_NO_PREVIEW = LinkPreviewOptions(is_disabled=True)
 
-T = TypeVar("T")
 AppType = Application[Any, Any, Any, Any, Any, Any]
 Context = ContextTypes.DEFAULT_TYPE
 
 
 class TelegramStartError(Exception):
     """The adapter could not start (bad token, Bot API unreachable); the message is safe to show."""
-
-
-def command_text(text: str, username: str, *, ours: Callable[[str], bool]) -> str | None:
-    """The core's command text for a Telegram message, or None when it is not for this bot.
-
-    ``/code@thisbot days X 30`` -> ``/code days X 30``; ``/code@otherbot ...`` -> None. Without
-    ``@bot`` a command is taken when ``ours(word)`` says the word is one of the bot's commands
-    (in a group several bots may share a word like ``/help``; the caller decides).
-    """
-    match = _COMMAND.match(text.strip())
-    if match is None:
-        return None
-    word, target, rest = match.group(1), match.group(2), match.group(3)
-    if target is not None:
-        if target.lower() != username.lower():
-            return None
-    elif not ours(word):
-        return None
-    rest = (rest or "").strip()
-    return f"/{word} {rest}" if rest else f"/{word}"
-
-
-def malformed(update: Update) -> str | None:
-    """Why an update cannot be handled, or None. Telegram never sends these; PTB's parsing does
-    not check types, so a forged or broken update (text that is a list, a message without a
-    chat) would otherwise fail deep in a handler with a traceback. (Hence ``object``: the
-    annotations are what Telegram promises, not what arrived.)"""
-    message, query = update.message, update.callback_query
-    if message is not None:
-        if not _has_int_id(message.chat, Chat):
-            return "a message without a chat"
-        if not isinstance(cast(object, message.chat.type), str):
-            return "a message in a chat of no type"
-        text: object = message.text
-        if text is not None and not isinstance(text, str):
-            return "a message whose text is not text"
-        if message.from_user is not None and not _has_int_id(message.from_user, User):
-            return "a message from no one"
-    if query is not None:
-        query_id: object = query.id
-        if not isinstance(query_id, str) or not query_id:
-            return "a button press without an id"
-        if not _has_int_id(query.from_user, User):
-            return "a button press from no one"
-        data: object = query.data
-        if data is not None and not isinstance(data, str):
-            return "a button press whose data is not text"
-        if query.message is not None and not _has_int_id(query.message.chat, Chat):
-            return "a button press on a message without a chat"
-    return None
-
-
-def _has_int_id(value: object, kind: type[Chat] | type[User]) -> bool:
-    return isinstance(value, kind) and isinstance(cast(object, value.id), int)
-
-
-def retry_seconds(exc: RetryAfter) -> float:
-    """``retry_after`` in seconds, in either of PTB 22's forms (int, or timedelta opted in)."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", PTBDeprecationWarning)
-        value: int | timedelta = exc.retry_after
-    return value.total_seconds() if isinstance(value, timedelta) else float(value)
-
-
-def bot_commands(commands: Sequence[Command]) -> list[BotCommand]:
-    """One menu entry per top-level command word, with its help text."""
-    words: dict[str, list[Command]] = {}
-    for command in commands:
-        words.setdefault(command.path[0], []).append(command)
-    menu: list[BotCommand] = []
-    for word, group in words.items():
-        if not _COMMAND_WORD.fullmatch(word):
-            continue
-        if len(group) == 1 and len(group[0].path) == 1:
-            description = group[0].help
-        else:
-            subs = ", ".join(c.path[1] for c in group if len(c.path) > 1)
-            description = f"{subs} (see /help {word})"
-        menu.append(BotCommand(word, description[:256] or word))
-    return menu[:100]
 
 
 # Connections to the Bot API for everything but getUpdates. httpcore checks every pooled
@@ -202,6 +102,7 @@ class TelegramAdapter:
         self._words = {c.path[0].lower() for c in dispatcher.commands}
         self.processor = ChatOrderedProcessor(config.concurrency)
         self.username = ""
+        self.out = Outbound(lambda: self.application.bot)
         protect(config.bot_token)
 
     # -- WebService ----------------------------------------------------------------------------
@@ -238,12 +139,12 @@ class TelegramAdapter:
         try:
             await application.initialize()
             self.username = application.bot.username
-            await self._call(
+            await self.out.call(
                 "setMyCommands",
                 lambda: application.bot.set_my_commands(bot_commands(self._dispatcher.commands)),
             )
             if not config.polling:
-                await self._call(
+                await self.out.call(
                     "setWebhook",
                     lambda: application.bot.set_webhook(
                         config.webhook_url or "",
@@ -261,12 +162,9 @@ class TelegramAdapter:
             raise TelegramStartError(
                 f"cannot start the Telegram bot: {TOKEN_FILTER.redact(exc.message)}"
             ) from None
-        self._dispatcher.core.deep_links[PLATFORM] = f"https://t.me/{self.username}?start={{code}}"
         await application.start()
         self._application = application
         self._accepting = True
-        # The core posts approval cards and private messages through this adapter.
-        self._dispatcher.core.notifiers[PLATFORM] = self
         if config.polling:
             name = f"telegram-polling:{application.bot.id}"
             self._leader = Leader(
@@ -292,13 +190,22 @@ class TelegramAdapter:
             if application is not None and application.running:
                 await application.stop()  # processes what is queued, waits for all of it
         finally:
-            if self._dispatcher.core.notifiers.get(PLATFORM) is self:
-                del self._dispatcher.core.notifiers[PLATFORM]  # after the updates in flight
             self._application, self._leader = None, None
             if leader is not None:
                 await leader.release()
             if application is not None:
                 await application.shutdown()
+
+    # -- adapters.platform.Served --------------------------------------------------------------
+
+    @property
+    def notifier(self) -> Notifier:
+        return self.out
+
+    @property
+    def deep_link(self) -> str | None:
+        """``/start CODE`` in a private chat with the bot, once started (its name is known)."""
+        return f"https://t.me/{self.username}?start={{code}}" if self.username else None
 
     # -- state, for tests and health -----------------------------------------------------------
 
@@ -343,9 +250,9 @@ class TelegramAdapter:
         try:
             raw = await read_bounded(request, MAX_WEBHOOK_BODY)
         except BodyTooLargeError as exc:
-            return too_large(PLATFORM, exc)
+            return too_large(NAME, exc)
         except BadContentLengthError:
-            return bad_length(PLATFORM)
+            return bad_length(NAME)
         try:
             data = json.loads(raw)
             update = Update.de_json(data, application.bot) if isinstance(data, dict) else None
@@ -372,7 +279,7 @@ class TelegramAdapter:
         return True
 
     async def _on_message(self, update: Update, context: Context) -> None:
-        bind_request(PLATFORM, telegram_update=update.update_id)
+        bind_request(NAME, telegram_update=update.update_id)
         message, user = update.message, update.effective_user
         if message is None or user is None or user.is_bot or message.text is None:
             return
@@ -386,14 +293,14 @@ class TelegramAdapter:
         )
         if text is None:
             if private and not message.text.startswith("/"):
-                await self._send_html(
+                await self.out.send_html(
                     message.chat.id, "Send /help to see the commands you may use."
                 )
             return
         request = Request(
             identity=_identity(user),
             text=text,
-            request_key=f"{PLATFORM}:update:{update.update_id}",
+            request_key=f"{NAME}:update:{update.update_id}",
             chat_id=str(message.chat.id),
             private_chat=private,
             sent_at=message.date,
@@ -402,15 +309,8 @@ class TelegramAdapter:
             reply = await self._dispatcher.handle(request)
         except Exception:
             # The core answers every request itself; should it ever fail, the user still hears.
-            incident = secrets.token_hex(3)
-            log.exception(
-                "Telegram update %s failed", update.update_id, extra={"incident": incident}
-            )
-            reply = Reply.error(
-                f"Something went wrong on our side (incident {incident}). "
-                "An admin can look it up in the logs."
-            )
-        await self._deliver(
+            reply = unexpected(log, f"Telegram update {update.update_id} failed")
+        await self.out.deliver(
             reply,
             chat=message.chat,
             user=user,
@@ -418,7 +318,7 @@ class TelegramAdapter:
         )
 
     async def _on_callback(self, update: Update, context: Context) -> None:
-        bind_request(PLATFORM, telegram_update=update.update_id)
+        bind_request(NAME, telegram_update=update.update_id)
         query = update.callback_query
         if query is None or malformed(update) is not None:
             return
@@ -444,24 +344,24 @@ class TelegramAdapter:
         click = Click(
             identity=_identity(user),
             button_id=pressed_id,
-            request_key=f"{PLATFORM}:update:{update.update_id}",
+            request_key=f"{NAME}:update:{update.update_id}",
             chat_id=str(chat.id if chat is not None else user.id),
             private_chat=private,
         )
         pressed = await self._dispatcher.press(click)
         if pressed.card is not None and message is not None:
-            await self._replace(message, pressed.card, user)
+            await self.out.replace(message, pressed.card, user)
         if pressed.reply is not None:
             if chat is not None:
-                await self._deliver(pressed.reply, chat=chat, user=user, reply_to=None)
+                await self.out.deliver(pressed.reply, chat=chat, user=user, reply_to=None)
             else:
-                await self._send(user.id, pressed.reply)
+                await self.out.send(user.id, pressed.reply)
         return pressed.notice
 
     async def _answer(self, query: CallbackQuery, notice: str | None) -> None:
         text = notice[: MAX_NOTICE - 1] + "…" if notice and len(notice) > MAX_NOTICE else notice
         try:
-            await self._call("answerCallbackQuery", lambda: query.answer(text=text))
+            await self.out.call("answerCallbackQuery", lambda: query.answer(text=text))
         except TelegramError as exc:
             log.warning("answering a Telegram button press failed: %s", exc.message)
 
@@ -469,159 +369,9 @@ class TelegramAdapter:
         update_id = update.update_id if isinstance(update, Update) else None
         log.error("Telegram update %s failed", update_id, exc_info=context.error)
 
-    # -- sending -------------------------------------------------------------------------------
-
-    async def _deliver(self, reply: Reply, *, chat: Chat, user: User, reply_to: int | None) -> None:
-        """Send ``reply`` to the chat, except codes in a group: those go to the private chat."""
-        if not reply.private_only or chat.type == ChatType.PRIVATE:
-            await self._send(chat.id, reply, reply_to)
-            return
-        try:
-            await self._send(user.id, reply)
-        except Forbidden:
-            link = f"https://t.me/{self.username}?start"
-            await self._send_html(
-                chat.id,
-                f"{_mention(user)}, I only send this in a private chat, and I cannot reach you "
-                f'there yet. <a href="{escape(link)}">Open a chat with me</a>, press Start (or '
-                "unblock me), then send the command there.",
-                reply_to,
-            )
-            return
-        await self._send_html(
-            chat.id, f"{_mention(user)}, I sent you the answer in a private chat.", reply_to
-        )
-
-    async def _replace(self, message: Message, card: Reply, user: User) -> None:
-        """Replace a message holding a pressed button; a code never lands in a group."""
-        chat = message.chat
-        if card.private_only and chat.type != ChatType.PRIVATE:
-            await self._edit(chat.id, message.message_id, f"Answered for {_mention(user)}.", None)
-            await self._deliver(card, chat=chat, user=user, reply_to=None)
-            return
-        parts = render(card)
-        markup = keyboard(card.buttons)
-        await self._edit(chat.id, message.message_id, parts[0], markup if len(parts) == 1 else None)
-        for index, part in enumerate(parts[1:], start=2):
-            await self._send_html(chat.id, part, markup=markup if index == len(parts) else None)
-
-    async def _send(self, chat_id: int, reply: Reply, reply_to: int | None = None) -> int:
-        """Send the reply (in parts if long); the id of the last part, which holds the buttons."""
-        parts = render(reply)
-        markup = keyboard(reply.buttons)
-        last = 0
-        for index, part in enumerate(parts, start=1):
-            last = await self._send_html(
-                chat_id,
-                part,
-                reply_to if index == 1 else None,
-                markup=markup if index == len(parts) else None,
-            )
-        return last
-
-    async def _send_html(
-        self,
-        chat_id: int,
-        html_text: str,
-        reply_to: int | None = None,
-        *,
-        markup: InlineKeyboardMarkup | None = None,
-    ) -> int:
-        bot = self.application.bot
-        reply_parameters = (
-            ReplyParameters(reply_to, allow_sending_without_reply=True) if reply_to else None
-        )
-        sent = await self._call(
-            "sendMessage",
-            lambda: bot.send_message(
-                chat_id,
-                html_text,
-                parse_mode=ParseMode.HTML,
-                reply_markup=markup,
-                reply_parameters=reply_parameters,
-                link_preview_options=_NO_PREVIEW,
-            ),
-        )
-        return int(sent.message_id)
-
-    # -- Notifier (bot.approvals): cards in groups, private messages ----------------------------
-
-    async def post_card(self, chat_id: str, reply: Reply) -> str:
-        """sendMessage into a group; the message id (of the part with the buttons) is its ref."""
-        try:
-            return str(await self._send(int(chat_id), reply))
-        except (TelegramError, ValueError) as exc:
-            raise NotifyError(_why(exc)) from None
-
-    async def update_card(self, chat_id: str, message_ref: str, reply: Reply) -> None:
-        parts = render(reply)
-        markup = keyboard(reply.buttons) if len(parts) == 1 else None
-        try:
-            await self._edit(int(chat_id), int(message_ref), parts[0], markup)
-        except (TelegramError, ValueError) as exc:
-            raise NotifyError(_why(exc)) from None
-
-    async def send_private(self, user_id: str, reply: Reply) -> None:
-        """To the user's private chat with the bot (its id is the user's id)."""
-        try:
-            await self._send(int(user_id), reply)
-        except (TelegramError, ValueError) as exc:
-            raise NotifyError(_why(exc)) from None
-
-    async def _edit(
-        self, chat_id: int, message_id: int, html_text: str, markup: InlineKeyboardMarkup | None
-    ) -> None:
-        bot = self.application.bot
-        try:
-            await self._call(
-                "editMessageText",
-                lambda: bot.edit_message_text(
-                    html_text,
-                    chat_id=chat_id,
-                    message_id=message_id,
-                    parse_mode=ParseMode.HTML,
-                    reply_markup=markup,
-                    link_preview_options=_NO_PREVIEW,
-                ),
-            )
-        except BadRequest as exc:
-            if "message is not modified" not in exc.message.lower():
-                raise
-            # Same content again (a repeated decision): that is what we wanted.
-
-    async def _call(self, what: str, make: Callable[[], Awaitable[T]]) -> T:
-        """One Bot API call; on 429 wait ``retry_after`` (if reasonable) and retry once.
-
-        A call that still fails is counted in the send-failure metric and raised.
-        """
-        try:
-            try:
-                return await make()
-            except RetryAfter as exc:
-                wait = retry_seconds(exc)
-                if wait > MAX_RETRY_WAIT:
-                    raise
-                log.warning("Telegram flood control: waiting %.0f s, then %s again", wait, what)
-                await asyncio.sleep(wait)
-                return await make()
-        except TelegramError as exc:
-            if "message is not modified" not in exc.message.lower():  # an edit that is a no-op
-                metrics.count_send_failure(PLATFORM, what, type(exc).__name__)
-            raise
-
-
-def _why(exc: Exception) -> str:
-    if isinstance(exc, TelegramError):
-        return f"Telegram {type(exc).__name__}: {TOKEN_FILTER.redact(exc.message)}"
-    return f"not a Telegram chat id ({type(exc).__name__})"
-
 
 def _identity(user: User) -> Identity:
-    return Identity(PLATFORM, str(user.id), user.full_name or user.username or None)
-
-
-def _mention(user: User) -> str:
-    return f'<a href="tg://user?id={user.id}">{escape(user.first_name or "you")}</a>'
+    return Identity(NAME, str(user.id), user.full_name or user.username or None)
 
 
 def _polling_error(exc: TelegramError) -> None:

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from adapters.settings import Settings
 
+NAME = "telegram"
 DEFAULT_API_URL = "https://api.telegram.org/bot"
 _SECRET = re.compile(r"[A-Za-z0-9_-]{1,256}")
 

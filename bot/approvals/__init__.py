@@ -35,5 +35,5 @@ The package: :mod:`.service` (asking and deciding), :mod:`.runs` (running approv
 the sweep), :mod:`.delivery` (cards and private messages through each platform's
 :class:`bot.ports.Notifier`), :mod:`.cards` (pure rendering), :mod:`.policy` (settings as typed),
 :mod:`.actions` (the Approve and Deny buttons). Every step is written to the audit log with the
-request's id. The tables and their compare-and-set updates are in :mod:`bot.approval_store`.
+request's id. The tables and their compare-and-set updates are in :mod:`bot.storage.approvals`.
 """

@@ -2,14 +2,14 @@
 
 People are named with :func:`person`: the display name the platform gave, then the identity's own
 ``platform:id`` last. A display name is whatever its owner typed, so it is never trusted to say who
-someone is: a Telegram supervisor who calls himself "Dennis (slack:UADMA)" is shown as
-``Dennis (slack:UADMA) · telegram:12345``, the real id in the place where ids always are.
+someone is: a supervisor on one platform who calls himself "Dennis (other:UADMA)" is
+shown as ``Dennis (other:UADMA) · chat:12345``, the real id in the place where ids always are.
 """
 
 from __future__ import annotations
 
-from bot.approval_store import Approval, Status
 from bot.messages import Action, Button, Field, Identity, Reply, Style, Tone, Visibility
+from bot.storage.approval_tables import Approval, Status
 
 ISSUED = "code issued"
 INTERRUPTED = "interrupted"  # the run was cut off (a process died): a code may exist
@@ -17,7 +17,7 @@ SEPARATOR = " · "
 
 
 def person(key: str | None, name: str | None = None) -> str:
-    """``Dennis · telegram:12345``; just the id when there is no name (or the name is the id).
+    """``Dennis · chat:12345``; just the id when there is no name (or the name is the id).
 
     The separator is taken out of names, so the text after the last `` · `` is always the id.
     """
@@ -175,7 +175,7 @@ def pending_reply(approval: Approval, *, posted: int | None, again: bool) -> Rep
         ),
         notes=tuple(notes),
         tone=Tone.INFO,
-        confidential=True,  # Telegram groups: to the requester's private chat, like a code
+        confidential=True,  # in a group: to the requester's private chat, like a code
     )
 
 

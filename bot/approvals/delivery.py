@@ -2,7 +2,7 @@
 
 :class:`Delivery` is the part of the approval flow that talks to platforms through the
 :class:`bot.ports.Notifier` each adapter registers. A card counts as shown only once its message
-exists (:mod:`bot.approval_card_store`); a failed post waits longer each time and is audited once
+exists (:mod:`bot.storage.approval_cards`); a failed post waits longer each time and is audited once
 per request and chat, with a metric and a warning for operators, and supervisors see the
 unreachable chat in ``/approvals``.
 """
@@ -14,13 +14,14 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 
 from bot import metrics
-from bot.approval_card_store import CardStore, Unreachable, backoff
-from bot.approval_store import CARD, REMINDER, Approval, ApprovalStore, Card, Channel, Status
 from bot.approvals.cards import deny_prompt, final_card, pending_card, unreachable_notice
 from bot.audit import AuditEntry
 from bot.core import Core
 from bot.messages import Identity, Reply
 from bot.ports import NotifyError, Runner
+from bot.storage.approval_cards import CardStore, Unreachable, backoff
+from bot.storage.approval_tables import CARD, REMINDER, Approval, Card, Channel, Status
+from bot.storage.approvals import ApprovalStore
 
 log = logging.getLogger("bot.approvals")  # one logger name for the whole approval flow
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from bot.approval_store import Policy
 from bot.errors import UsageError
 from bot.registry import number as whole_number
+from bot.storage.approval_tables import Policy
 from erm.service import MAX_DAYS
 
 # -- policy settings, as typed ------------------------------------------------------------------

@@ -13,7 +13,6 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from bot import metrics
-from bot.approval_store import REMINDER, Approval, RunState, normalise_id
 from bot.approvals.cards import (
     INTERRUPTED,
     ISSUED,
@@ -25,6 +24,7 @@ from bot.approvals.cards import (
 from bot.approvals.delivery import Delivery
 from bot.errors import UserError
 from bot.messages import Reply, Request, Tone, Visibility
+from bot.storage.approval_tables import REMINDER, Approval, RunState, normalise_id
 
 log = logging.getLogger("bot.approvals")  # one logger name for the whole approval flow
 

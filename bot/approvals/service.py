@@ -6,13 +6,6 @@ import logging
 from datetime import timedelta
 from typing import Any
 
-from bot.approval_store import (
-    CARD,
-    Approval,
-    NewApproval,
-    Status,
-    normalise_id,
-)
 from bot.approvals.cards import (
     decider,
     pending_reply,
@@ -23,6 +16,7 @@ from bot.core import Context, Core
 from bot.errors import PermissionDeniedError, UsageError
 from bot.messages import Identity, Reply, Tone, visible
 from bot.roles import Role
+from bot.storage.approval_tables import CARD, Approval, NewApproval, Status, normalise_id
 from erm.errors import ErmError
 from erm.models import CodeType, Item
 

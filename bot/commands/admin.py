@@ -5,7 +5,7 @@ from __future__ import annotations
 from bot.core import Context
 from bot.errors import PermissionDeniedError, UsageError
 from bot.messages import Reply, Tone
-from bot.registry import Count, Word, command
+from bot.registry import Count, Kind, Word, command
 from bot.roles import Role
 
 
@@ -13,8 +13,8 @@ def _user(text: str) -> tuple[str, str]:
     platform, sep, user_id = text.partition(":")
     if not sep or not platform or not user_id:
         raise UsageError(
-            f"Name the user as platform:id, e.g. slack:U0123ABCD or telegram:123456 "
-            f"(not {text[:30]!r}). They can see theirs with /whoami."
+            f"Name the user as platform:id, as /whoami shows it (not {text[:30]!r}).\n"
+            "They can see theirs with /whoami."
         )
     return platform.lower(), user_id
 
@@ -43,9 +43,9 @@ async def _admin_distributor(ctx: Context, distributor: str | None) -> str:
 @command(
     "grant",
     role=Role.ADMIN,
-    example="/grant telegram:123456 agent acme",
+    example="/grant <id-from-whoami> agent acme",
     per_distributor=False,
-    kind="admin",
+    kind=Kind.ADMIN,
 )
 async def grant(ctx: Context, user: Word, role: Word, distributor: Word | None = None) -> Reply:
     """Give a user a role (viewer, agent, supervisor, admin) at a distributor."""
@@ -68,9 +68,9 @@ async def grant(ctx: Context, user: Word, role: Word, distributor: Word | None =
 @command(
     "revoke",
     role=Role.ADMIN,
-    example="/revoke telegram:123456 acme",
+    example="/revoke <id-from-whoami> acme",
     per_distributor=False,
-    kind="admin",
+    kind=Kind.ADMIN,
 )
 async def revoke(ctx: Context, user: Word, distributor: Word | None = None) -> Reply:
     """Take away a user's role at a distributor."""
@@ -83,7 +83,7 @@ async def revoke(ctx: Context, user: Word, distributor: Word | None = None) -> R
     return Reply(title=f"{platform}:{user_id} no longer has a role at {target}.")
 
 
-@command("users", role=Role.ADMIN, example="/users", per_distributor=False, kind="admin")
+@command("users", role=Role.ADMIN, example="/users", per_distributor=False, kind=Kind.ADMIN)
 async def users(ctx: Context) -> Reply:
     """Everyone with a role at the distributors you administer."""
     admin_of = {d for d, r in ctx.access.roles.items() if r >= Role.ADMIN}
@@ -97,7 +97,7 @@ async def users(ctx: Context) -> Reply:
     return Reply(title=f"Users ({len(grants)})", lines=lines, confidential=True)
 
 
-@command("audit", role=Role.ADMIN, example="/audit TEST2503000017 20", kind="admin")
+@command("audit", role=Role.ADMIN, example="/audit TEST2503000017 20", kind=Kind.ADMIN)
 async def audit(ctx: Context, subject: Word | None = None, count: Count = 10) -> Reply:
     """Recent audit entries, optionally for one item or one user (platform:id)."""
     item_id: str | None = None
@@ -122,7 +122,7 @@ async def audit(ctx: Context, subject: Word | None = None, count: Count = 10) ->
     )
 
 
-@command("use", role=Role.VIEWER, example="/use acme", per_distributor=False, kind="meta")
+@command("use", role=Role.VIEWER, example="/use acme", per_distributor=False, kind=Kind.META)
 async def use(ctx: Context, distributor: Word) -> Reply:
     """Set the distributor your commands use when you work for several."""
     name = distributor.lower()

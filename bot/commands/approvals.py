@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-from bot.approval_store import Approval, Status, normalise_id
 from bot.approvals.cards import decider, who
 from bot.approvals.policy import POLICY_USAGE, apply_setting
 from bot.approvals.service import ApprovalService, service_of
 from bot.core import Context
 from bot.errors import PermissionDeniedError, UsageError
 from bot.messages import Field, Reply, Tone, Visibility
-from bot.registry import Text, Word, command
+from bot.registry import Kind, Text, Word, command
 from bot.roles import Role
-
-CHANNEL_PLATFORMS = ("slack", "telegram")
+from bot.storage.approval_tables import Approval, Status, normalise_id
 
 
 def _service(ctx: Context) -> ApprovalService:
@@ -26,7 +24,7 @@ def _left(ctx: Context, approval: Approval) -> str:
     )
 
 
-@command("approvals", role=Role.AGENT, example="/approvals", per_distributor=False, kind="meta")
+@command("approvals", role=Role.AGENT, example="/approvals", per_distributor=False, kind=Kind.META)
 async def approvals(ctx: Context) -> Reply:
     """Requests waiting for your approval, and your own recent requests."""
     service = _service(ctx)
@@ -77,7 +75,7 @@ async def approvals(ctx: Context) -> Reply:
     "here",
     role=Role.SUPERVISOR,
     example="/approvals here",
-    kind="admin",
+    kind=Kind.ADMIN,
 )
 async def here(ctx: Context, off: Word | None = None) -> Reply:
     """Post your distributor's approval requests in this channel or group (off: stop)."""
@@ -86,9 +84,9 @@ async def here(ctx: Context, off: Word | None = None) -> Reply:
     platform = request.identity.platform
     if off is not None and off.lower() != "off":
         raise UsageError(f"/approvals here takes nothing, or off (not {off[:20]!r}).")
-    if request.private_chat or platform not in CHANNEL_PLATFORMS or not request.chat_id:
+    if request.private_chat or not request.chat_id:
         raise UsageError(
-            "Run /approvals here in the team channel (Slack) or group (Telegram) where "
+            "Run /approvals here in the team channel or group where "
             "supervisors should see approval requests, not in a private chat."
         )
     distributor = ctx.distributor
@@ -124,7 +122,7 @@ async def here(ctx: Context, off: Word | None = None) -> Reply:
     "policy",
     role=Role.AGENT,
     example="/approvals policy",
-    kind="admin",
+    kind=Kind.ADMIN,
 )
 async def policy(ctx: Context, setting: Word | None = None, value: Word | None = None) -> Reply:
     """Which codes need approval; an admin changes one setting at a time."""
@@ -162,7 +160,7 @@ async def policy(ctx: Context, setting: Word | None = None, value: Word | None =
     role=Role.SUPERVISOR,
     example="/approvals approve A7K2Q9",
     per_distributor=False,
-    kind="meta",
+    kind=Kind.META,
 )
 async def approve(ctx: Context, request: Word) -> Reply:
     """Approve a request: its code is issued and sent privately to the requester."""
@@ -180,7 +178,7 @@ async def approve(ctx: Context, request: Word) -> Reply:
     role=Role.SUPERVISOR,
     example="/approvals deny A7K2Q9 balance not paid",
     per_distributor=False,
-    kind="meta",
+    kind=Kind.META,
 )
 async def deny(ctx: Context, request: Word, reason: Text | None = None) -> Reply:
     """Deny a request, with an optional reason the requester is told."""
@@ -198,7 +196,7 @@ async def deny(ctx: Context, request: Word, reason: Text | None = None) -> Reply
     role=Role.AGENT,
     example="/approvals cancel A7K2Q9",
     per_distributor=False,
-    kind="meta",
+    kind=Kind.META,
 )
 async def cancel(ctx: Context, request: Word) -> Reply:
     """Cancel a request of yours that is still waiting for approval."""

@@ -14,10 +14,11 @@ from bot.intents import Intent, IntentState
 from bot.messages import Reply, Tone
 from bot.recovery import LOCK_TTL, recover, tell
 from bot.refusals import explain_code_refusal
-from bot.registry import Days, ItemRef, Text, command
+from bot.registry import Days, ItemRef, Kind, Text, command
 from bot.replies import STORAGE_ERRORS
 from bot.roles import Role
-from bot.store import IssuedCodeRecord, ItemLock, RecentQuery
+from bot.storage.code_records import IssuedCodeRecord, RecentQuery
+from bot.storage.locks import ItemLock
 from erm.errors import ErmError, ErmRejectedError
 from erm.models import CodeType, IssuedCode, Item
 from erm.reconcile import CodeOutcomePendingError, Verdict
@@ -31,7 +32,7 @@ log = logging.getLogger(__name__)
     role=Role.AGENT,
     example="/code days TEST2503000017 30 cash 500",
     flags=("again",),
-    kind="code",
+    kind=Kind.CODE,
 )
 async def code_days(ctx: Context, item: ItemRef, days: Days, note: Text | None = None) -> Reply:
     """Generate a days code: adds days of use to a device."""
@@ -44,7 +45,7 @@ async def code_days(ctx: Context, item: ItemRef, days: Days, note: Text | None =
     role=Role.AGENT,  # agents' free codes go to a supervisor for approval
     example="/code free TEST2503000017 plan paid off",
     flags=("again",),
-    kind="code",
+    kind=Kind.CODE,
 )
 async def code_free(ctx: Context, item: ItemRef, note: Text | None = None) -> Reply:
     """Generate a free code: unlocks a device for good (agents: once a supervisor approves)."""
@@ -57,7 +58,7 @@ async def code_free(ctx: Context, item: ItemRef, note: Text | None = None) -> Re
     role=Role.AGENT,  # agents' reset codes go to a supervisor for approval
     example="/code reset TEST2503000017 repossessed",
     flags=("again",),
-    kind="code",
+    kind=Kind.CODE,
 )
 async def code_reset(ctx: Context, item: ItemRef, note: Text | None = None) -> Reply:
     """Generate a reset code: locks a device again (agents: once a supervisor approves)."""

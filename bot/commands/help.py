@@ -5,7 +5,7 @@ from __future__ import annotations
 from bot.core import Context
 from bot.errors import UnknownCommandError
 from bot.messages import Field, Reply
-from bot.registry import Command, Text, command
+from bot.registry import Command, Kind, Text, command
 from bot.roles import Role
 
 
@@ -14,7 +14,7 @@ def _allowed(ctx: Context, candidate: Command) -> bool:
     return top is not None and top >= candidate.role
 
 
-@command("help", role=Role.VIEWER, example="/help code", per_distributor=False, kind="meta")
+@command("help", role=Role.VIEWER, example="/help code", per_distributor=False, kind=Kind.META)
 async def help_(ctx: Context, topic: Text | None = None) -> Reply:
     """The commands you may run; /help NAME explains one."""
     mine = [c for c in ctx.core.commands if _allowed(ctx, c)]
@@ -37,7 +37,7 @@ async def help_(ctx: Context, topic: Text | None = None) -> Reply:
     )
 
 
-@command("whoami", role=Role.VIEWER, example="/whoami", per_distributor=False, kind="meta")
+@command("whoami", role=Role.VIEWER, example="/whoami", per_distributor=False, kind=Kind.META)
 async def whoami(ctx: Context) -> Reply:
     """Your identity, roles, distributors and linked chat apps."""
     identity = ctx.request.identity

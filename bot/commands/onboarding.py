@@ -8,7 +8,7 @@ from bot.commands.admin import _admin_distributor
 from bot.core import Context
 from bot.errors import RateLimitedError, UsageError, UserError
 from bot.messages import Field, Identity, Reply, Tone
-from bot.registry import Secret, Word, command
+from bot.registry import Kind, Secret, Word, command
 from bot.roles import Role
 
 STALE_INVITE = "This invite is no longer valid. Ask an admin for a new one."
@@ -19,7 +19,7 @@ STALE_INVITE = "This invite is no longer valid. Ask an admin for a new one."
     role=Role.ADMIN,
     example="/invite agent acme",
     per_distributor=False,
-    kind="admin",
+    kind=Kind.ADMIN,
 )
 async def invite(ctx: Context, role: Word, distributor: Word | None = None) -> Reply:
     """A one-time invite code that grants a role at a distributor (valid 24 hours)."""
@@ -69,7 +69,7 @@ async def invite(ctx: Context, role: Word, distributor: Word | None = None) -> R
     role=Role.VIEWER,
     example="/start K7QX2MBD9R",
     per_distributor=False,
-    kind="meta",
+    kind=Kind.META,
     anyone=True,
 )
 async def start(ctx: Context, code: Secret | None = None) -> Reply:

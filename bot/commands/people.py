@@ -14,7 +14,7 @@ from bot.errors import PermissionDeniedError, RateLimitedError
 from bot.messages import Field, Identity, Reply, Tone
 from bot.people import LINK_TTL
 from bot.ports import NotifyError
-from bot.registry import Secret, Word, command
+from bot.registry import Kind, Secret, Word, command
 from bot.roles import Role
 
 log = logging.getLogger(__name__)
@@ -27,7 +27,7 @@ LINK_MINUTES = int(LINK_TTL.total_seconds() // 60)
     role=Role.VIEWER,
     example="/link K7QX2MBD9R",
     per_distributor=False,
-    kind="meta",
+    kind=Kind.META,
     anyone=True,
 )
 async def link(ctx: Context, code: Secret | None = None) -> Reply:
@@ -87,9 +87,9 @@ async def _make_code(ctx: Context) -> Reply:
 @command(
     "unlink",
     role=Role.VIEWER,
-    example="/unlink telegram:123456",
+    example="/unlink <id-from-whoami>",
     per_distributor=False,
-    kind="admin",
+    kind=Kind.ADMIN,
     anyone=True,
 )
 async def unlink(ctx: Context, user: Word) -> Reply:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import Connection, MetaData
 
-import erm.vault  # noqa: F401  (registers erm's tables on Base.metadata for autogenerate)
+import erm.distributors  # noqa: F401  (registers erm's tables on Base.metadata for autogenerate)
 from erm.db import Base
 
 config = context.config

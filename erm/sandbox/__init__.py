@@ -13,6 +13,7 @@ injection (:mod:`.faults`). Typical use::
 """
 
 from erm.sandbox.app import create_app
+from erm.sandbox.config import SandboxConfig
 from erm.sandbox.errors import SandboxError
 from erm.sandbox.faults import ConnectionDroppedError, FaultConfig
 from erm.sandbox.seed import (
@@ -34,7 +35,7 @@ from erm.sandbox.seed import (
     seed_state,
 )
 from erm.sandbox.server import run_sandbox, serve
-from erm.sandbox.state import SandboxConfig, SandboxState
+from erm.sandbox.state import SandboxState
 
 __all__ = [
     "ACME",

@@ -11,8 +11,9 @@ from __future__ import annotations
 import hmac
 import secrets
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from erm.sandbox.config import SandboxConfig
 from erm.sandbox.errors import (
     MSG_INVALID_CREDENTIALS,
     MSG_UNAUTHORIZED,
@@ -21,9 +22,6 @@ from erm.sandbox.errors import (
 )
 from erm.sandbox.model import Distributor, Servicer, StaffUser
 from erm.sandbox.tokens import TokenAuthority, TokenClaims
-
-if TYPE_CHECKING:
-    from erm.sandbox.state import SandboxConfig
 
 ROLE_DISTRIBUTOR = "DISTRIBUTOR"
 ROLE_SERVICER = "SERVICER"

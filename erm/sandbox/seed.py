@@ -63,6 +63,7 @@ import random
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from erm.sandbox.config import SandboxConfig
 from erm.sandbox.customers import Market, make_account, make_address
 from erm.sandbox.faults import FaultConfig
 from erm.sandbox.model import (
@@ -81,7 +82,7 @@ from erm.sandbox.model import (
     StaffUser,
 )
 from erm.sandbox.rules import DAY_SECONDS
-from erm.sandbox.state import SandboxConfig, SandboxState
+from erm.sandbox.state import SandboxState
 
 SEED_EPOCH = 1_748_736_000.0
 """2025-06-01T00:00:00Z: all seeded timestamps (except future pay schedules) lie before it."""

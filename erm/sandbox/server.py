@@ -20,9 +20,9 @@ import uvicorn
 from uvicorn.config import LifespanType
 
 from erm.sandbox.app import DROPPED_CONNECTION_FILTER, create_app
+from erm.sandbox.config import SandboxConfig
 from erm.sandbox.faults import FaultConfig
 from erm.sandbox.seed import DEMO_DISTRIBUTORS, seed_state
-from erm.sandbox.state import SandboxConfig
 
 SHUTDOWN_GRACE_SECONDS = 1
 """Requests still running at shutdown (a hanging answer) are cancelled after this long."""

@@ -13,13 +13,13 @@ for an id that matches nothing and ``Forbidden resource`` for another distributo
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 from erm.sandbox.auth import Logins
 from erm.sandbox.codes import GeneratedCode, decorate, generate_code, hash_jump, next_hash_top
+from erm.sandbox.config import SandboxConfig
 from erm.sandbox.errors import FORBIDDEN, MSG_FORBIDDEN, SandboxError, UnknownIdError
 from erm.sandbox.faults import FaultConfig, FaultInjector
 from erm.sandbox.model import (
@@ -39,18 +39,6 @@ MIGRATED_ACTOR_NAME = "eIOT"
 """The actor production's migrated legacy events carry (§8)."""
 MIGRATED_DESCRIPTION = "Migrated from legacy OTP system"
 """The one description every migrated legacy event carries."""
-
-
-@dataclass(slots=True)
-class SandboxConfig:
-    """Knobs of one sandbox instance."""
-
-    token_ttl_seconds: int = 86_400
-    """Production's access tokens live exactly 24 hours (§8)."""
-    clock: Callable[[], float] = time.time
-    """Epoch seconds; the only source of time for tokens, rules and ``createdAt``."""
-    code_secret: bytes = b"erm-sandbox-acp1-stand-in-secret"
-    """Key of the stand-in ACP1 recipe; fixed so the same seed gives the same codes."""
 
 
 @dataclass(slots=True)

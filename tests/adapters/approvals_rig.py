@@ -27,14 +27,17 @@ from fakes.slack import (
 from fakes.telegram import FakeTelegram, Group, SentMessage, User
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from adapters.slack import SlackAdapter, SlackConfig
-from adapters.telegram import TelegramAdapter, TelegramConfig
+from adapters.platform import Attached
+from adapters.slack.app import SlackAdapter
+from adapters.slack.config import SlackConfig
+from adapters.telegram.app import TelegramAdapter
+from adapters.telegram.config import TelegramConfig
 from adapters.web import create_app
-from bot.approval_store import Approval
 from bot.approvals.service import ApprovalService
 from bot.dispatch import Dispatcher
 from bot.roles import Role
-from bot.store import IssuedCodeRecord
+from bot.storage.approval_tables import Approval
+from bot.storage.code_records import IssuedCodeRecord
 from erm.models import keypad_format
 from erm.sandbox import OPEN_ACP1_OEM_ID
 from erm.sandbox.server import serve_app
@@ -299,12 +302,17 @@ async def open_team(
             engine or stack.engine,
         )
     )
+    telegram_attached = (
+        None
+        if telegram_adapter is None
+        else Attached(dispatcher.core, "telegram", telegram_adapter)
+    )
     async with (
-        serve_app(create_app([slack_adapter])) as base_url,
+        serve_app(create_app([Attached(dispatcher.core, "slack", slack_adapter)])) as base_url,
         httpx.AsyncClient(base_url=base_url, timeout=15.0) as http,
     ):
-        if telegram_adapter is not None:
-            await telegram_adapter.start()
+        if telegram_attached is not None:
+            await telegram_attached.start()
         try:
             team = Team(
                 stack,
@@ -319,6 +327,6 @@ async def open_team(
                 assert "come to this chat" in answer.plain, answer.plain
             yield team
         finally:
-            if telegram_adapter is not None:
-                await telegram_adapter.stop()
+            if telegram_attached is not None:
+                await telegram_attached.stop()
             await slack_adapter.drain(15.0)

@@ -19,14 +19,15 @@ from adapters.runtime import Runtime
 from adapters.settings import Settings
 from bot.dispatch import Dispatcher
 from bot.roles import Role
-from bot.store import migrate
+from bot.storage.base import migrate
 from erm.client import ErmClient
 from erm.db import create_engine
 from erm.sandbox import ACME, create_app, seed_state
 from erm.sandbox.server import serve
 from erm.sandbox.state import SandboxState
+from erm.secret_box import SecretBox
 from erm.service import ErmService
-from erm.vault import SecretBox, TokenVault
+from erm.vault import TokenVault
 
 
 @dataclass

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from bot.approval_store import ApprovalStore
+from bot.storage.approvals import ApprovalStore
 
 TIMEOUT = 60.0
 

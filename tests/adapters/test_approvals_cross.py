@@ -33,10 +33,11 @@ from fakes.telegram import FakeTelegram
 from support import TestDatabase
 
 from adapters.runtime import Runtime
-from bot.approval_store import Status
+from bot.storage.approval_tables import Status
 from erm.client import ErmClient
+from erm.secret_box import SecretBox
 from erm.service import ErmService
-from erm.vault import SecretBox, TokenVault
+from erm.vault import TokenVault
 
 
 @pytest.fixture(autouse=True)

@@ -33,9 +33,10 @@ from support import fresh_postgres_database
 
 from adapters.runtime import open_runtime
 from adapters.settings import Settings
-from bot.approval_store import ApprovalStore, Status
 from bot.roles import Role
-from bot.store import GrantStore
+from bot.storage.approval_tables import Status
+from bot.storage.approvals import ApprovalStore
+from bot.storage.grants import GrantStore
 from erm.models import keypad_format
 from erm.sandbox import ACME, create_app, seed_state, serve
 from erm.sandbox.state import SandboxState

@@ -27,7 +27,7 @@ from approvals_rig import (
 from fakes.slack import Call, FakeSlack
 from fakes.telegram import FakeTelegram
 
-from bot.approval_store import Status
+from bot.storage.approval_tables import Status
 
 
 @pytest.fixture(autouse=True)

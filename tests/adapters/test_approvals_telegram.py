@@ -21,7 +21,7 @@ from approvals_rig import (
 from fakes.slack import FakeSlack
 from fakes.telegram import FakeTelegram, SentMessage
 
-from bot.approval_store import Status
+from bot.storage.approval_tables import Status
 
 
 @pytest.fixture(autouse=True)

@@ -28,7 +28,8 @@ import httpx
 import pytest
 
 from bot.audit import AuditEntry, AuditLog
-from bot.store import CodeStore, IssuedCodeRecord
+from bot.storage.code_records import IssuedCodeRecord
+from bot.storage.codes import CodeStore
 from erm.db import create_engine
 from erm.errors import VaultError
 from erm.models import SignInMethod
@@ -42,7 +43,8 @@ from erm.sandbox import (
     serve,
 )
 from erm.sandbox.state import SandboxState
-from erm.vault import SecretBox, TokenVault
+from erm.secret_box import SecretBox
+from erm.vault import TokenVault
 
 CONSOLE_SCRIPT = Path(sys.executable).with_name("erm-bot")
 MODULE_COMMAND = (sys.executable, "-m", "adapters.cli")

@@ -25,7 +25,8 @@ from erm.db import create_engine
 from erm.sandbox import ACME, create_app
 from erm.sandbox.schema import SCHEMA_PATH
 from erm.sandbox.server import serve
-from erm.vault import SecretBox, TokenVault
+from erm.secret_box import SecretBox
+from erm.vault import TokenVault
 
 ERM_BOT = Path(sys.executable).parent / "erm-bot"
 

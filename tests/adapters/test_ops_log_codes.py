@@ -27,14 +27,14 @@ from adapters.settings import Settings
 from adapters.telegram.app import SECRET_HEADER
 from adapters.web import create_app
 from bot.roles import Role
-from bot.store import GrantStore
+from bot.storage.grants import GrantStore
 from erm.models import keypad_format
 from erm.sandbox import ACME, seed_state
 from erm.sandbox import create_app as create_sandbox
 from erm.sandbox.seed import OPEN_ACP1_OEM_ID, OPEN_OPENTOKEN_OEM_ID
 from erm.sandbox.server import serve, serve_app
 from erm.sandbox.state import SandboxState
-from erm.vault import SecretBox
+from erm.secret_box import SecretBox
 
 AGENT = User(6001, "Amina", "amina_k")
 NEWCOMER = User(6002, "Baraka", "baraka_m")

@@ -20,20 +20,23 @@ from fakes.slack import SIGNING_SECRET, FakeSlack, command_form, encode_form, si
 from fakes.telegram import FakeTelegram, User
 
 from adapters.logs import MASK, Redactor, configure_logging, settings_secrets, want_json
+from adapters.platform import Attached, Enabled
 from adapters.runtime import open_runtime
-from adapters.serve import Platforms, platform_services, platforms
+from adapters.serve import platform_services, platforms
 from adapters.settings import Settings
-from adapters.slack import SlackAdapter, SlackConfig
-from adapters.telegram import TelegramAdapter, TelegramConfig
-from adapters.telegram.app import SECRET_HEADER
+from adapters.slack import PLATFORM as SLACK
+from adapters.slack.app import SlackAdapter
+from adapters.slack.config import SlackConfig
+from adapters.telegram.app import SECRET_HEADER, TelegramAdapter
+from adapters.telegram.config import TelegramConfig
 from adapters.web import Readiness, create_app
 from bot.roles import Role
-from bot.store import GrantStore
+from bot.storage.grants import GrantStore
 from erm.sandbox import ACME, seed_state
 from erm.sandbox import create_app as create_sandbox
 from erm.sandbox.seed import OPEN_ACP1_OEM_ID
 from erm.sandbox.server import serve, serve_app
-from erm.vault import SecretBox
+from erm.secret_box import SecretBox
 
 AGENT = User(6001, "Amina", "amina_k")
 _LIBRARIES = ("httpx", "httpcore", "aiosqlite", "asyncio", "telegram.ext", "slack_bolt", "alembic")
@@ -196,7 +199,7 @@ async def slack_app(stack: Any) -> AsyncIterator[tuple[FakeSlack, httpx.AsyncCli
         )
         adapter = SlackAdapter(stack.dispatcher, config)
         async with (
-            serve_app(create_app([adapter])) as url,
+            serve_app(create_app([Attached(stack.dispatcher.core, "slack", adapter)])) as url,
             httpx.AsyncClient(base_url=url, timeout=10.0) as http,
         ):
             yield fake, http
@@ -247,7 +250,11 @@ async def test_a_telegram_update_logs_its_request_id_and_update_id_down_to_the_e
         config = TelegramConfig(
             bot_token=fake.token, api_url=fake.api_url, poll_timeout=1.0, lock_interval=0.2
         )
-        adapter = TelegramAdapter(stack.dispatcher, config, stack.engine)
+        adapter = Attached(
+            stack.dispatcher.core,
+            "telegram",
+            TelegramAdapter(stack.dispatcher, config, stack.engine),
+        )
         await adapter.start()
         try:
             before = len(fake.messages)
@@ -373,7 +380,8 @@ async def test_slack_socket_mode_commands_get_a_request_id_each(
         config = SlackConfig(
             bot_token=fake.bot_token, app_token=fake.app_token, api_url=fake.api_url
         )
-        [adapter] = platform_services(Platforms(config, None), stack.runtime, stack.dispatcher)
+        enabled = [Enabled(SLACK, config)]
+        [adapter] = platform_services(enabled, stack.runtime, stack.dispatcher)
         async with serve_app(create_app([adapter])):  # the lifespan connects Socket Mode
             seen: list[set[str]] = []
             for count in (1, 2):

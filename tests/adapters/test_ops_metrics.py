@@ -15,9 +15,11 @@ from fakes.telegram import FakeTelegram, User
 from prometheus_client.parser import text_string_to_metric_families
 from slack_sdk.web.async_client import AsyncWebClient
 
+from adapters.platform import Attached
 from adapters.runtime import open_runtime
 from adapters.slack.outbound import Outbound, SlackSendError
-from adapters.telegram import TelegramAdapter, TelegramConfig
+from adapters.telegram.app import TelegramAdapter
+from adapters.telegram.config import TelegramConfig
 from adapters.web import create_app
 from bot import metrics
 from bot.messages import Identity, Request
@@ -166,7 +168,9 @@ async def test_telegram_send_failures_are_counted_by_method_and_error(
     config = TelegramConfig(
         bot_token=telegram.token, api_url=telegram.api_url, poll_timeout=1.0, lock_interval=0.2
     )
-    adapter = TelegramAdapter(stack.dispatcher, config, stack.engine)
+    adapter = Attached(
+        stack.dispatcher.core, "telegram", TelegramAdapter(stack.dispatcher, config, stack.engine)
+    )
     await adapter.start()
     try:
         telegram.fail("sendMessage", status=400, description="Bad Request: chat not found")

@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from support import TestDatabase
 
 from adapters.web import Readiness, create_app
-from bot.store import migrate
+from bot.storage.base import migrate
 from erm.db import create_engine
 from erm.sandbox import create_app as create_sandbox
 from erm.sandbox import seed_state

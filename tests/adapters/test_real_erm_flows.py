@@ -26,13 +26,15 @@ from support import CountingTransport, FakeClock, TestDatabase, make_service
 
 import erm.sandbox.state as sandbox_state
 from adapters.console import Console
+from adapters.platform import Attached
 from adapters.runtime import Runtime
 from adapters.settings import Settings
-from adapters.telegram import TelegramAdapter, TelegramConfig
+from adapters.telegram.app import TelegramAdapter
+from adapters.telegram.config import TelegramConfig
 from bot.dispatch import Dispatcher
 from bot.roles import Role
-from bot.store import migrate
-from erm.client import ClientConfig, ErmClient
+from bot.storage.base import migrate
+from erm.client import ErmClient
 from erm.sandbox import (
     ACME,
     FLEET_DEFAULT,
@@ -41,10 +43,13 @@ from erm.sandbox import (
     create_app,
     seed_state,
 )
+from erm.sandbox.config import SandboxConfig
 from erm.sandbox.errors import BadRequestError
 from erm.sandbox.model import CodeEvent, CodeType, Item
-from erm.sandbox.state import MIGRATED_ACTOR_NAME, SandboxConfig, SandboxState
-from erm.vault import SecretBox, TokenVault
+from erm.sandbox.state import MIGRATED_ACTOR_NAME, SandboxState
+from erm.secret_box import SecretBox
+from erm.transport import ClientConfig
+from erm.vault import TokenVault
 
 TOKEN_LIFETIME = 86_400  # production's access tokens live exactly 24 h (erm-api.md §8)
 OPEN_ITEM = OPEN_ACP1_OEM_ID  # FLEET_OPEN: every code limit is off
@@ -188,13 +193,15 @@ async def open_channel(
 ) -> AsyncIterator[Channel]:
     if platform == "console":
         out = io.StringIO()
-        yield ConsoleChannel(Console(dispatcher, user=CONSOLE_USER, out=out), out)
+        console = Console(dispatcher, user=CONSOLE_USER, out=out)
+        async with console.attached():
+            yield ConsoleChannel(console, out)
         return
     async with FakeTelegram() as fake:
         config = TelegramConfig(
             bot_token=fake.token, api_url=fake.api_url, poll_timeout=1.0, lock_interval=0.5
         )
-        adapter = TelegramAdapter(dispatcher, config, engine)
+        adapter = Attached(dispatcher.core, "telegram", TelegramAdapter(dispatcher, config, engine))
         await adapter.start()
         try:
             yield TelegramChannel(fake, clock)

@@ -26,10 +26,10 @@ from adapters.runtime import open_runtime
 from adapters.settings import Settings
 from bot.messages import Identity, Reply, Request
 from bot.roles import Role
-from bot.store import GrantStore
+from bot.storage.grants import GrantStore
 from erm.sandbox import ACME, create_app, seed_state, serve
 from erm.sandbox.seed import OPEN_ACP1_OEM_ID
-from erm.vault import SecretBox
+from erm.secret_box import SecretBox
 
 ERM_BOT = Path(sys.executable).parent / "erm-bot"
 START_TIMEOUT = 30.0

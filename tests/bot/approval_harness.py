@@ -7,11 +7,11 @@ from dataclasses import dataclass, field
 
 from bot_harness import Bot
 
-from bot.approval_store import ApprovalStore
 from bot.approvals.service import ApprovalService
 from bot.dispatch import Dispatcher
 from bot.messages import Reply
 from bot.ports import NotifyError
+from bot.storage.approvals import ApprovalStore
 
 CHANNEL = "C-approvals"
 """The approval channel the tests set (on platform ``team``'s recording notifier)."""

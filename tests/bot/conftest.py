@@ -16,17 +16,24 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from support import TOKEN_TTL, CountingTransport, FakeClock, make_service
 
 from bot.audit import AuditLog
-from bot.cards import ButtonStore, InviteStore
 from bot.commands import COMMANDS
 from bot.core import Core, Limits
 from bot.dispatch import Dispatcher
 from bot.permissions import Permissions
-from bot.store import CodeStore, GrantStore, RateLimiter, RequestStore, migrate
-from erm.client import ClientConfig, ErmClient
+from bot.storage.base import migrate
+from bot.storage.buttons import ButtonStore
+from bot.storage.codes import CodeStore
+from bot.storage.grants import GrantStore
+from bot.storage.invites import InviteStore
+from bot.storage.limits import RateLimiter
+from bot.storage.requests import RequestStore
+from erm.client import ErmClient
 from erm.db import create_engine
 from erm.sandbox import ACME, SUNBRIGHT, create_app, seed_state
-from erm.sandbox.state import SandboxConfig
-from erm.vault import SecretBox, TokenVault
+from erm.sandbox.config import SandboxConfig
+from erm.secret_box import SecretBox
+from erm.transport import ClientConfig
+from erm.vault import TokenVault
 
 
 @pytest.fixture

@@ -25,11 +25,12 @@ from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot import metrics
-from bot.approval_store import ApprovalRow, ApprovalStore, Status
 from bot.approvals.service import ApprovalService
 from bot.dispatch import Dispatcher
 from bot.messages import Click, Identity, Tone
 from bot.roles import Role
+from bot.storage.approval_tables import ApprovalRow, Status
+from bot.storage.approvals import ApprovalStore
 from erm.models import keypad_format
 from erm.sandbox import OPEN_ACP1_OEM_ID
 

@@ -9,7 +9,7 @@ from alembic import command
 from sqlalchemy import Connection, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from bot.store import BOT_MIGRATIONS
+from bot.storage.base import BOT_MIGRATIONS
 from erm import db
 
 NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
@@ -27,7 +27,7 @@ def _move(connection: Connection, revision: str, *, down: bool = False) -> None:
         (command.downgrade if down else command.upgrade)(config, revision)
 
 
-def _approval(approval_id: str, created: datetime, status: str = "pending") -> dict[str, Any]:
+def approval_of(approval_id: str, created: datetime, status: str = "pending") -> dict[str, Any]:
     return {
         "id": approval_id,
         "distributor": "acme",
@@ -67,7 +67,7 @@ async def test_bot0006_keeps_approvals_and_cards_and_keys_one_of_identical_pendi
                 ("BBBBBB", 1, "pending"),  # the same ask, made twice by the old race
                 ("CCCCCC", 2, "approved"),
             ):
-                row = _approval(approval_id, NOW + timedelta(minutes=minutes), status)
+                row = approval_of(approval_id, NOW + timedelta(minutes=minutes), status)
                 await connection.execute(_INSERT, row)
             await connection.execute(
                 text(

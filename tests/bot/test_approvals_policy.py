@@ -10,12 +10,12 @@ from approval_harness import pending_id, service, with_approvals, with_channel
 from bot_harness import Bot
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from bot.approval_store import Policy
 from bot.approvals.policy import apply_setting
 from bot.core import Limits
 from bot.errors import UsageError
 from bot.messages import Identity, Request, Tone
 from bot.roles import Role
+from bot.storage.approval_tables import Policy
 from erm.sandbox import OPEN_ACP1_OEM_ID
 
 ITEM = OPEN_ACP1_OEM_ID

@@ -20,10 +20,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from support import TestDatabase
 
 from bot import metrics
-from bot.approval_store import ApprovalRow, ApprovalStore, NewApproval, Status
 from bot.approvals.cards import person
 from bot.messages import Click, Identity, Reply, Tone
 from bot.roles import Role
+from bot.storage.approval_tables import ApprovalRow, NewApproval, Status
+from bot.storage.approvals import ApprovalStore
 from erm.models import CodeType
 from erm.sandbox import OPEN_ACP1_OEM_ID, OPEN_OPENTOKEN_OEM_ID
 

@@ -15,7 +15,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.audit import CSV_COLUMNS, GENESIS_HASH, AuditEntry, AuditLog, AuditRecord, row_hash
-from bot.store import migrate
+from bot.storage.base import migrate
 
 if TYPE_CHECKING:
     from support import TestDatabase

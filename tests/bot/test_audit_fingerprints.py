@@ -17,10 +17,10 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.audit import CSV_COLUMNS, AuditEntry, AuditLog, csv_value, row_hash
-from bot.store import migrate
+from bot.storage.base import migrate
 from erm.models import keypad_format
 from erm.sandbox import OPEN_ACP1_OEM_ID, OPEN_OPENTOKEN_OEM_ID
-from erm.vault import SecretBox
+from erm.secret_box import SecretBox
 
 T0 = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
 CODE = "024413975593119504641"

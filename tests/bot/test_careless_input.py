@@ -6,10 +6,10 @@ from __future__ import annotations
 import pytest
 from bot_harness import Bot
 
-from bot.approval_store import Policy
 from bot.approvals.policy import apply_setting
 from bot.errors import UsageError
 from bot.messages import Tone
+from bot.storage.approval_tables import Policy
 from erm.sandbox import OPEN_ACP1_OEM_ID
 
 ITEM = OPEN_ACP1_OEM_ID

@@ -20,7 +20,7 @@ from bot_harness import Bot
 from sqlalchemy import update
 
 from bot.intents import CodeIntentRow, IntentState
-from bot.store import ItemLockRow
+from bot.storage.locks import ItemLockRow
 from erm.models import keypad_format
 from erm.sandbox import OPEN_ACP1_OEM_ID
 

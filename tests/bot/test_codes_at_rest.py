@@ -18,13 +18,16 @@ from sqlalchemy import Connection, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.audit import AuditLog, row_hash
-from bot.store import BOT_MIGRATIONS, CodeStore, IssuedCodeRecord, RequestStore, migrate
+from bot.storage.base import BOT_MIGRATIONS, migrate
+from bot.storage.code_records import IssuedCodeRecord
+from bot.storage.codes import CodeStore
+from bot.storage.requests import RequestStore
 from erm import db
 from erm.db import MigrationError, create_engine
 from erm.errors import VaultError
 from erm.models import keypad_format
 from erm.sandbox import OPEN_ACP1_OEM_ID
-from erm.vault import SecretBox
+from erm.secret_box import SecretBox
 
 if TYPE_CHECKING:
     from support import TestDatabase

@@ -25,11 +25,11 @@ from bot_harness import Bot, BotFactory
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from bot.approval_store import NewApproval, Status
 from bot.core import Limits
 from bot.fairness import Turns
 from bot.messages import Click, Identity, Reply, Request, Tone
 from bot.roles import Role
+from bot.storage.approval_tables import NewApproval, Status
 from erm import db
 from erm.models import CodeType
 from erm.sandbox import OPEN_ACP1_OEM_ID

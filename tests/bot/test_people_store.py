@@ -14,7 +14,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from bot.messages import Identity
 from bot.people import OWN_CODE, UNKNOWN_CODE, LinkError, PeopleStore
 from bot.roles import Role
-from bot.store import BOT_MIGRATIONS, GrantStore, migrate
+from bot.storage.base import BOT_MIGRATIONS, migrate
+from bot.storage.grants import GrantStore
 from erm import db
 from erm.vault import TokenVault
 

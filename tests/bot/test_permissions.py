@@ -18,7 +18,7 @@ from bot.errors import UserError
 from bot.messages import Identity
 from bot.permissions import Access, Permissions
 from bot.roles import Role
-from bot.store import GrantStore, KnownUser
+from bot.storage.grants import GrantStore, KnownUser
 
 DISTRIBUTORS = ("acme", "sunbright", "volta")
 

@@ -8,19 +8,10 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from bot_harness import Bot
 
+from bot.credit import credit_stack, next_code_after_daily_limit, next_code_after_interval
 from bot.errors import ErmRefusedError
 from bot.messages import Tone
-from bot.refusals import (
-    Known,
-    RefusalKind,
-    classify,
-    clean_reason,
-    credit_stack,
-    describe,
-    explain_refusal,
-    next_code_after_daily_limit,
-    next_code_after_interval,
-)
+from bot.refusals import Known, RefusalKind, classify, clean_reason, describe, explain_refusal
 from erm.errors import ErmNotFoundError, ErmRejectedError, ErmUnavailableError
 from erm.models import CodeEvent, CodeSystem, CodeType, FleetPolicy, FleetRef, Item
 from erm.sandbox import FLEET_DEFAULT, FLEET_STRICT

@@ -19,22 +19,17 @@ import erm.vault  # noqa: F401  (registers the vault table on Base.metadata)
 from bot.errors import BusyError, UsageError
 from bot.people import LinkRow  # noqa: F401  (registers the link tables on BotBase.metadata)
 from bot.roles import Role
-from bot.store import (
-    BOT_MIGRATIONS,
-    BotBase,
-    ClaimStatus,
-    CodeStore,
-    GrantStore,
-    IssuedCodeRecord,
-    LockBusyError,
-    RateLimiter,
-    RequestStore,
-    is_current,
-    migrate,
-)
+from bot.storage.base import BOT_MIGRATIONS, BotBase, is_current, migrate
+from bot.storage.code_records import IssuedCodeRecord
+from bot.storage.codes import CodeStore
+from bot.storage.grants import GrantStore
+from bot.storage.limits import RateLimiter
+from bot.storage.locks import LockBusyError
+from bot.storage.requests import ClaimStatus, RequestStore
 from erm.db import Base
 from erm.errors import UnknownDistributorError
-from erm.vault import SecretBox, TokenVault
+from erm.secret_box import SecretBox
+from erm.vault import TokenVault
 
 if TYPE_CHECKING:
     from support import TestDatabase
@@ -137,7 +132,7 @@ async def test_migrate_from_two_processes_at_once_and_again(database: TestDataba
         async with first.connect() as connection:
             result = await connection.execute(text("SELECT version_num FROM alembic_version"))
             # Two branch heads: bot's depends on erm0001, and erm0002 came after it.
-            assert sorted(result.scalars()) == ["bot0007", "erm0002"]
+            assert sorted(result.scalars()) == ["bot0008", "erm0002"]
     finally:
         await first.dispose()
         await second.dispose()
@@ -185,7 +180,7 @@ async def test_grant_at_an_unknown_distributor_is_refused(grants: GrantStore) ->
 
 
 @pytest.mark.parametrize(
-    ("platform", "user_id"), [("discord", "U1"), ("slack", " "), ("slack", "U" * 65)]
+    ("platform", "user_id"), [("Disc ord", "U1"), ("", "U1"), ("slack", " "), ("slack", "U" * 65)]
 )
 async def test_grant_to_a_malformed_identity_is_a_usage_error(
     grants: GrantStore, platform: str, user_id: str

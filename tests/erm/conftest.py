@@ -10,12 +10,15 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 from support import TOKEN_TTL, CountingTransport, FakeClock, make_service
 
-from erm.client import ClientConfig, ErmClient
+from erm.client import ErmClient
 from erm.db import create_engine, upgrade
 from erm.sandbox import ACME, create_app, seed_state
-from erm.sandbox.state import SandboxConfig, SandboxState
+from erm.sandbox.config import SandboxConfig
+from erm.sandbox.state import SandboxState
+from erm.secret_box import SecretBox
 from erm.service import ErmService
-from erm.vault import SecretBox, TokenVault
+from erm.transport import ClientConfig
+from erm.vault import TokenVault
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ import openpaygo
 import pytest
 from support import FakeClock
 
-from erm.client import ClientConfig, ErmClient
+from erm.client import ErmClient
 from erm.errors import ErmAuthError, ErmRejectedError
 from erm.models import AccountStage, CodeSystem, CodeType, Item, SignIn
 from erm.sandbox import (
@@ -22,6 +22,7 @@ from erm.sandbox import (
     serve,
 )
 from erm.sandbox.state import SandboxState
+from erm.transport import ClientConfig
 
 ACP1_DIGITS = re.compile(r"^\d{21}$")
 

@@ -8,7 +8,7 @@ from collections.abc import Callable
 import httpx
 import pytest
 
-from erm.client import ClientConfig, ErmClient
+from erm.client import ErmClient
 from erm.errors import (
     ErmAuthError,
     ErmNotFoundError,
@@ -18,6 +18,7 @@ from erm.errors import (
     UncertainOutcomeError,
 )
 from erm.models import CodeType, Item
+from erm.transport import ClientConfig
 
 ITEM = Item(id="65a0c0ffee0000000000abcd", oem_item_id="TEST2503000017")
 Handler = Callable[[httpx.Request], httpx.Response]

@@ -12,7 +12,7 @@ import pytest
 from support import CountingTransport
 
 from erm import operations as ops
-from erm.client import ClientConfig, ErmClient
+from erm.client import ErmClient
 from erm.contract import ContractReport, Mismatch, Outcome, check_contract
 from erm.errors import ErmAuthError
 from erm.sandbox import ACME, create_app
@@ -20,6 +20,7 @@ from erm.sandbox.app import NO_INTROSPECTION
 from erm.sandbox.schema import SCHEMA_PATH
 from erm.sandbox.state import SandboxState
 from erm.service import ErmService
+from erm.transport import ClientConfig
 
 READ_ONLY = [op.name for op in ops.ALL if not op.mutation]
 CODE_MUTATIONS = {

@@ -15,7 +15,7 @@ from sqlalchemy import Column, Connection, Integer, MetaData, Table, inspect, se
 from sqlalchemy.exc import StatementError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-import erm.vault  # noqa: F401  (registers the vault's table on Base.metadata)
+import erm.distributors  # noqa: F401  (registers the erm_distributors table on Base.metadata)
 from erm.db import (
     Base,
     MigrationError,

@@ -19,8 +19,9 @@ from erm.client import ErmClient
 from erm.errors import VaultError
 from erm.models import SignInMethod
 from erm.sandbox import ACME
+from erm.secret_box import SecretBox
 from erm.service import ErmService
-from erm.vault import SecretBox, StoredToken, TokenVault
+from erm.vault import StoredToken, TokenVault
 
 
 def key_id(key: str) -> str:

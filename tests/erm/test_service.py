@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 from support import TOKEN_TTL, CountingTransport, FakeClock, TestDatabase, make_service
 
-from erm.client import ClientConfig, ErmClient
+from erm.client import ErmClient
 from erm.errors import (
     ErmAuthError,
     ErmRejectedError,
@@ -32,8 +32,10 @@ from erm.sandbox import (
 )
 from erm.sandbox.seed import DemoCredentials
 from erm.sandbox.state import SandboxState
+from erm.secret_box import SecretBox
 from erm.service import ErmService
-from erm.vault import SecretBox, TokenVault
+from erm.transport import ClientConfig
+from erm.vault import TokenVault
 
 DAYS = CodeType.DAYS
 

@@ -15,14 +15,8 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from erm.errors import InvalidInputError, UnknownDistributorError, VaultError
-from erm.vault import (
-    DecryptionError,
-    DistributorCredentials,
-    SecretBox,
-    SecretKeyError,
-    StoredToken,
-    TokenVault,
-)
+from erm.secret_box import DecryptionError, SecretBox, SecretKeyError
+from erm.vault import DistributorCredentials, StoredToken, TokenVault
 
 if TYPE_CHECKING:
     from support import TestDatabase

@@ -24,18 +24,17 @@ sys.path[:0] = [str(Path(__file__).parents[1]), str(Path(__file__).parents[1] / 
 
 import httpx  # noqa: E402
 from approval_harness import pending_id, with_approvals, with_channel  # noqa: E402
+from bot.cards import ButtonStore, InviteStore  # noqa: E402
+from bot.store import CodeStore, GrantStore, RateLimiter, RequestStore, migrate  # noqa: E402
 from bot_harness import ROLES, Bot, RejectionRecorder  # noqa: E402
 from sqlalchemy import MetaData, select  # noqa: E402
 from support import TOKEN_TTL, CountingTransport, FakeClock, make_service  # noqa: E402
 
 from bot.audit import AuditLog  # noqa: E402
-from bot.cards import ButtonStore, InviteStore  # noqa: E402
 from bot.commands import COMMANDS  # noqa: E402
-from bot.core import Core, Limits  # noqa: E402
-from bot.dispatch import Dispatcher  # noqa: E402
+from bot.dispatch import Core, Dispatcher, Limits  # noqa: E402
 from bot.permissions import Permissions  # noqa: E402
 from bot.roles import Role  # noqa: E402
-from bot.store import CodeStore, GrantStore, RateLimiter, RequestStore, migrate  # noqa: E402
 from erm.client import ClientConfig, ErmClient  # noqa: E402
 from erm.db import create_engine  # noqa: E402
 from erm.sandbox import ACME, OPEN_ACP1_OEM_ID, OPEN_OPENTOKEN_OEM_ID, create_app, seed_state  # noqa: E402

@@ -25,21 +25,28 @@ from sqlalchemy import Connection, DateTime, Integer, MetaData, func, select, te
 from sqlalchemy.ext.asyncio import AsyncEngine
 from support import TOKEN_TTL, FakeClock, fresh_postgres_database, make_service
 
-from bot.approval_store import ApprovalStore
 from bot.approvals.service import ApprovalService
 from bot.audit import AuditLog
-from bot.cards import ButtonStore, InviteStore
 from bot.commands import COMMANDS
 from bot.core import Core, Limits
 from bot.dispatch import Dispatcher
 from bot.messages import Identity, Reply, Request
 from bot.permissions import Permissions
-from bot.store import BOT_MIGRATIONS, CodeStore, GrantStore, RateLimiter, RequestStore
+from bot.storage.approvals import ApprovalStore
+from bot.storage.base import BOT_MIGRATIONS
+from bot.storage.buttons import ButtonStore
+from bot.storage.codes import CodeStore
+from bot.storage.grants import GrantStore
+from bot.storage.invites import InviteStore
+from bot.storage.limits import RateLimiter
+from bot.storage.requests import RequestStore
 from erm import db
-from erm.client import ClientConfig, ErmClient
+from erm.client import ErmClient
 from erm.sandbox import OPEN_ACP1_OEM_ID, create_app, seed_state
-from erm.sandbox.state import SandboxConfig
-from erm.vault import SecretBox, TokenVault
+from erm.sandbox.config import SandboxConfig
+from erm.secret_box import SecretBox
+from erm.transport import ClientConfig
+from erm.vault import TokenVault
 
 FIXTURE = json.loads((Path(__file__).parent / "release_0_1_0.json").read_text())
 RELEASE_REVISIONS = ("bot0003", "erm0002")

@@ -44,7 +44,7 @@ from alembic.util import CommandError
 
 from bot.code_secrets import seal_reply
 from erm.db import UtcDateTime
-from erm.vault import FINGERPRINT_PREFIX, SecretBox
+from erm.secret_box import FINGERPRINT_PREFIX, SecretBox
 
 revision: str = "bot0005"
 down_revision: str | Sequence[str] | None = "bot0004"

@@ -20,7 +20,9 @@ from fakes.slack import SIGNING_SECRET, FakeSlack
 from fault_rig import FaultStack, SlackClient, fault_stack
 from support import fresh_postgres_database
 
-from adapters.slack import SlackAdapter, SlackConfig
+from adapters.platform import Attached
+from adapters.slack.app import SlackAdapter
+from adapters.slack.config import SlackConfig
 from adapters.web import create_app
 from bot.roles import Role
 from erm.sandbox.server import serve_app
@@ -48,7 +50,7 @@ async def slack(faulty: FaultStack, fake_slack: FakeSlack) -> AsyncIterator[Slac
     )
     adapter = SlackAdapter(faulty.dispatcher, config)
     async with (
-        serve_app(create_app([adapter])) as base_url,
+        serve_app(create_app([Attached(faulty.dispatcher.core, "slack", adapter)])) as base_url,
         httpx.AsyncClient(base_url=base_url, timeout=10.0) as http,
     ):
         yield SlackClient(fake_slack, http)

@@ -36,14 +36,17 @@ from adapters.settings import Settings
 from bot.audit import AuditLog, AuditRecord, AuditRow
 from bot.dispatch import Dispatcher
 from bot.roles import Role
-from bot.store import RequestRow, migrate
-from erm.client import ClientConfig, ErmClient
+from bot.storage.base import migrate
+from bot.storage.requests import RequestRow
+from erm.client import ErmClient
 from erm.db import create_engine
 from erm.sandbox import ACME, create_app, seed_state
 from erm.sandbox.server import serve
 from erm.sandbox.state import SandboxState
+from erm.secret_box import SecretBox
 from erm.service import ErmService, ServiceConfig
-from erm.vault import SecretBox, TokenVault
+from erm.transport import ClientConfig
+from erm.vault import TokenVault
 
 ERM_BOT = Path(sys.executable).parent / "erm-bot"
 STOP_TIMEOUT = 30.0

@@ -21,7 +21,9 @@ from fault_rig import MUTATIONS, FaultStack, fault_stack
 from support import TestDatabase
 
 from adapters.housekeeping import Housekeeping
-from adapters.slack import SlackAdapter, SlackConfig
+from adapters.platform import Attached
+from adapters.slack.app import SlackAdapter
+from adapters.slack.config import SlackConfig
 from bot.dispatch import Dispatcher
 from bot.intents import Intent
 from bot.messages import Identity, Reply, Request
@@ -85,7 +87,7 @@ async def restarted(stack: FaultStack, fake: FakeSlack) -> AsyncIterator[Dispatc
     config = SlackConfig(
         bot_token=fake.bot_token, signing_secret=SIGNING_SECRET, api_url=fake.api_url
     )
-    adapter = SlackAdapter(dispatcher, config)
+    adapter = Attached(dispatcher.core, "slack", SlackAdapter(dispatcher, config))
     await adapter.start()
     try:
         yield dispatcher

@@ -29,8 +29,11 @@ from fault_rig import (
 )
 from support import TestDatabase
 
-from adapters.slack import SlackAdapter, SlackConfig
-from adapters.telegram import TelegramAdapter, TelegramConfig
+from adapters.platform import Attached
+from adapters.slack.app import SlackAdapter
+from adapters.slack.config import SlackConfig
+from adapters.telegram.app import TelegramAdapter
+from adapters.telegram.config import TelegramConfig
 from adapters.web import create_app
 from bot.audit import AuditLog
 from bot.replies import STORAGE_DOWN
@@ -71,8 +74,9 @@ async def outage(
                 api_url=fake_slack.api_url,
             )
             adapter = SlackAdapter(stack.dispatcher, config)
+            attached = Attached(stack.dispatcher.core, "slack", adapter)
             async with (
-                serve_app(create_app([adapter])) as base_url,
+                serve_app(create_app([attached])) as base_url,
                 httpx.AsyncClient(base_url=base_url, timeout=10.0) as http,
             ):
                 yield Outage(stack, proxy, SlackClient(fake_slack, http), adapter)
@@ -179,7 +183,8 @@ async def test_telegram_polling_stops_during_the_outage_and_answers_afterwards(
             bot_token=fake.token, api_url=fake.api_url, poll_timeout=1.0, lock_interval=0.2
         )
         adapter = TelegramAdapter(stack.dispatcher, config, stack.engine)
-        await adapter.start()
+        attached = Attached(stack.dispatcher.core, "telegram", adapter)
+        await attached.start()
         try:
             await fake.send(AGENT, "/whoami", within=15.0)
             await proxy.stop()
@@ -192,7 +197,7 @@ async def test_telegram_polling_stops_during_the_outage_and_answers_afterwards(
             [late] = (await fake.wait_for_messages(answered + 1, within=20.0))[answered:]
             leading_again = adapter.polling
         finally:
-            await adapter.stop()
+            await attached.stop()
 
     assert unanswered
     assert leading_again

@@ -16,7 +16,9 @@ from fakes.slack import shown
 from fakes.telegram import FakeTelegram, User
 from fault_rig import MUTATIONS, TOTAL_TIMEOUT, FaultStack, SlackClient
 
-from adapters.telegram import TelegramAdapter, TelegramConfig
+from adapters.platform import Attached
+from adapters.telegram.app import TelegramAdapter
+from adapters.telegram.config import TelegramConfig
 from bot.roles import Role
 from erm.models import keypad_format
 from erm.sandbox import ACME, OPEN_ACP1_OEM_ID
@@ -279,7 +281,11 @@ async def telegram(
     await faulty.grant(f"telegram:{AGENT.id}", Role.AGENT)
     async with FakeTelegram() as fake:
         config = TelegramConfig(bot_token=fake.token, api_url=fake.api_url, poll_timeout=1.0)
-        adapter = TelegramAdapter(faulty.dispatcher, config, faulty.engine)
+        adapter = Attached(
+            faulty.dispatcher.core,
+            "telegram",
+            TelegramAdapter(faulty.dispatcher, config, faulty.engine),
+        )
         await adapter.start()
         try:
             yield fake

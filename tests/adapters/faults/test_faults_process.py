@@ -30,7 +30,7 @@ from fault_rig import (
 from adapters.runtime import open_runtime
 from bot.audit import AuditLog
 from bot.roles import Role
-from bot.store import GrantStore
+from bot.storage.grants import GrantStore
 from erm.models import keypad_format
 from erm.sandbox import ACME, OPEN_ACP1_OEM_ID, create_app, seed_state, serve
 from erm.sandbox.state import SandboxState

@@ -45,7 +45,7 @@ from fault_rig import (
 
 from adapters.runtime import open_runtime
 from bot.roles import Role
-from bot.store import GrantStore
+from bot.storage.grants import GrantStore
 from erm.models import keypad_format
 from erm.sandbox import ACME, FLEET_OPEN, create_app, seed_state, serve
 from erm.sandbox.state import SandboxState

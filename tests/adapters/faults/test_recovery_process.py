@@ -31,10 +31,12 @@ from sqlalchemy import update
 
 from adapters.housekeeping import RECOVERY_RETRY_SECONDS
 from adapters.runtime import open_runtime
-from bot.approval_store import ApprovalRow, ApprovalStore
 from bot.audit import AuditLog, AuditRecord
 from bot.roles import Role
-from bot.store import GrantStore, ItemLockRow
+from bot.storage.approval_tables import ApprovalRow
+from bot.storage.approvals import ApprovalStore
+from bot.storage.grants import GrantStore
+from bot.storage.locks import ItemLockRow
 from erm.models import keypad_format
 from erm.sandbox import ACME, OPEN_ACP1_OEM_ID, create_app, seed_state, serve
 from erm.sandbox.state import SandboxState

@@ -31,7 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from adapters.runtime import open_runtime
 from bot.roles import Role
-from bot.store import GrantStore
+from bot.storage.grants import GrantStore
 from erm.db import create_engine
 from erm.sandbox import ACME, OPEN_ACP1_OEM_ID, SUNBRIGHT, create_app, seed_state, serve
 from erm.sandbox.state import SandboxState

@@ -20,8 +20,11 @@ from fakes.slack import SIGNING_SECRET, FakeSlack
 from fakes.telegram import FakeTelegram
 from security_rig import TELEGRAM_AGENT, WEBHOOK_SECRET, SlackSide, Spy, TelegramSide
 
-from adapters.slack import SlackAdapter, SlackConfig
-from adapters.telegram import TelegramAdapter, TelegramConfig
+from adapters.platform import Attached
+from adapters.slack.app import SlackAdapter
+from adapters.slack.config import SlackConfig
+from adapters.telegram.app import TelegramAdapter
+from adapters.telegram.config import TelegramConfig
 from adapters.web import create_app
 from bot.roles import Role
 from erm.sandbox.server import serve_app
@@ -50,7 +53,7 @@ async def slack_on(stack: Any, fake: FakeSlack) -> AsyncIterator[SlackSide]:
     )
     adapter = SlackAdapter(stack.dispatcher, config)
     async with (
-        serve_app(create_app([adapter])) as base_url,
+        serve_app(create_app([Attached(stack.dispatcher.core, "slack", adapter)])) as base_url,
         httpx.AsyncClient(base_url=base_url, timeout=15.0) as http,
     ):
         yield SlackSide(fake, adapter, http)
@@ -68,8 +71,9 @@ async def telegram_on(stack: Any) -> AsyncIterator[TelegramSide]:
             webhook_secret=WEBHOOK_SECRET,
         )
         adapter = TelegramAdapter(stack.dispatcher, config, stack.engine)
+        attached = Attached(stack.dispatcher.core, "telegram", adapter)
         async with (
-            serve_app(create_app([adapter])) as base_url,
+            serve_app(create_app([attached])) as base_url,
             httpx.AsyncClient(timeout=15.0) as http,
         ):
             yield TelegramSide(fake, f"{base_url}/telegram/webhook", http)

@@ -14,12 +14,13 @@ from fakes.telegram import FakeTelegram, User
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from adapters.slack import SlackAdapter
+from adapters.slack.app import SlackAdapter
 from bot.audit import AuditRow
-from bot.cards import ButtonRow
 from bot.dispatch import Dispatcher
 from bot.messages import Click, Pressed, Reply, Request
-from bot.store import IssuedCodeRow, RequestRow
+from bot.storage.buttons import ButtonRow
+from bot.storage.codes import IssuedCodeRow
+from bot.storage.requests import RequestRow
 
 WEBHOOK_SECRET = "security-suite-webhook-secret"
 WEBHOOK_SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"

@@ -28,7 +28,7 @@ from adapters.slack.app import MAX_BODY as SLACK_MAX_BODY
 from adapters.telegram.app import MAX_WEBHOOK_BODY
 from bot import metrics
 from erm.sandbox import ACME, create_app, seed_state, serve
-from erm.vault import SecretBox
+from erm.secret_box import SecretBox
 
 ERM_BOT = Path(sys.executable).parent / "erm-bot"
 BIG = 100 * 1024 * 1024  # what the process test posts to each route

@@ -38,8 +38,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from security_rig import TELEGRAM_AGENT, WEBHOOK_SECRET, WEBHOOK_SECRET_HEADER
 
-from adapters.slack import SlackAdapter, SlackConfig
-from adapters.telegram import TelegramAdapter, TelegramConfig
+from adapters.platform import Attached
+from adapters.slack.app import SlackAdapter
+from adapters.slack.config import SlackConfig
+from adapters.telegram.app import TelegramAdapter
+from adapters.telegram.config import TelegramConfig
 from adapters.web import create_app
 from bot.commands import COMMANDS
 from bot.roles import Role
@@ -142,10 +145,14 @@ async def inbound(stack: Any, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[
             ),
             stack.engine,
         )
-        await slack.start()
-        await telegram.start()
+        attached = (
+            Attached(stack.dispatcher.core, "slack", slack),
+            Attached(stack.dispatcher.core, "telegram", telegram),
+        )
+        for service in attached:
+            await service.start()
         fake_telegram.start_private(TELEGRAM_AGENT)
-        transport = httpx.ASGITransport(app=create_app([slack, telegram]))
+        transport = httpx.ASGITransport(app=create_app(attached))
         root.addHandler(errors)
         try:
             async with httpx.AsyncClient(
@@ -154,8 +161,8 @@ async def inbound(stack: Any, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[
                 yield Inbound(http, slack, telegram, fake_slack, fake_telegram, errors)
         finally:
             root.removeHandler(errors)
-            await telegram.stop()
-            await slack.stop()
+            for service in reversed(attached):
+                await service.stop()
 
 
 # -- strategies ---------------------------------------------------------------------------------

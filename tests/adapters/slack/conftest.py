@@ -15,7 +15,9 @@ import pytest
 from fakes.slack import SIGNING_SECRET, FakeSlack
 from slack_rig import SlackRig
 
-from adapters.slack import SlackAdapter, SlackConfig
+from adapters.platform import Attached
+from adapters.slack.app import SlackAdapter
+from adapters.slack.config import SlackConfig
 from adapters.web import create_app
 from bot.roles import Role
 from erm.sandbox.server import serve_app
@@ -38,7 +40,7 @@ async def slack(stack: Any, fake_slack: FakeSlack) -> AsyncIterator[SlackRig]:
     )
     adapter = SlackAdapter(stack.dispatcher, config)
     async with (
-        serve_app(create_app([adapter])) as base_url,
+        serve_app(create_app([Attached(stack.dispatcher.core, "slack", adapter)])) as base_url,
         httpx.AsyncClient(base_url=base_url, timeout=10.0) as http,
     ):
         yield SlackRig(fake_slack, adapter, base_url, http)

@@ -20,7 +20,7 @@ from fakes.slack import (
     signed_headers,
 )
 
-from adapters.slack import SlackAdapter
+from adapters.slack.app import SlackAdapter
 
 
 @dataclass

@@ -10,8 +10,8 @@ import re
 from pathlib import Path
 from typing import Any
 
-from adapters.slack import SlackAdapter, SlackConfig
-from adapters.slack.app import EVENTS_PATH, SLASH_KINDS, UMBRELLA
+from adapters.slack.app import EVENTS_PATH, SLASH_KINDS, UMBRELLA, SlackAdapter
+from adapters.slack.config import SlackConfig
 from bot.commands import COMMANDS
 
 MANIFEST = Path(__file__).resolve().parents[3] / "deploy" / "slack-manifest.yml"

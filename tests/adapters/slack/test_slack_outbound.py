@@ -11,8 +11,9 @@ import pytest
 from fakes.slack import APP_TOKEN, BOT_TOKEN, SIGNING_SECRET, FakeSlack
 from slack_rig import SlackRig
 
-from adapters.slack import SlackAdapter, SlackConfig, SlackSendError, SlackStartError
-from adapters.slack.outbound import ResponseUrls, Target
+from adapters.slack.app import SlackAdapter, SlackStartError
+from adapters.slack.config import SlackConfig
+from adapters.slack.outbound import ResponseUrls, SlackSendError, Target
 from adapters.slack.render import render
 from bot.messages import Reply, Visibility
 from erm.sandbox import OPEN_ACP1_OEM_ID

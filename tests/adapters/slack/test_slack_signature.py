@@ -22,8 +22,9 @@ from fakes.slack import (
 from slack_rig import SlackRig
 
 from adapters.settings import Settings
-from adapters.slack import SlackAdapter, SlackConfig, SlackConfigError
-from adapters.slack.app import verify_signature
+from adapters.slack.app import SlackAdapter
+from adapters.slack.config import SlackConfig, SlackConfigError
+from adapters.slack.inbound import verify_signature
 
 
 @pytest.fixture

@@ -10,7 +10,9 @@ from typing import Any
 import pytest
 from fakes.slack import FakeSlack, block_actions_payload, command_form
 
-from adapters.slack import SlackAdapter, SlackConfig
+from adapters.platform import Attached
+from adapters.slack.app import SlackAdapter
+from adapters.slack.config import SlackConfig
 from adapters.web import create_app
 from bot.roles import Role
 from erm.sandbox import OPEN_ACP1_OEM_ID
@@ -26,7 +28,8 @@ async def socket_adapter(stack: Any, fake_slack: FakeSlack) -> AsyncIterator[Sla
         bot_token=fake_slack.bot_token, app_token=fake_slack.app_token, api_url=fake_slack.api_url
     )
     adapter = SlackAdapter(stack.dispatcher, config)
-    async with serve_app(create_app([adapter])):  # the lifespan connects Socket Mode
+    attached = Attached(stack.dispatcher.core, "slack", adapter)
+    async with serve_app(create_app([attached])):  # the lifespan connects Socket Mode
         yield adapter
 
 
@@ -96,7 +99,7 @@ async def test_stop_closes_the_socket_and_finishes_work_in_flight(
         bot_token=fake_slack.bot_token, app_token=fake_slack.app_token, api_url=fake_slack.api_url
     )
     adapter = SlackAdapter(stack.dispatcher, config)
-    async with serve_app(create_app([adapter])):
+    async with serve_app(create_app([Attached(stack.dispatcher.core, "slack", adapter)])):
         envelope = await fake_slack.push(
             "slash_commands", command_form("/items", response_url=fake_slack.response_url())
         )

@@ -14,9 +14,10 @@ import pytest
 from fakes.slack import SIGNING_SECRET, TEAM_ID, FakeSlack, command_form, encode_form, shown
 from slack_rig import Sent, SlackRig
 
+from adapters.platform import Attached
 from adapters.settings import Settings
-from adapters.slack import SlackAdapter, SlackConfig
-from adapters.slack.app import SlackConfigError
+from adapters.slack.app import SlackAdapter
+from adapters.slack.config import SlackConfig, SlackConfigError
 from adapters.slack.workspace import REFUSAL, Workspaces
 from adapters.web import create_app
 from bot import metrics
@@ -84,7 +85,7 @@ async def configured(stack: Any, fake_slack: FakeSlack) -> AsyncIterator[SlackRi
     )
     adapter = SlackAdapter(stack.dispatcher, config)
     async with (
-        serve_app(create_app([adapter])) as base_url,
+        serve_app(create_app([Attached(stack.dispatcher.core, "slack", adapter)])) as base_url,
         httpx.AsyncClient(base_url=base_url, timeout=10.0) as http,
     ):
         yield SlackRig(fake_slack, adapter, base_url, http)

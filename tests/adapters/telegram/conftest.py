@@ -14,7 +14,9 @@ from fakes.telegram import FakeTelegram
 from sqlalchemy.ext.asyncio import AsyncEngine
 from telegram_rig import AdapterFactory
 
-from adapters.telegram import TelegramAdapter, TelegramConfig
+from adapters.platform import Attached
+from adapters.telegram.app import TelegramAdapter
+from adapters.telegram.config import TelegramConfig
 from bot.dispatch import Dispatcher
 
 
@@ -32,7 +34,7 @@ async def fake() -> AsyncIterator[FakeTelegram]:
 @pytest.fixture
 async def make_adapter(fake: FakeTelegram) -> AsyncIterator[AdapterFactory]:
     """Builds (and by default starts) adapters on the fake; stops them all afterwards."""
-    adapters: list[TelegramAdapter] = []
+    adapters: list[Attached] = []
 
     async def build(
         dispatcher: Dispatcher,
@@ -46,11 +48,12 @@ async def make_adapter(fake: FakeTelegram) -> AsyncIterator[AdapterFactory]:
         settings.update(overrides)
         config = TelegramConfig(bot_token=fake.token, api_url=api_url or fake.api_url, **settings)
         adapter = TelegramAdapter(dispatcher, config, engine)
-        adapters.append(adapter)
+        attached = Attached(dispatcher.core, "telegram", adapter)
+        adapters.append(attached)
         if start:
-            await adapter.start()
+            await attached.start()
         return adapter
 
     yield build
-    for adapter in reversed(adapters):
-        await adapter.stop()
+    for attached in reversed(adapters):
+        await attached.stop()

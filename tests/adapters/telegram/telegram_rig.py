@@ -9,7 +9,7 @@ from fakes.telegram import Group, User
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from adapters.settings import Settings
-from adapters.telegram import TelegramAdapter
+from adapters.telegram.app import TelegramAdapter
 from bot.dispatch import Dispatcher
 from bot.roles import Role
 from erm.sandbox.state import SandboxState

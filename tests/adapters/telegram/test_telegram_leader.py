@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from support import TestDatabase
 from telegram_rig import AGENT, AdapterFactory, StackLike
 
-from adapters.telegram import TelegramAdapter
+from adapters.telegram.app import TelegramAdapter
 from adapters.telegram.lock import AdvisoryLock, LocalLock, lock_key, polling_lock
 from bot.roles import Role
 

@@ -10,7 +10,8 @@ from fakes.telegram import ApiError, parse_html, utf16_length
 from telegram.error import RetryAfter
 from telegram.warnings import PTBDeprecationWarning
 
-from adapters.telegram.app import bot_commands, command_text, retry_seconds
+from adapters.telegram.inbound import bot_commands, command_text
+from adapters.telegram.outbound import retry_seconds
 from adapters.telegram.render import (
     MAX_CALLBACK_DATA,
     MAX_MESSAGE,

@@ -8,7 +8,7 @@ import pytest
 from fakes.telegram import FakeTelegram
 from telegram_rig import AGENT, AdapterFactory, StackLike
 
-from adapters.telegram import TelegramStartError
+from adapters.telegram.app import TelegramStartError
 from bot.roles import Role
 
 

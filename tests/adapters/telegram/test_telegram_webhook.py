@@ -9,8 +9,9 @@ import pytest
 from fakes.telegram import FakeTelegram
 from telegram_rig import AGENT, AdapterFactory, StackLike
 
+from adapters.platform import Attached
 from adapters.settings import Settings
-from adapters.telegram import TelegramConfig
+from adapters.telegram.config import TelegramConfig
 from adapters.web import create_app
 from bot.messages import Reply, Request
 from bot.roles import Role
@@ -30,7 +31,9 @@ async def webhook(
     adapter = await make_adapter(
         stack.dispatcher, stack.engine, start=False, webhook_url=HOOK, webhook_secret=SECRET
     )
-    async with serve_app(create_app([adapter])) as base:
+    async with serve_app(
+        create_app([Attached(stack.dispatcher.core, "telegram", adapter)])
+    ) as base:
         yield f"{base}/telegram/webhook"
 
 
@@ -143,7 +146,9 @@ async def test_polling_mode_refuses_webhook_posts(
     stack: StackLike, fake: FakeTelegram, make_adapter: AdapterFactory
 ) -> None:
     adapter = await make_adapter(stack.dispatcher, stack.engine, start=False)
-    async with serve_app(create_app([adapter])) as base:
+    async with serve_app(
+        create_app([Attached(stack.dispatcher.core, "telegram", adapter)])
+    ) as base:
         response = await _post(f"{base}/telegram/webhook", fake.message_update(AGENT, "/whoami"))
 
     assert response.status_code == 403

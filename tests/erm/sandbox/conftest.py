@@ -19,7 +19,8 @@ from erm.sandbox import (
     create_app,
     seed_state,
 )
-from erm.sandbox.state import SandboxConfig, SandboxState
+from erm.sandbox.config import SandboxConfig
+from erm.sandbox.state import SandboxState
 
 SIGN_IN = """
 mutation SignIn($creds: SignInCredentialsInput!) {

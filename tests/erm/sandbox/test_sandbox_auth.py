@@ -6,7 +6,7 @@ import jwt
 import pytest
 
 from erm.sandbox import ACME, SandboxError, seed_state
-from erm.sandbox.state import SandboxConfig
+from erm.sandbox.config import SandboxConfig
 from erm.sandbox.tokens import signing_key
 
 SIGN_IN = """

@@ -9,8 +9,8 @@ import pytest
 from openpaygo import TokenType
 
 from erm.sandbox import FLEET_DEFAULT, FLEET_OPEN, seed_state
+from erm.sandbox.config import SandboxConfig
 from erm.sandbox.model import CodeSystem, CodeType
-from erm.sandbox.state import SandboxConfig
 
 DAYS = """
 mutation Days($in: GenerateDaysCodeInput!) {

@@ -18,7 +18,7 @@ from typing import Any
 from sqlalchemy import Connection, Executable, Row, RowMapping, and_, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from bot.approval_store import (
+from bot.storage.approval_tables import (
     CARD,
     SETTLE_FOR,
     Approval,
@@ -28,9 +28,9 @@ from bot.approval_store import (
     Card,
     Channel,
     Status,
-    _approval,
+    approval_of,
 )
-from bot.store import _aware, _table, dialect_insert
+from bot.storage.base import Store, aware, dialect_insert, table_of
 from erm import db
 
 CLAIM_FOR = timedelta(minutes=2)  # far longer than one post takes; then the poster is presumed dead
@@ -65,14 +65,14 @@ class Unreachable:
     waiting: int
 
 
-class CardStore:
+class CardStore(Store):
     """Approval cards: claims that expire, posts that back off, edits once decided."""
 
     def __init__(self, engine: AsyncEngine) -> None:
-        self._engine = engine
-        self._cards = _table(ApprovalCardRow)
-        self._approvals = _table(ApprovalRow)
-        self._channels = _table(ApprovalChannelRow)
+        super().__init__(engine)
+        self._cards = table_of(ApprovalCardRow)
+        self._approvals = table_of(ApprovalRow)
+        self._channels = table_of(ApprovalChannelRow)
 
     def _free(self, now: datetime) -> Any:
         """Cards without a message whose claim (or wait after a failure) is over; rows left by a
@@ -88,7 +88,7 @@ class CardStore:
     ) -> int | None:
         """Reserve the card of (request, chat, kind) for :data:`CLAIM_FOR` before posting it;
         None while it is posted, being posted, or waiting after a failure."""
-        now = _aware(now, "now")
+        now = aware(now, "now")
         cards = self._cards
         insert = (
             dialect_insert(self._engine, cards)
@@ -132,7 +132,7 @@ class CardStore:
             .where(self._cards.c.id == card_id)
             .values(
                 message_ref=message_ref[:64],
-                posted_at=_aware(now, "now"),
+                posted_at=aware(now, "now"),
                 retry_at=None,
                 failure=None,
             )
@@ -141,7 +141,7 @@ class CardStore:
 
     async def failed(self, card_id: int, failure: str, *, now: datetime) -> Failure:
         """Count a failed post and set when to try again (:func:`backoff`)."""
-        now = _aware(now, "now")
+        now = aware(now, "now")
         cards = self._cards
 
         def work(connection: Connection) -> Failure:
@@ -172,7 +172,7 @@ class CardStore:
         statement = (
             update(self._cards)
             .where(self._cards.c.id == card_id)
-            .values(settled_at=_aware(now, "now"))
+            .values(settled_at=aware(now, "now"))
         )
         await self._execute(statement)
 
@@ -192,7 +192,7 @@ class CardStore:
                 cards.c.message_ref.is_not(None),
                 cards.c.settled_at.is_(None),
                 approvals.c.status != Status.PENDING.value,
-                approvals.c.decided_at > _aware(now, "now") - SETTLE_FOR,
+                approvals.c.decided_at > aware(now, "now") - SETTLE_FOR,
             )
             .order_by(cards.c.id)
             .limit(limit)
@@ -202,7 +202,7 @@ class CardStore:
     async def due(self, *, now: datetime, limit: int = 100) -> list[tuple[Approval, Channel, str]]:
         """What the sweep posts: (request, approval chat, kind) for pending requests whose card
         is not in a chat yet, and for cards (and reminders) whose claim or wait is over."""
-        now = _aware(now, "now")
+        now = aware(now, "now")
         approvals, channels, cards = self._approvals, self._channels, self._cards
         live = and_(approvals.c.status == Status.PENDING.value, approvals.c.expires_at > now)
         any_card = (
@@ -255,7 +255,7 @@ class CardStore:
         rows = await db.transaction(self._engine, work)
         found: list[tuple[Approval, Channel, str]] = []
         for row, kind in rows:
-            approval = _approval(row)
+            approval = approval_of(row)
             channel = Channel(approval.distributor, row["c_platform"], row["c_chat"], "", now)
             found.append((approval, channel, kind))
         return found
@@ -325,9 +325,3 @@ class CardStore:
             )
             for r in rows
         ]
-
-    async def _execute(self, statement: Executable) -> None:
-        def work(connection: Connection) -> None:
-            connection.execute(statement)
-
-        await db.transaction(self._engine, work)
