@@ -11,12 +11,10 @@ URL alone).
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import pytest
-from fakes.slack import SIGNING_SECRET, FakeSlack
 from fault_rig import (
     SlackClient,
     free_port,
@@ -26,63 +24,25 @@ from fault_rig import (
     stop_bot,
     wait_until,
 )
+from fault_world import ITEM, World, bot_world
 
 from adapters.runtime import open_runtime
 from bot.audit import AuditLog
-from bot.roles import Role
-from bot.storage.grants import GrantStore
-from erm.models import keypad_format
-from erm.sandbox import ACME, OPEN_ACP1_OEM_ID, create_app, seed_state, serve
-from erm.sandbox.state import SandboxState
-
-ITEM = OPEN_ACP1_OEM_ID
-
-
-@dataclass
-class World:
-    env: dict[str, str]
-    sandbox: SandboxState
-    slack: FakeSlack
-    cwd: Path
-    log: Path
-
-    def code_events(self) -> int:
-        return len(self.sandbox.item_by_oem_id(ITEM).code_generator.events)
-
-    def newest_code(self) -> str:
-        event = self.sandbox.item_by_oem_id(ITEM).code_generator.events[-1]
-        return keypad_format(event.code_dec_string)
 
 
 @pytest.fixture
 async def world(
     process_database: str, tmp_path: Path, secret_keys: list[str]
 ) -> AsyncIterator[World]:
-    sandbox = seed_state(0)
-    async with serve(create_app(sandbox)) as erm_url, FakeSlack() as slack:
-        env = {
-            "ERM_API_URL": erm_url,
-            # The bot is still waiting for ERM's answer when it is killed.
-            "ERM_READ_TIMEOUT": "30",
-            "ERM_TOTAL_TIMEOUT": "30",
-            "ERM_BOT_DATABASE_URL": process_database,
-            "ERM_BOT_SECRET_KEYS": ",".join(secret_keys),
-            "SLACK_BOT_TOKEN": slack.bot_token,
-            "SLACK_SIGNING_SECRET": SIGNING_SECRET,
-            "SLACK_API_URL": slack.api_url,
-        }
-        async with open_runtime(settings_of(env)) as runtime:
-            await runtime.service.add_distributor(ACME.name, ACME.email, ACME.password)
-            await GrantStore(runtime.engine).grant("slack", "U1", Role.AGENT, ACME.name, "tests")
-        yield World(env, sandbox, slack, tmp_path, tmp_path / "erm-bot.log")
+    async with bot_world(process_database, tmp_path, secret_keys) as world:
+        yield world
 
 
 async def test_a_code_in_flight_when_the_bot_is_killed_is_not_run_again_after_restart(
     world: World,
 ) -> None:
     before = world.code_events()
-    world.sandbox.faults.hang_after_mutation_next = 1
-    world.sandbox.faults.hang_seconds = 60.0
+    world.hang_next_mutation()
 
     port = free_port()
     bot = await start_bot(world.env, port, world.cwd, log=world.log)

@@ -18,15 +18,16 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, fields
+from dataclasses import fields
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
 import pytest
 from approvals_rig import SlackSide
-from fakes.slack import SIGNING_SECRET, Call, FakeSlack, shown
+from fakes.slack import shown
 from fault_rig import free_port, settings_of, start_bot, stop_bot, wait_until
+from fault_world import ITEM, World, bot_world
 from sqlalchemy import update
 
 from adapters.housekeeping import RECOVERY_RETRY_SECONDS
@@ -35,13 +36,9 @@ from bot.audit import AuditLog, AuditRecord
 from bot.roles import Role
 from bot.storage.approval_tables import ApprovalRow
 from bot.storage.approvals import ApprovalStore
-from bot.storage.grants import GrantStore
 from bot.storage.locks import ItemLockRow
-from erm.models import keypad_format
-from erm.sandbox import ACME, OPEN_ACP1_OEM_ID, create_app, seed_state, serve
-from erm.sandbox.state import SandboxState
+from erm.sandbox import ACME
 
-ITEM = OPEN_ACP1_OEM_ID
 AGENT = "U1"
 SUPERVISOR = "U5"
 APPROVALS = "C9"  # acme's approval channel
@@ -49,68 +46,19 @@ LOCK_LEFT = 6.0  # seconds the dead request's item lock still runs after a quick
 FOUND = "ERM's history shows this code for your request"
 
 
-@dataclass
-class World:
-    env: dict[str, str]
-    sandbox: SandboxState
-    slack: FakeSlack
-    cwd: Path
-    log: Path
-
-    def code_events(self) -> int:
-        return len(self.sandbox.item_by_oem_id(ITEM).code_generator.events)
-
-    def code_forms(self) -> tuple[str, ...]:
-        """Every way the newest code can be written: ERM's digits, keypad form, hex."""
-        event = self.sandbox.item_by_oem_id(ITEM).code_generator.events[-1]
-        keypad = keypad_format(event.code_dec_string)
-        digits = "".join(ch for ch in event.code_dec_string if ch.isdigit())
-        return (keypad, keypad.replace(" ", ""), digits, event.code_hex_string)
-
-    def newest_code(self) -> str:
-        return self.code_forms()[0]
-
-    def hang_next_mutation(self) -> None:
-        """ERM makes the next code, then holds its answer longer than the test lasts."""
-        self.sandbox.faults.hang_after_mutation_next = 1
-        self.sandbox.faults.hang_seconds = 60.0
-
-    def dms(self, user: str, *, after: int = 0) -> list[Call]:
-        """Private messages to ``user`` among the fake's calls from index ``after`` on."""
-        return [
-            c
-            for c in self.slack.calls[after:]
-            if c.method == "chat.postMessage" and c.channel == user
-        ]
-
-
 @pytest.fixture
 async def world(
     process_database: str, tmp_path: Path, secret_keys: list[str]
 ) -> AsyncIterator[World]:
-    sandbox = seed_state(0)
-    async with serve(create_app(sandbox)) as erm_url, FakeSlack() as slack:
-        env = {
-            "ERM_API_URL": erm_url,
-            # The bot is still waiting for ERM's answer when it is killed.
-            "ERM_READ_TIMEOUT": "30",
-            "ERM_TOTAL_TIMEOUT": "30",
-            "ERM_BOT_DATABASE_URL": process_database,
-            "ERM_BOT_SECRET_KEYS": ",".join(secret_keys),
-            "ERM_BOT_APPROVAL_SWEEP_SECONDS": "1",
-            "SLACK_BOT_TOKEN": slack.bot_token,
-            "SLACK_SIGNING_SECRET": SIGNING_SECRET,
-            "SLACK_API_URL": slack.api_url,
-        }
-        async with open_runtime(settings_of(env)) as runtime:
-            await runtime.service.add_distributor(ACME.name, ACME.email, ACME.password)
-            grants = GrantStore(runtime.engine)
-            await grants.grant("slack", AGENT, Role.AGENT, ACME.name, "tests")
-            await grants.grant("slack", SUPERVISOR, Role.SUPERVISOR, ACME.name, "tests")
-            await ApprovalStore(runtime.engine).set_channel(
-                ACME.name, "slack", APPROVALS, by="tests", now=datetime.now(UTC)
-            )
-        yield World(env, sandbox, slack, tmp_path, tmp_path / "erm-bot.log")
+    async with bot_world(
+        process_database,
+        tmp_path,
+        secret_keys,
+        grants=((AGENT, Role.AGENT), (SUPERVISOR, Role.SUPERVISOR)),
+        approval_channel=APPROVALS,
+        env={"ERM_BOT_APPROVAL_SWEEP_SECONDS": "1"},
+    ) as world:
+        yield world
 
 
 async def end_leases(world: World, *, lock_left: float = 0.0) -> None:
