@@ -16,6 +16,7 @@ import logging
 from adapters.housekeeping import Periodic
 from bot.approvals.service import service_of
 from bot.core import Core
+from bot.ports import Runner
 
 log = logging.getLogger(__name__)
 
@@ -27,8 +28,9 @@ class ApprovalSweeper(Periodic):
 
     name = "approval sweep"
 
-    def __init__(self, core: Core, interval: float = SWEEP_SECONDS) -> None:
+    def __init__(self, core: Core, run: Runner, interval: float = SWEEP_SECONDS) -> None:
         super().__init__(core, interval)
+        self.run = run  # the dispatcher: approved requests whose process died run through it
 
     def enabled(self) -> bool:
         return self.core.approvals is not None
@@ -43,7 +45,7 @@ class ApprovalSweeper(Periodic):
     async def run_once(self) -> None:
         if self.core.approvals is None:
             return
-        report = await service_of(self.core).sweep(self.core.clock())
+        report = await service_of(self.core).sweep(self.core.clock(), self.run)
         if report.expired or report.reminded or report.posted or report.settled or report.recovered:
             log.info(
                 "approval sweep: %d expired, %d reminded, %d cards posted, %d cards settled, "

@@ -72,7 +72,11 @@ async def serve(settings: Settings, host: str, port: int) -> int:
         names = ", ".join(type(a.served).__name__.removesuffix("Adapter") for a in attached)
         services: list[WebService] = [*attached, Housekeeping(dispatcher.core)]
         # After the platforms: their notifiers are registered when the first sweep runs.
-        services.append(ApprovalSweeper(dispatcher.core, settings.erm_bot_approval_sweep_seconds))
+        services.append(
+            ApprovalSweeper(
+                dispatcher.core, dispatcher.run, settings.erm_bot_approval_sweep_seconds
+            )
+        )
         readiness = Readiness(
             runtime.engine, settings.erm_api_url, timeout=settings.erm_bot_ready_timeout
         )

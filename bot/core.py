@@ -41,8 +41,8 @@ class Approvals(Protocol):
 
     store: ApprovalStore
 
-    def bind(self, core: Core, run: Runner) -> None:
-        """Use ``core`` and run approved requests through ``run`` (the dispatcher)."""
+    def attach(self, core: Core) -> None:
+        """Called by the :class:`Core` holding the flow as it is made (see Core.__post_init__)."""
 
     async def gate(
         self, ctx: Context, code_type: CodeType, item: Item, days: int | None, note: str | None
@@ -102,6 +102,8 @@ class Core:
 
     def __post_init__(self) -> None:
         self.intents = IntentStore(self.codes.engine)
+        if self.approvals is not None:
+            self.approvals.attach(self)  # whole from here on: no second step anywhere else
 
     @property
     def people(self) -> PeopleStore:
@@ -134,6 +136,8 @@ class Context:
     audit_always: bool = False
     # The key of the requester's person (bot.people): their own key unless linked to others.
     person: str = ""
+    # How to run another request as if it had just arrived: the dispatcher (an approval run).
+    run: Runner = field(kw_only=True)
 
     def __post_init__(self) -> None:
         self.person = self.person or self.request.identity.key

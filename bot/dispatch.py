@@ -86,8 +86,6 @@ class Dispatcher:
         ):
             raise ValueError("the dispatcher's stores must share one database engine")
         self.button_actions = ButtonActions(CORE_ACTIONS, APPROVAL_ACTIONS)
-        if core.approvals is not None:
-            core.approvals.bind(core, self._handle)
 
     @property
     def commands(self) -> Sequence[Command]:
@@ -96,9 +94,11 @@ class Dispatcher:
     async def handle(self, request: Request) -> Reply:
         """Run a request (once per request key) and return its reply; waits for a turn."""
         async with self._turns.turn(request.identity.key):
-            return await self._handle(request)
+            return await self.run(request)
 
-    async def _handle(self, request: Request) -> Reply:
+    async def run(self, request: Request) -> Reply:
+        """:meth:`handle` for work already admitted (a button's command, an approved request,
+        the approval sweep): no turn of its own. The :class:`bot.ports.Runner` of the core."""
         core = self.core
         parsed: Parsed | None = None
         unparsed: Exception | None = None
@@ -136,7 +136,15 @@ class Dispatcher:
                 )
             over_quota, policy = self._judge(command, counted)
             ctx = Context(
-                core, request, command, access, parsed.flags, over_quota, policy, person=person
+                core,
+                request,
+                command,
+                access,
+                parsed.flags,
+                over_quota,
+                policy,
+                person=person,
+                run=self.run,
             )
             stale = self._stale(request, parsed.command)
             if stale is not None:
@@ -295,7 +303,7 @@ class Dispatcher:
             action = self.button_actions.get(stored.action)
             if action is None:
                 return Pressed(notice="This button no longer works. Run the command again.")
-            return await action(Press(self.core, click, stored, self._handle))
+            return await action(Press(self.core, click, stored, self.run))
         except Exception as exc:
             return replies.pressed_failure(log, exc)
 

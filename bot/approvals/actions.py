@@ -14,7 +14,9 @@ from bot.messages import Action, Pressed
 async def approve_button(press: Press) -> Pressed:
     """Approve: the outcome is a private notice; every card is edited by the service."""
     service, click = service_of(press.core), press.click
-    notice = await service.approve(click.identity, press.value, chat_id=click.chat_id)
+    notice = await service.approve(
+        click.identity, press.value, run=press.run, chat_id=click.chat_id
+    )
     return Pressed(notice=notice)
 
 

@@ -18,7 +18,7 @@ from bot.approvals.cards import deny_prompt, final_card, pending_card, unreachab
 from bot.audit import AuditEntry
 from bot.core import Core
 from bot.messages import Identity, Reply
-from bot.ports import NotifyError, Runner
+from bot.ports import NotifyError
 from bot.storage.approval_cards import CardStore, Unreachable, backoff
 from bot.storage.approval_tables import CARD, REMINDER, Approval, Card, Channel, Status
 from bot.storage.approvals import ApprovalStore
@@ -36,16 +36,17 @@ class Delivery:
         self.store = store
         self.cards = CardStore(store.engine)
         self._core: Core | None = None
-        self._run: Runner | None = None
 
-    def bind(self, core: Core, run: Runner) -> None:
-        """Use ``core`` (buttons, audit, permissions, notifiers) and ``run`` to execute requests."""
-        self._core, self._run = core, run
+    def attach(self, core: Core) -> None:
+        """Called by the :class:`Core` that holds this service, as it is made: the stores, clock,
+        limits and notifiers the flow uses. Approved requests run through the runner each call
+        that runs one is given (the dispatcher)."""
+        self._core = core
 
     @property
     def core(self) -> Core:
         if self._core is None:
-            raise RuntimeError("the approval service is not bound to a dispatcher")
+            raise RuntimeError("the approval service is used before a Core holds it")
         return self._core
 
     def _now(self) -> datetime:

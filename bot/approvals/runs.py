@@ -24,6 +24,7 @@ from bot.approvals.cards import (
 from bot.approvals.delivery import Delivery
 from bot.errors import UserError
 from bot.messages import Reply, Request, Tone, Visibility
+from bot.ports import Runner
 from bot.storage.approval_tables import REMINDER, Approval, RunState, normalise_id
 
 log = logging.getLogger("bot.approvals")  # one logger name for the whole approval flow
@@ -60,9 +61,9 @@ class Runs(Delivery):
             raise no_such(approval_id)
         return approval
 
-    async def _run_approved(self, approval: Approval) -> str:
+    async def _run_approved(self, approval: Approval, run: Runner) -> str:
         """Run an approved request once, tell its requester privately, settle its cards."""
-        reply = await self._execute(approval)
+        reply = await self._execute(approval, run)
         issued = bool(reply.codes)
         result = ISSUED if issued else _first_line(reply.title or "not issued")
         await self.store.record_execution(approval.id, result, now=self._now())
@@ -93,10 +94,8 @@ class Runs(Delivery):
             f"privately; they can see it with /resend {approval.item_label}."
         )
 
-    async def _execute(self, approval: Approval) -> Reply:
+    async def _execute(self, approval: Approval, run: Runner) -> Reply:
         """Run the stored request once, as its requester (request key ``approval:<id>``)."""
-        if self._run is None:
-            raise RuntimeError("the approval service is not bound to a dispatcher")
         request = Request(
             identity=approval.requester,
             text=f"{approval.command_text} --dist {approval.distributor}",
@@ -107,14 +106,14 @@ class Runs(Delivery):
             approval_id=approval.id,
         )
         try:
-            return await self._run(request)
+            return await run(request)
         except Exception:
             log.exception("approval %s: the approved request failed", approval.id)
             return Reply.error("Something went wrong on our side; nothing is known to be issued.")
 
     # -- time -----------------------------------------------------------------------------------
 
-    async def sweep(self, now: datetime) -> SweepReport:
+    async def sweep(self, now: datetime, run: Runner) -> SweepReport:
         """Expire, remind, post missing cards, finish stale cards and approved requests whose
         runner died; safe in several processes."""
         expired = reminded = posted = settled = recovered = 0
@@ -138,19 +137,19 @@ class Runs(Delivery):
             decided = await self.store.get(card.approval_id)
             if decided is not None and await self._guarded(self._settle(decided, card)):
                 settled += 1
-        recovered = await self.recover(now)
+        recovered = await self.recover(now, run)
         return SweepReport(expired, reminded, posted, settled, recovered)
 
-    async def recover(self, now: datetime) -> int:
+    async def recover(self, now: datetime, run: Runner) -> int:
         """Finish approved requests whose process died before recording the outcome (run at
         start and in every sweep); how many were finished."""
         done = 0
         for approval_id in await self.store.unrun(now=now, grace=RUN_GRACE):
-            if await self._guarded(self._recover(approval_id, now)):
+            if await self._guarded(self._recover(approval_id, now, run)):
                 done += 1
         return done
 
-    async def _recover(self, approval_id: str, now: datetime) -> bool:
+    async def _recover(self, approval_id: str, now: datetime, run: Runner) -> bool:
         """Never issue twice: a code recorded for the request means it ran; a run that started
         and never ended may have made a code in ERM, so a person checks (the code-intent recovery
         settles such a code when it knows of it); a run that never started runs now, unless the
@@ -185,7 +184,7 @@ class Runs(Delivery):
             # stored reply and runs nothing.
             log.info("approval %s: approved before a restart, finishing it", approval.id)
             await self._audit(approval, "resumed", f"after a restart ({state.value})")
-            await self._run_approved(approval)
+            await self._run_approved(approval, run)
         return True
 
     async def _guarded(self, step: Awaitable[bool]) -> bool:

@@ -15,6 +15,7 @@ from bot.approvals.runs import RUN_LEASE, ApprovalRefusedError, Runs, no_such
 from bot.core import Context, Core
 from bot.errors import PermissionDeniedError, UsageError
 from bot.messages import Identity, Reply, Tone, visible
+from bot.ports import Runner
 from bot.roles import Role
 from bot.storage.approval_tables import CARD, Approval, NewApproval, Status, normalise_id
 from erm.errors import ErmError
@@ -301,8 +302,11 @@ class ApprovalService(Runs):
             text = f"Already {approval.status.value} by {by} at {at}."
         return ApprovalRefusedError(text)
 
-    async def approve(self, identity: Identity, approval_id: str, *, chat_id: str = "") -> str:
-        """Approve, issue the code once, send it to the requester privately; a short outcome."""
+    async def approve(
+        self, identity: Identity, approval_id: str, *, run: Runner, chat_id: str = ""
+    ) -> str:
+        """Approve, issue the code once (through ``run``, the dispatcher), send it to the
+        requester privately; a short outcome."""
         approval = await self.load_for(identity, approval_id)
         await self.check_decider(identity, approval, chat_id)
         if not await self.store.decide(
@@ -314,7 +318,7 @@ class ApprovalService(Runs):
         await self._audit(
             approval, "decided", f"approved by {identity.key}", actor=identity, chat_id=chat_id
         )
-        return await self._run_approved(approval)
+        return await self._run_approved(approval, run)
 
     async def deny(
         self, identity: Identity, approval_id: str, reason: str | None, *, chat_id: str = ""

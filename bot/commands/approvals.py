@@ -166,7 +166,7 @@ async def approve(ctx: Context, request: Word) -> Reply:
     """Approve a request: its code is issued and sent privately to the requester."""
     ctx.approval_id = normalise_id(request)
     message = await _service(ctx).approve(
-        ctx.request.identity, request, chat_id=ctx.request.chat_id
+        ctx.request.identity, request, run=ctx.run, chat_id=ctx.request.chat_id
     )
     ctx.detail = message
     return Reply(title=message)

@@ -54,7 +54,7 @@ async def test_the_sweeper_posts_a_card_the_channel_missed_once_it_is_back(stack
     core = stack.dispatcher.core
     clock = core.clock
     core.clock = lambda: clock() + timedelta(minutes=1)  # a failed post waits a minute
-    sweeper = ApprovalSweeper(core, interval=0.05)
+    sweeper = ApprovalSweeper(core, stack.dispatcher.run, interval=0.05)
 
     channel.up = True  # before the first round: a round that fails would wait two minutes more
     async with serve_app(create_app([sweeper])):
@@ -70,12 +70,12 @@ async def test_the_sweeper_survives_a_failing_round(stack: Any) -> None:
     core = stack.dispatcher.core
     calls: list[object] = []
 
-    async def broken(now: object) -> None:
+    async def broken(now: object, run: object) -> None:
         calls.append(now)
         raise OSError("database unreachable")
 
     core.approvals.sweep = broken
-    sweeper = ApprovalSweeper(core, interval=0.01)
+    sweeper = ApprovalSweeper(core, stack.dispatcher.run, interval=0.01)
 
     async with serve_app(create_app([sweeper])):
         async with asyncio.timeout(10):

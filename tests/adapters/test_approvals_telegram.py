@@ -152,7 +152,9 @@ async def test_an_expired_request_edits_the_card_and_tells_the_agent(team: Team)
 
     approve = card.button("Approve")["callback_data"]
 
-    report = await team.approvals.sweep(approval.created_at + timedelta(hours=24, seconds=1))
+    report = await team.approvals.sweep(
+        approval.created_at + timedelta(hours=24, seconds=1), team.dispatcher.run
+    )
 
     assert report.expired == 1
     assert card.buttons == []
@@ -170,7 +172,9 @@ async def test_a_reminder_card_is_posted_at_half_time_and_updated_with_the_decis
     await request_free(team)
     approval = await team.only()
 
-    await team.approvals.sweep(approval.created_at + timedelta(hours=12, seconds=1))
+    await team.approvals.sweep(
+        approval.created_at + timedelta(hours=12, seconds=1), team.dispatcher.run
+    )
     first, reminder = team.telegram.cards()
     assert reminder.plain.startswith("⚠️ Reminder")
     await team.telegram.press(TG_SUPERVISOR, reminder, "Approve")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from bot_harness import Bot
 
@@ -55,7 +55,7 @@ class RecordingNotifier:
 
 def with_approvals(bot: Bot) -> Bot:
     """``bot`` with an approval service (and a fresh dispatcher bound to it)."""
-    bot.core.approvals = ApprovalService(ApprovalStore(bot.engine))
+    bot.core = replace(bot.core, approvals=ApprovalService(ApprovalStore(bot.engine)))
     bot.dispatcher = Dispatcher(bot.core)
     return bot
 

@@ -241,8 +241,8 @@ async def test_sweep_expires_a_request_tells_the_requester_and_updates_its_cards
     approval_id = await ask_free(abot)
     later = abot.core.clock() + timedelta(hours=24, minutes=1)
 
-    report = await service(abot).sweep(later)
-    again = await service(abot).sweep(later)
+    report = await service(abot).sweep(later, abot.dispatcher.run)
+    again = await service(abot).sweep(later, abot.dispatcher.run)
 
     assert report.expired == 1
     assert again.expired == 0
@@ -271,9 +271,9 @@ async def test_sweep_reminds_approvers_once_at_half_time(abot: Bot) -> None:
     await ask_free(abot)
     now = abot.core.clock()
 
-    early = await service(abot).sweep(now + timedelta(hours=11))
-    half = await service(abot).sweep(now + timedelta(hours=12, minutes=1))
-    later = await service(abot).sweep(now + timedelta(hours=13))
+    early = await service(abot).sweep(now + timedelta(hours=11), abot.dispatcher.run)
+    half = await service(abot).sweep(now + timedelta(hours=12, minutes=1), abot.dispatcher.run)
+    later = await service(abot).sweep(now + timedelta(hours=13), abot.dispatcher.run)
 
     assert (early.reminded, half.reminded, later.reminded) == (0, 1, 0)
     assert len(team.posts) == 2
@@ -291,7 +291,9 @@ async def test_a_card_that_could_not_be_posted_is_posted_by_a_later_sweep(abot: 
     team.down = False
 
     # A failed post waits a minute before the next attempt.
-    report = await service(abot).sweep(abot.core.clock() + timedelta(minutes=1))
+    report = await service(abot).sweep(
+        abot.core.clock() + timedelta(minutes=1), abot.dispatcher.run
+    )
 
     assert report.posted == 1
     assert len(team.posts) == 1
@@ -304,7 +306,7 @@ async def test_cards_another_process_could_not_edit_are_finished_by_a_sweep(abot
     await abot.say("supervisor", f"/approvals approve {approval_id}")
     team.down = False
 
-    report = await service(abot).sweep(abot.core.clock())
+    report = await service(abot).sweep(abot.core.clock(), abot.dispatcher.run)
 
     assert report.settled == 1
     [(_, final)] = team.cards.values()
@@ -344,7 +346,7 @@ async def test_expired_and_cancelled_are_audited(abot: Bot) -> None:
     first = await ask_free(abot)
     second = pending_id(await abot.say("agent", f"/code reset {ITEM}"))
     await abot.say("agent", f"/approvals cancel {second}")
-    await service(abot).sweep(abot.core.clock() + timedelta(days=2))
+    await service(abot).sweep(abot.core.clock() + timedelta(days=2), abot.dispatcher.run)
 
     rows = await abot.core.audit.recent(limit=50)
 

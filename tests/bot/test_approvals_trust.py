@@ -139,10 +139,10 @@ async def test_an_approval_won_but_never_run_is_run_once_by_a_later_sweep(any_ab
     approval_id = await _approved_then_died(any_abot)
     before = any_abot.code_events(ITEM)
 
-    soon = await service(any_abot).sweep(any_abot.core.clock())
+    soon = await service(any_abot).sweep(any_abot.core.clock(), any_abot.dispatcher.run)
     later(any_abot, minutes=16)
-    report = await service(any_abot).sweep(any_abot.core.clock())
-    again = await service(any_abot).sweep(any_abot.core.clock())
+    report = await service(any_abot).sweep(any_abot.core.clock(), any_abot.dispatcher.run)
+    again = await service(any_abot).sweep(any_abot.core.clock(), any_abot.dispatcher.run)
 
     assert soon.recovered == 0  # its process may still be running it
     assert report.recovered == 1
@@ -166,7 +166,7 @@ async def test_an_approved_run_that_was_cut_off_is_left_to_a_person_and_never_re
     before = any_abot.code_events(ITEM)
     later(any_abot, minutes=16)
 
-    report = await service(any_abot).sweep(any_abot.core.clock())
+    report = await service(any_abot).sweep(any_abot.core.clock(), any_abot.dispatcher.run)
 
     assert report.recovered == 1
     assert any_abot.code_events(ITEM) == before
@@ -191,7 +191,7 @@ async def test_an_approved_run_that_issued_but_died_before_recording_tells_witho
     before = abot.code_events(ITEM)
     later(abot, minutes=16)
 
-    report = await service(abot).sweep(abot.core.clock())
+    report = await service(abot).sweep(abot.core.clock(), abot.dispatcher.run)
 
     assert report.recovered == 1
     assert abot.code_events(ITEM) == before
@@ -224,10 +224,10 @@ async def test_a_card_whose_poster_was_killed_mid_post_is_posted_by_a_later_swee
         await asking
     team.post_card = post  # type: ignore[method-assign]
 
-    meanwhile = await service(any_abot).sweep(any_abot.core.clock())
+    meanwhile = await service(any_abot).sweep(any_abot.core.clock(), any_abot.dispatcher.run)
     later(any_abot, minutes=3)
-    report = await service(any_abot).sweep(any_abot.core.clock())
-    again = await service(any_abot).sweep(any_abot.core.clock())
+    report = await service(any_abot).sweep(any_abot.core.clock(), any_abot.dispatcher.run)
+    again = await service(any_abot).sweep(any_abot.core.clock(), any_abot.dispatcher.run)
 
     assert meanwhile.posted == 0  # the claim holds while its poster may be alive
     assert report.posted == 1
@@ -255,7 +255,7 @@ async def test_a_dead_approval_chat_backs_off_and_is_audited_once_per_request(
     start = any_abot.core.clock()
 
     for minute in range(1, 61):  # an hour of sweeps, one a minute
-        await service(any_abot).sweep(start + timedelta(minutes=minute))
+        await service(any_abot).sweep(start + timedelta(minutes=minute), any_abot.dispatcher.run)
 
     assert await audit_rows(any_abot, "post_failed") == 3
     assert calls <= 3 + 18  # before: 3 + 60 * 3 = 183
@@ -268,7 +268,7 @@ async def test_a_dead_approval_chat_backs_off_and_is_audited_once_per_request(
 
     team.down = False  # the bot is added back: the next due attempts post every card
     for minute in range(61, 130):
-        await service(any_abot).sweep(start + timedelta(minutes=minute))
+        await service(any_abot).sweep(start + timedelta(minutes=minute), any_abot.dispatcher.run)
     assert len(team.posts) == 3
     assert "unreachable" not in (await any_abot.say("supervisor", "/approvals")).text()
 
@@ -279,7 +279,9 @@ async def test_the_requester_is_told_once_when_the_sweep_cannot_reach_the_chat(a
     team.down = True
 
     for minute in range(30):
-        await service(abot).sweep(abot.core.clock() + timedelta(minutes=minute))
+        await service(abot).sweep(
+            abot.core.clock() + timedelta(minutes=minute), abot.dispatcher.run
+        )
 
     [told] = console.private_to("agent")
     assert "could not be reached" in told.text()

@@ -160,8 +160,8 @@ async def serve(engine: AsyncEngine) -> AsyncIterator[Dispatcher]:
             buttons=ButtonStore(engine),
             invites=InviteStore(engine),
             limits=Limits(),
+            approvals=ApprovalService(ApprovalStore(engine)),
         )
-        core.approvals = ApprovalService(ApprovalStore(engine))
         yield Dispatcher(core)
 
 
