@@ -14,7 +14,8 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from importlib.metadata import PackageNotFoundError, version
 
 from pydantic import ValidationError
 
@@ -45,6 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="erm-bot", description="Chat-ops for the Omnivoltaic ERM: unlock codes from chat."
     )
+    parser.add_argument("--version", action="version", version=f"erm-bot {_version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("demo", help="the sandbox ERM, demo users and the console, in one process")
@@ -62,8 +64,14 @@ def build_parser() -> argparse.ArgumentParser:
         ("serve", "the same as run (serves Slack, Telegram and /healthz over HTTP)"),
     ):
         p = sub.add_parser(name, help=summary)
-        p.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: all)")
-        p.add_argument("--port", type=int, default=8080)
+        p.add_argument(
+            "--host",
+            default="127.0.0.1",
+            help="address to listen on, 0.0.0.0 for all (default %(default)s)",
+        )
+        p.add_argument(
+            "--port", type=int, default=8080, help="port to listen on (default %(default)s)"
+        )
         p.set_defaults(run=_serve)
 
     p = sub.add_parser(
@@ -93,10 +101,16 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("audit", help="the audit trail")
     audit = p.add_subparsers(dest="action", required=True, metavar="ACTION")
     audit.add_parser("verify", help="check the hash chain").set_defaults(run=_audit_verify)
-    e = audit.add_parser("export", help="write a period as CSV to standard output")
-    e.add_argument("--csv", action="store_true", required=True)
-    e.add_argument("--since", type=_date, help="YYYY-MM-DD (UTC)")
-    e.add_argument("--until", type=_date, help="YYYY-MM-DD (UTC), exclusive")
+    e = audit.add_parser(
+        "export",
+        help="write a period as CSV to standard output",
+        description="Write the audit rows of a period as CSV to standard output (codes appear "
+        "only as fingerprints). Both dates are whole UTC days and included; without them, "
+        "everything.",
+    )
+    e.add_argument("--csv", action="store_true", help="CSV, the format (the default)")
+    e.add_argument("--since", type=_date, help="first day, YYYY-MM-DD (UTC), included")
+    e.add_argument("--until", type=_date, help="last day, YYYY-MM-DD (UTC), included")
     e.set_defaults(run=_audit_export)
 
     p = sub.add_parser("approvals", help="which code requests need a supervisor's approval")
@@ -112,8 +126,8 @@ def build_parser() -> argparse.ArgumentParser:
     ap.set_defaults(run=_approvals_policy)
 
     p = sub.add_parser("sandbox", help="serve the stand-in ERM GraphQL API")
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8765)
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default %(default)s)")
+    p.add_argument("--port", type=int, default=8765, help="port to listen on (default %(default)s)")
     p.add_argument("--json", action="store_true", help="print the URL and credentials as JSON")
     p.add_argument(
         "--token-ttl", type=int, default=86400, help="access token lifetime, seconds (ERM: 24 h)"
@@ -313,8 +327,22 @@ async def _audit_verify(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def _audit_export(args: argparse.Namespace, settings: Settings) -> int:
-    async with open_engine(settings) as engine:
-        count = await AuditLog(engine).export_csv(sys.stdout, since=args.since, until=args.until)
+    since, last = args.since, args.until
+    if since is not None and last is not None and since > last:
+        raise UsageError(
+            f"--since {since:%Y-%m-%d} is after --until {last:%Y-%m-%d}: "
+            "give the earlier day first (both days are included)"
+        )
+    until = None if last is None else last + timedelta(days=1)  # the store's end is exclusive
+    try:
+        async with open_engine(settings) as engine:
+            count = await AuditLog(engine).export_csv(sys.stdout, since=since, until=until)
+            sys.stdout.flush()
+    except BrokenPipeError:
+        # The reader (head, a pager) closed the pipe: it has what it wanted. Python would
+        # complain again when it flushes stdout at exit, so stdout goes nowhere from here.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     print(f"exported {count} row(s)", file=sys.stderr)
     return 0
 
@@ -362,10 +390,22 @@ async def _distributor_remove(args: argparse.Namespace, settings: Settings) -> i
     return 0
 
 
+def _version() -> str:
+    try:
+        return version("erm-bot")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown (not installed)"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     # python-telegram-bot 22: RetryAfter.retry_after as a timedelta, without a deprecation warning.
     os.environ.setdefault("PTB_TIMEDELTA", "true")
-    args = build_parser().parse_args(argv)
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    if not arguments:  # `erm-bot` alone: what it can do, not an error
+        parser.print_help()
+        return 0
+    args = parser.parse_args(arguments)
     try:
         settings = Settings()
     except ValidationError as exc:

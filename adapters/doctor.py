@@ -27,7 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from adapters.doctor_erm import ReadOnlyVault, erm_checks
 from adapters.findings import CHECK_TIMEOUT, Finding, Status, shown_url
 from adapters.logs import REDACTOR, settings_secrets
-from adapters.platform import ConfigurationError, Enabled
+from adapters.platform import ConfigurationError, Enabled, NoPlatformError
 from adapters.platforms import PLATFORMS
 from adapters.runtime import secret_box
 from adapters.serve import platforms
@@ -98,6 +98,16 @@ class Doctor:
     def check_platforms(self) -> list[Enabled[Any]] | None:
         try:
             enabled = platforms(self.settings)
+        except NoPlatformError as exc:
+            # A console-only setup (an operator trying the bot, the demo) is not broken: only
+            # `erm-bot run` needs a chat platform, and it refuses to start without one.
+            self.report(
+                Status.WARN,
+                "configuration",
+                f"{exc}; until then only `erm-bot console` can use the bot",
+                "set one to serve a chat app with `erm-bot run`, see .env.example",
+            )
+            return []
         except ConfigurationError as exc:
             self.report(
                 Status.FAIL, "configuration", str(exc), "fix the setting named, see .env.example"

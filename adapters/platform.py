@@ -31,6 +31,10 @@ class ConfigurationError(ValueError):
     """The settings do not describe a bot that can run; the message says what to set."""
 
 
+class NoPlatformError(ConfigurationError):
+    """No chat platform is enabled: ``erm-bot run`` has nothing to serve; the console works."""
+
+
 class Report(Protocol):
     """How a doctor check says what it found (``erm-bot doctor`` prints one line per call)."""
 

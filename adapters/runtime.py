@@ -77,7 +77,9 @@ def secret_box(settings: Settings) -> SecretBox:
     try:
         return SecretBox(keys)
     except SecretKeyError as exc:
-        raise VaultError(f"ERM_BOT_SECRET_KEYS: {exc}") from None
+        raise VaultError(
+            f"ERM_BOT_SECRET_KEYS: {exc}. Make a key with `erm-bot keys generate`."
+        ) from None
 
 
 @asynccontextmanager

@@ -19,7 +19,7 @@ import uvicorn
 
 from adapters.approvals import ApprovalSweeper
 from adapters.housekeeping import Housekeeping
-from adapters.platform import Attached, ConfigurationError, Enabled, enable
+from adapters.platform import Attached, ConfigurationError, Enabled, NoPlatformError, enable
 from adapters.platforms import PLATFORMS
 from adapters.runtime import Runtime, open_runtime
 from adapters.settings import Settings
@@ -48,7 +48,7 @@ def platforms(settings: Settings) -> list[Enabled[Any]]:
     enabled = [e for platform in PLATFORMS if (e := enable(platform, settings)) is not None]
     if not enabled:
         switches = " and/or ".join(p.enabled_by for p in PLATFORMS if p.enabled_by)
-        raise ConfigurationError(f"no chat platform is configured: set {switches}")
+        raise NoPlatformError(f"no chat platform is configured: set {switches}")
     return enabled
 
 

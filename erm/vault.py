@@ -347,5 +347,6 @@ class TokenVault:
 
 def _exists(name: str) -> InvalidInputError:
     return InvalidInputError(
-        f"distributor {name!r} already exists; replace it to change its credentials"
+        f"distributor {name!r} already exists: to change its credentials, run "
+        f"`erm-bot distributor add {name} --email EMAIL --replace`"
     )

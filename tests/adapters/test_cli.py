@@ -519,7 +519,7 @@ async def test_distributor_add_refuses_an_existing_name_unless_replacing(
     replaced = await add_acme(configured, "--replace")
 
     assert again.returncode == 1
-    assert_one_line_error(again, "already exists")
+    assert_one_line_error(again, "already exists", "erm-bot distributor add acme", "--replace")
     assert replaced.returncode == 0, replaced.stderr
     async with open_vault(db_path, [key]) as vault:
         assert await vault.names() == ["acme"]
@@ -595,7 +595,7 @@ async def test_malformed_secret_key_is_a_one_line_error(configured: Cli) -> None
 
     assert result.returncode == 1
     assert result.stdout == ""
-    line = assert_one_line_error(result, "ERM_BOT_SECRET_KEYS")
+    line = assert_one_line_error(result, "ERM_BOT_SECRET_KEYS", "erm-bot keys generate")
     assert "not-a-key" not in line
 
 

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -58,6 +60,83 @@ def test_audit_export_writes_every_row_as_csv(demo_dir: Path) -> None:
     assert len(lines) == 4  # header + three commands
     assert "denied" in lines[-1]
     assert "exported 3 row(s)" in result.stderr
+
+
+def test_audit_export_needs_no_format_flag_and_takes_whole_days(demo_dir: Path) -> None:
+    env = settings_env(demo_dir)
+    today = datetime.now(UTC).date()
+    yesterday, tomorrow = today - timedelta(days=1), today + timedelta(days=1)
+
+    same_day = erm_bot(
+        demo_dir, "audit", "export", "--since", f"{today}", "--until", f"{today}", env=env
+    )
+    before = erm_bot(demo_dir, "audit", "export", "--until", f"{yesterday}", env=env)
+    after = erm_bot(demo_dir, "audit", "export", "--since", f"{tomorrow}", env=env)
+
+    assert same_day.returncode == 0, same_day.stderr
+    assert "exported 3 row(s)" in same_day.stderr  # --until names a day that is included
+    assert len(same_day.stdout.strip().splitlines()) == 4
+    assert "exported 0 row(s)" in before.stderr
+    assert "exported 0 row(s)" in after.stderr
+
+
+def test_audit_export_refuses_since_after_until(demo_dir: Path) -> None:
+    result = erm_bot(
+        demo_dir,
+        "audit",
+        "export",
+        "--since",
+        "2026-12-05",
+        "--until",
+        "2026-12-01",
+        env=settings_env(demo_dir),
+    )
+
+    assert result.returncode == 1
+    assert result.stdout == ""
+    [line] = result.stderr.splitlines()
+    assert line.startswith("erm-bot: --since 2026-12-05 is after --until 2026-12-01")
+
+
+def test_audit_export_ends_quietly_when_its_reader_goes_away(demo_dir: Path) -> None:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("ERM_")}
+    reader, writer = os.pipe()
+    os.close(reader)  # like `| head -0`: gone before the first row is written
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", "adapters.cli", "audit", "export"],
+            cwd=demo_dir,
+            env=clean | settings_env(demo_dir),
+            stdout=writer,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=TIMEOUT,
+            check=False,
+        )
+    finally:
+        os.close(writer)
+
+    assert result.returncode == 0
+    assert result.stderr == ""  # no traceback, no "Exception ignored ... BrokenPipeError"
+
+
+def test_erm_bot_alone_prints_help_and_version_says_which(tmp_path: Path) -> None:
+    alone = erm_bot(tmp_path)
+    version = erm_bot(tmp_path, "--version")
+
+    assert alone.returncode == 0
+    assert alone.stdout.startswith("usage: erm-bot")
+    assert "demo" in alone.stdout
+    assert "doctor" in alone.stdout
+    assert alone.stderr == ""
+    assert version.returncode == 0
+    assert re.fullmatch(r"erm-bot \d+\.\d+\.\d+\S*\n", version.stdout)
+
+
+def test_serving_commands_and_the_sandbox_say_their_default_ports(tmp_path: Path) -> None:
+    for command, port in (("run", "8080"), ("serve", "8080"), ("sandbox", "8765")):
+        shown = erm_bot(tmp_path, command, "--help").stdout
+        assert f"(default {port})" in shown, (command, shown)
 
 
 def test_users_grant_list_and_revoke(demo_dir: Path) -> None:
