@@ -23,8 +23,13 @@ What a client sees, over real HTTP (``serve``) and in-process (``httpx.ASGITrans
 from __future__ import annotations
 
 import argparse
+import ast
 import dataclasses
+import inspect
+import itertools
 import random
+import textwrap
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any
@@ -193,23 +198,62 @@ class FaultInjector:
         return Fault.NONE
 
 
-def add_fault_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add one ``--fault-...`` flag per :class:`FaultConfig` field to a CLI parser."""
-    group = parser.add_argument_group("fault injection")
+def add_fault_arguments(
+    parser: argparse.ArgumentParser, short: Mapping[str, str] | None = None
+) -> None:
+    """Add one ``--fault-...`` flag per :class:`FaultConfig` field to a CLI parser, explained by
+    the field's own docstring; ``short``: field -> another spelling of its flag."""
+    group = parser.add_argument_group(
+        "fault injection", "What the sandbox gets wrong on purpose (all off by default)."
+    )
+    docs = _field_docs()
     for name, kind in _FIELDS.items():
-        flag = f"--fault-{name.replace('_', '-')}"
+        flags = [
+            f"--fault-{name.replace('_', '-')}",
+            *([short[name]] if short and name in short else []),
+        ]
+        explained = docs.get(name, name.replace("_", " "))
         if kind is bool:
-            group.add_argument(flag, dest=f"fault_{name}", type=_flag, default=None, metavar="0|1")
+            group.add_argument(
+                *flags,
+                dest=f"fault_{name}",
+                type=_flag,
+                default=None,
+                metavar="0|1",
+                help=explained,
+            )
             continue
         group.add_argument(
-            flag,
+            *flags,
             dest=f"fault_{name}",
             type=kind,
             default=None,
             choices=_CHOICES.get(name),
             metavar="/".join(_CHOICES[name]) if name in _CHOICES else "N",
-            help=f"FaultConfig.{name}",
+            help=explained,
         )
+
+
+def _field_docs() -> dict[str, str]:
+    """Each :class:`FaultConfig` field's docstring as one line of help (its source is the one
+    place that says what a fault does)."""
+    try:
+        tree = ast.parse(textwrap.dedent(inspect.getsource(FaultConfig)))
+    except (OSError, TypeError):  # no source (a frozen build): the flags still work
+        return {}
+    docs: dict[str, str] = {}
+    body = tree.body[0].body if tree.body and isinstance(tree.body[0], ast.ClassDef) else []
+    for field_, doc in itertools.pairwise(body):
+        if (
+            isinstance(field_, ast.AnnAssign)
+            and isinstance(field_.target, ast.Name)
+            and isinstance(doc, ast.Expr)
+            and isinstance(doc.value, ast.Constant)
+            and isinstance(doc.value.value, str)
+        ):
+            text = " ".join(doc.value.value.replace("``", "").split())
+            docs[field_.target.id] = text.replace("%", "%%")  # argparse formats help with %
+    return docs
 
 
 def _flag(text: str) -> bool:

@@ -139,6 +139,16 @@ def test_serving_commands_and_the_sandbox_say_their_default_ports(tmp_path: Path
         assert f"(default {port})" in shown, (command, shown)
 
 
+def test_sandbox_help_explains_each_fault_once_without_internal_names(tmp_path: Path) -> None:
+    shown = erm_bot(tmp_path, "sandbox", "--help").stdout
+
+    assert "FaultConfig" not in shown
+    assert "Share (0..1) of GraphQL requests answered HTTP 503" in shown
+    # The short spellings are the same options, listed with them, not a second set.
+    assert "--fault-error-rate N, --error-rate N" in shown
+    assert shown.count("--error-rate N") == 1
+
+
 def test_users_grant_list_and_revoke(demo_dir: Path) -> None:
     env = settings_env(demo_dir)
     granted = erm_bot(demo_dir, "users", "grant", "telegram:42", "supervisor", "acme", env=env)
