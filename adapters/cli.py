@@ -16,6 +16,7 @@ import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from importlib.metadata import PackageNotFoundError, version
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -42,6 +43,16 @@ from erm.sandbox.server import run_sandbox
 from erm.secret_box import SecretBox
 
 
+def _parser(
+    group: argparse._SubParsersAction[argparse.ArgumentParser], name: str, **options: Any
+) -> argparse.ArgumentParser:
+    """A subcommand whose own --help starts with what it does (its one-line help, as a sentence)."""
+    summary = str(options.get("help") or "")
+    if summary and "description" not in options:
+        options["description"] = summary[0].upper() + summary[1:] + "."
+    return group.add_parser(name, **options)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="erm-bot", description="Chat-ops for the Omnivoltaic ERM: unlock codes from chat."
@@ -49,13 +60,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"erm-bot {_version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("demo", help="the sandbox ERM, demo users and the console, in one process")
+    p = _parser(sub, "demo", help="the sandbox ERM, demo users and the console, in one process")
     p.add_argument(
         "--script", metavar="FILE", help="run these commands, then exit (non-zero on error)"
     )
     p.set_defaults(run=demo.run_demo)
 
-    p = sub.add_parser("console", help="type bot commands in the terminal, as a console user")
+    p = _parser(sub, "console", help="type bot commands in the terminal, as a console user")
     p.add_argument("--as", dest="user", default="admin", help="console user name (default admin)")
     p.set_defaults(run=_console)
 
@@ -63,7 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
         ("run", "run the bot: every platform the configuration enables"),
         ("serve", "the same as run (serves Slack, Telegram and /healthz over HTTP)"),
     ):
-        p = sub.add_parser(name, help=summary)
+        p = _parser(sub, name, help=summary)
         p.add_argument(
             "--host",
             default="127.0.0.1",
@@ -74,7 +85,8 @@ def build_parser() -> argparse.ArgumentParser:
         )
         p.set_defaults(run=_serve)
 
-    p = sub.add_parser(
+    p = _parser(
+        sub,
         "doctor",
         help="check configuration, database, keys, ERM, Slack and Telegram; say what to fix",
     )
@@ -85,23 +97,26 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(run=_doctor)
 
-    p = sub.add_parser("users", help="grant and revoke roles")
+    p = _parser(sub, "users", help="grant and revoke roles")
     users = p.add_subparsers(dest="action", required=True, metavar="ACTION")
-    g = users.add_parser("grant", help="give USER (platform:id) a ROLE at DISTRIBUTOR")
-    g.add_argument("user")
-    g.add_argument("role", choices=[r.label for r in Role])
-    g.add_argument("distributor")
+    g = _parser(users, "grant", help="give USER (platform:id) a ROLE at DISTRIBUTOR")
+    g.add_argument("user", help="platform:id, as /whoami shows it (e.g. telegram:123456789)")
+    g.add_argument("role", choices=[r.label for r in Role], help="the role to give")
+    g.add_argument("distributor", help="a distributor added with `erm-bot distributor add`")
     g.set_defaults(run=_users_grant)
-    r = users.add_parser("revoke", help="take USER's role at DISTRIBUTOR (or everywhere)")
-    r.add_argument("user")
-    r.add_argument("distributor", nargs="?")
+    r = _parser(users, "revoke", help="take USER's role at DISTRIBUTOR (or everywhere)")
+    r.add_argument("user", help="platform:id, as `erm-bot users list` shows it")
+    r.add_argument(
+        "distributor", nargs="?", help="only this distributor (default: every distributor)"
+    )
     r.set_defaults(run=_users_revoke)
-    users.add_parser("list", help="everyone with a role").set_defaults(run=_users_list)
+    _parser(users, "list", help="everyone with a role").set_defaults(run=_users_list)
 
-    p = sub.add_parser("audit", help="the audit trail")
+    p = _parser(sub, "audit", help="the audit trail")
     audit = p.add_subparsers(dest="action", required=True, metavar="ACTION")
-    audit.add_parser("verify", help="check the hash chain").set_defaults(run=_audit_verify)
-    e = audit.add_parser(
+    _parser(audit, "verify", help="check the hash chain").set_defaults(run=_audit_verify)
+    e = _parser(
+        audit,
         "export",
         help="write a period as CSV to standard output",
         description="Write the audit rows of a period as CSV to standard output (codes appear "
@@ -113,19 +128,22 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--until", type=_date, help="last day, YYYY-MM-DD (UTC), included")
     e.set_defaults(run=_audit_export)
 
-    p = sub.add_parser("approvals", help="which code requests need a supervisor's approval")
+    p = _parser(sub, "approvals", help="which code requests need a supervisor's approval")
     approvals = p.add_subparsers(dest="action", required=True, metavar="ACTION")
-    ap = approvals.add_parser(
+    ap = _parser(
+        approvals,
         "policy",
         help="show DISTRIBUTOR's approval policy, or change one SETTING to VALUE",
         description=f"Settings: {POLICY_USAGE}.",
     )
-    ap.add_argument("distributor")
-    ap.add_argument("setting", nargs="?", choices=POLICY_SETTINGS)
+    ap.add_argument("distributor", help="the distributor whose policy to show or change")
+    ap.add_argument(
+        "setting", nargs="?", choices=POLICY_SETTINGS, help="the setting to change (omit to show)"
+    )
     ap.add_argument("value", nargs="?", help="on, off or a number")
     ap.set_defaults(run=_approvals_policy)
 
-    p = sub.add_parser("sandbox", help="serve the stand-in ERM GraphQL API")
+    p = _parser(sub, "sandbox", help="serve the stand-in ERM GraphQL API")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default %(default)s)")
     p.add_argument("--port", type=int, default=8765, help="port to listen on (default %(default)s)")
     p.add_argument("--json", action="store_true", help="print the URL and credentials as JSON")
@@ -143,22 +161,22 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(run=_sandbox)
 
-    p = sub.add_parser("db", help="database maintenance")
+    p = _parser(sub, "db", help="database maintenance")
     db = p.add_subparsers(dest="action", required=True, metavar="ACTION")
-    db.add_parser("upgrade", help="apply migrations").set_defaults(run=_db_upgrade)
+    _parser(db, "upgrade", help="apply migrations").set_defaults(run=_db_upgrade)
 
-    p = sub.add_parser("keys", help="encryption keys for stored credentials")
+    p = _parser(sub, "keys", help="encryption keys for stored credentials")
     keys = p.add_subparsers(dest="action", required=True, metavar="ACTION")
-    keys.add_parser("generate", help="print a new key").set_defaults(run=_keys_generate)
-    keys.add_parser(
-        "rotate", help="re-encrypt every stored secret under the first key"
-    ).set_defaults(run=_keys_rotate)
+    _parser(keys, "generate", help="print a new key").set_defaults(run=_keys_generate)
+    _parser(keys, "rotate", help="re-encrypt every stored secret under the first key").set_defaults(
+        run=_keys_rotate
+    )
 
-    p = sub.add_parser("distributor", help="ERM distributor accounts the bot acts for")
+    p = _parser(sub, "distributor", help="ERM distributor accounts the bot acts for")
     dist = p.add_subparsers(dest="action", required=True, metavar="ACTION")
-    add = dist.add_parser("add", help="check credentials with ERM and store them encrypted")
+    add = _parser(dist, "add", help="check credentials with ERM and store them encrypted")
     add.add_argument("name", help="short name, e.g. acme")
-    add.add_argument("--email", required=True)
+    add.add_argument("--email", required=True, help="the ERM login of the distributor's account")
     add.add_argument(
         "--password-stdin", action="store_true", help="read the password from standard input"
     )
@@ -171,9 +189,9 @@ def build_parser() -> argparse.ArgumentParser:
         "user (signInUser, staff accounts)",
     )
     add.set_defaults(run=_distributor_add)
-    dist.add_parser("list", help="list distributors").set_defaults(run=_distributor_list)
-    rm = dist.add_parser("remove", help="forget a distributor's credentials")
-    rm.add_argument("name")
+    _parser(dist, "list", help="list distributors").set_defaults(run=_distributor_list)
+    rm = _parser(dist, "remove", help="forget a distributor's credentials")
+    rm.add_argument("name", help="the distributor's short name, as `distributor list` shows it")
     rm.set_defaults(run=_distributor_remove)
     return parser
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 import re
 import subprocess
@@ -10,6 +11,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+
+from adapters.cli import build_parser
 
 TIMEOUT = 120
 
@@ -166,3 +169,29 @@ def test_users_grant_list_and_revoke(demo_dir: Path) -> None:
         assert bad.returncode == 1
         assert message in bad.stderr
         assert "Traceback" not in bad.stderr
+
+
+def _commands(
+    parser: argparse.ArgumentParser, path: tuple[str, ...] = ()
+) -> list[tuple[tuple[str, ...], argparse.ArgumentParser]]:
+    """Every subcommand's parser, depth first, with the words that reach it."""
+    found = []
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, child in action.choices.items():
+                found.append(((*path, name), child))
+                found.extend(_commands(child, (*path, name)))
+    return found
+
+
+def test_every_subcommand_help_says_what_it_does_and_explains_each_argument() -> None:
+    undocumented = []
+    for path, parser in _commands(build_parser()):
+        if not parser.description:
+            undocumented.append(f"erm-bot {' '.join(path)}: no description")
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction | argparse._HelpAction):
+                continue
+            if not action.help:
+                undocumented.append(f"erm-bot {' '.join(path)} {action.dest}: no help")
+    assert undocumented == []
