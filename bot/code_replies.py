@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from bot.messages import Code, Field, Reply, Tone
+from bot.messages import Code, Field, Reply, Tone, plural
 from bot.storage.code_records import IssuedCodeRecord
 from erm.models import CodeType, Item, keypad_format
 from erm.reconcile import Settlement, Verdict
@@ -42,13 +42,16 @@ def code_reply(
     notes: tuple[str, ...] = (),
     tone: Tone = Tone.OK,
 ) -> Reply:
-    fields = [Field("Item", item.label)]
+    # What the title already says is not said again: a small screen shows the code sooner.
+    fields = [] if item.label in title else [Field("Item", item.label)]
     if item.client_name or record.client_name:
         fields.append(Field("Client", item.client_name or record.client_name or ""))
     kind = CodeType(record.code_type)
-    fields.append(
-        Field("Code", f"{record.days} days" if kind is CodeType.DAYS else kind.name.lower())
-    )
+    if code_title(kind, record.days, item) != title:
+        days = record.days or 0
+        fields.append(
+            Field("Code", plural(days, "day") if kind is CodeType.DAYS else kind.name.lower())
+        )
     if record.note:
         fields.append(Field("Note", record.note))
     return Reply(

@@ -227,3 +227,8 @@ class Pressed:
     reply: Reply | None = None
     card: Reply | None = None
     notice: str | None = None
+
+
+def plural(count: int, unit: str) -> str:
+    """``1 day``, ``2 days``: replies are read aloud and typed from, so the grammar matters."""
+    return f"{count} {unit}{'' if count == 1 else 's'}"

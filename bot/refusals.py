@@ -31,7 +31,7 @@ from bot.credit import (
     next_code_after_interval,
 )
 from bot.errors import ErmRefusedError
-from bot.messages import CONTROLS_TO_SPACES
+from bot.messages import CONTROLS_TO_SPACES, plural
 from erm.errors import ErmError, ErmRejectedError
 from erm.models import CodeEvent, CodeType, FleetPolicy, Item
 from erm.service import MAX_DAYS, MAX_HISTORY, MIN_DAYS, ErmService
@@ -180,16 +180,12 @@ class Known:
         return "codes"
 
 
-def _plural(count: int, unit: str) -> str:
-    return f"{count} {unit}{'' if count == 1 else 's'}"
-
-
 def _span(seconds: float) -> str:
     minutes = max(1, math.ceil(seconds / 60))
     if minutes < 90:
         return f"{minutes} min"
     hours = round(seconds / 3600)
-    return f"{hours} h" if hours < 48 else _plural(round(seconds / 86400), "day")
+    return f"{hours} h" if hours < 48 else plural(round(seconds / 86400), "day")
 
 
 def _pause(interval_ms: int) -> str:
@@ -253,9 +249,9 @@ def _credit_stack(k: Known) -> list[str]:
     held = f"Its codes of the last {top} days add up to {stack.stacked}; ERM allows {top}."
     if stack.room > 0:
         lines = [
-            f"Too many days: {k.label} can take at most {_plural(stack.room, 'more day')} now.",
+            f"Too many days: {k.label} can take at most {plural(stack.room, 'more day')} now.",
             held,
-            f"To add {_plural(stack.room, 'day')} now, type:",
+            f"To add {plural(stack.room, 'day')} now, type:",
             f"/code days {k.ref} {stack.room}",
         ]
     else:
@@ -275,7 +271,7 @@ def _day_limit(k: Known) -> list[str]:
             f"/history {k.ref} shows when they were made.",
             "Try again when the oldest of them is 24 hours old.",
         ]
-    title = f"Daily limit: ERM allows {_plural(limit, 'code')} per item in 24 hours."
+    title = f"Daily limit: ERM allows {plural(limit, 'code')} per item in 24 hours."
     at = next_code_after_daily_limit(k.events, limit, k.now) if k.events is not None else None
     if at is None or at <= k.now:
         return [

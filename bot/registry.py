@@ -254,6 +254,9 @@ def command(
         help_text = doc.splitlines()[0] if doc else ""
         if not help_text:
             raise TypeError(f"{func.__name__} needs a docstring: its first line is the help")
+        if "``" in help_text or "`" in help_text:
+            # The first line is shown as it is: in /help, in menus of chat apps.
+            raise TypeError(f"{func.__name__}: the help line is plain text, no markup")
         return Command(
             path=tuple(path),
             handler=func,

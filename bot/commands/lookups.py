@@ -19,7 +19,7 @@ FLEETS_SHOWN = 30
 
 @command("history", role=Role.VIEWER, example="/history TEST2503000017 10", flags=("page",))
 async def history(ctx: Context, item: ItemRef, count: Count = 5) -> Reply:
-    """The newest code events of an item, ``count`` a page (default 5; 50 events at most)."""
+    """The newest code events of an item, count a page (default 5; 50 events at most)."""
     page = _page_flag(ctx, MAX_HISTORY // count)
     wanted = min(MAX_HISTORY, count * page + 1)  # one more shows whether a next page exists
     found, events = await ctx.erm.code_history(ctx.distributor, item, wanted)

@@ -1,0 +1,61 @@
+"""Replies read on small screens (issue 16, item 2): /help fits a phone screen for every role, help
+lines carry no markup, and a code reply says the item and the days once, in plain grammar."""
+
+from __future__ import annotations
+
+import pytest
+from bot_harness import ROLES, Bot
+
+from bot.commands import COMMANDS
+from bot.roles import Role
+from erm.sandbox import OPEN_ACP1_OEM_ID
+
+HELP_BYTES = 600
+
+
+@pytest.mark.parametrize("role", ROLES, ids=[r.label for r in ROLES])
+async def test_help_fits_a_phone_screen_and_says_how_to_learn_more(bot: Bot, role: Role) -> None:
+    reply = await bot.say(role.label, "/help")
+    text = reply.text()
+
+    assert len(text.encode()) <= HELP_BYTES, len(text.encode())
+    assert "/help NAME" in text
+    assert "/code" in text if role >= Role.AGENT else "/code" not in text
+    assert "`" not in text
+
+
+def test_no_help_line_carries_markup() -> None:
+    # The same lines make chat apps' command menus.
+    assert [c.name for c in COMMANDS if "`" in c.help or "<" in c.help] == []
+
+
+async def test_help_on_a_plural_finds_the_commands(bot: Bot) -> None:
+    reply = await bot.say("admin", "/help codes")
+
+    assert reply.title == "/code"
+    assert [line for line in reply.lines if line.startswith("/code ")] == [
+        "/code days <item> <days> [note] [--again]",
+        "/code free <item> [note] [--again]",
+        "/code reset <item> [note] [--again]",
+    ]
+
+
+async def test_a_code_reply_names_the_item_and_the_days_once(bot: Bot) -> None:
+    reply = await bot.say("agent", f"/code days {OPEN_ACP1_OEM_ID} 1")
+    text = reply.text()
+
+    assert reply.title is not None
+    assert reply.title.startswith(f"1-day code for {OPEN_ACP1_OEM_ID}")
+    assert text.count(OPEN_ACP1_OEM_ID) == 1
+    assert "1 days" not in text
+
+
+async def test_a_repeated_code_says_what_the_title_does_not(bot: Bot) -> None:
+    await bot.say("agent", f"/code days {OPEN_ACP1_OEM_ID} 1")
+    again = await bot.say("agent", f"/code days {OPEN_ACP1_OEM_ID} 1")
+
+    assert again.title is not None
+    assert again.title.startswith("Already issued")
+    fields = {f.label: f.value for f in again.fields}
+    assert fields["Item"] == OPEN_ACP1_OEM_ID
+    assert fields["Code"] == "1 day"
