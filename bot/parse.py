@@ -81,7 +81,15 @@ def parse(text: str, commands: Sequence[Command]) -> Parsed:
         sub = rest[0].lower() if rest else ""
         chosen = next((c for c in family if len(c.path) > 1 and c.path[1] == sub), None)
         if chosen is None:
-            choices = " | ".join(c.path[1] for c in family if len(c.path) > 1)
+            subs = [c.path[1] for c in family if len(c.path) > 1]
+            close = difflib.get_close_matches(sub, subs, n=1, cutoff=0.6) if sub else []
+            if close:
+                # "/code day X 30": the command meant, ready to send (never run for them: a code
+                # cannot be taken back).
+                meant = " ".join([f"/{head}", close[0], *rest[1:]])
+                meant = meant if len(meant) <= 120 else meant[:119] + "…"
+                raise UsageError(f"/{head} has no {sub[:20]!r}. Did you mean:\n{meant}")
+            choices = " | ".join(subs)
             problem = f"/{head} needs one of: {choices}" if not sub else f"/{head} has no {sub!r}"
             examples = "\n".join(f"{c.usage}  (e.g. {c.example})" for c in family)
             raise UsageError(f"{problem}.\n{examples}")

@@ -59,3 +59,23 @@ async def test_a_repeated_code_says_what_the_title_does_not(bot: Bot) -> None:
     fields = {f.label: f.value for f in again.fields}
     assert fields["Item"] == OPEN_ACP1_OEM_ID
     assert fields["Code"] == "1 day"
+
+
+@pytest.mark.parametrize(
+    ("typed", "meant"),
+    [
+        (f"/code day {OPEN_ACP1_OEM_ID} 30 cash", f"/code days {OPEN_ACP1_OEM_ID} 30 cash"),
+        (f"/code fre {OPEN_ACP1_OEM_ID}", f"/code free {OPEN_ACP1_OEM_ID}"),
+        ("/approvals aprove ABC234", "/approvals approve ABC234"),
+    ],
+)
+async def test_a_mistyped_subcommand_gets_the_command_meant_and_nothing_runs(
+    bot: Bot, typed: str, meant: str
+) -> None:
+    before = bot.code_events(OPEN_ACP1_OEM_ID)
+
+    reply = await bot.say("admin", typed)
+
+    assert reply.text().splitlines()[-1] == meant  # ready to copy and send
+    assert "Did you mean" in reply.text()
+    assert bot.code_events(OPEN_ACP1_OEM_ID) == before  # a code cannot be taken back

@@ -32,7 +32,7 @@ EVERY_COMMAND = [
     ("/account", ITEM, "U2", f"Account of {ITEM}"),
     ("/resend", ITEM, "U1", f"erm-bot has issued no code for {ITEM}"),
     ("/erm", "whoami", "U2", "Who you are to erm-bot"),
-    ("/erm", "help", "U2", "Your commands (/help NAME explains one)"),
+    ("/erm", "help", "U2", "Your commands ("),
     ("/erm", f"code days {ITEM} 7", "U1", f"7-day code for {ITEM}"),
     ("/erm", f"/history {ITEM}", "U2", "Last"),
 ]
@@ -192,7 +192,7 @@ async def test_payload_in_a_code_note_issues_the_code(slack: SlackRig, stack: An
 
 async def test_erm_umbrella_without_text_is_help(slack: SlackRig) -> None:
     answer = await slack.ask("/erm", "", user_id="U2")
-    assert header(answer) == "Your commands (/help NAME explains one)"
+    assert header(answer).startswith("Your commands (")
 
 
 def mrkdwn_texts(call: Any) -> list[str]:
@@ -221,7 +221,7 @@ async def test_user_text_is_escaped_for_mrkdwn(slack: SlackRig) -> None:
 
 
 async def test_help_escapes_angle_brackets_of_usage_lines(slack: SlackRig) -> None:
-    answer = await slack.ask("/erm", "help", user_id="U1")
+    answer = await slack.ask("/erm", "help code", user_id="U1")
     text = shown(answer)
     assert "&lt;item&gt;" in text
     assert "<item>" not in text
