@@ -31,7 +31,6 @@ from bot.storage.grants import GrantStore
 from bot.storage.invites import InviteStore
 from bot.storage.limits import RateDecision, RateLimiter
 from bot.storage.requests import RequestStore
-from erm import db
 from erm.models import CodeType, Item
 from erm.service import ErmService
 
@@ -171,7 +170,7 @@ class Context:
                     raise _OverQuotaError(decision)  # rolls back the hits counted before it
 
         try:
-            await db.transaction(core.rate.engine, work)
+            await core.rate.transaction(work)
         except _OverQuotaError as over:
             raise slow_down("you", limit, "lookups", 60, over.decision.retry_after) from None
 

@@ -4,7 +4,6 @@ transaction)."""
 
 from __future__ import annotations
 
-import logging
 import re
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -28,9 +27,6 @@ from erm.distributors import DistributorRow
 from erm.errors import UnknownDistributorError
 from erm.secret_box import SecretBox
 
-log = logging.getLogger(__name__)
-
-
 BOT_MIGRATIONS = Path(__file__).parent.parent / "migrations" / "versions"
 """The bot branch's Alembic revisions, for :func:`erm.db.upgrade` (or use :func:`migrate`)."""
 
@@ -49,7 +45,6 @@ MAX_ITEM_ID = 64
 MAX_HOLDER = 255
 MAX_SCOPE = 64
 MAX_CODE_TYPE = 16
-MAX_CODE = 64
 CODE_TAIL = 3
 
 
@@ -179,7 +174,11 @@ class step(Generic[S, P, R]):  # lower case: used as a decorator, like property
 
     def __init__(self, method: Callable[Concatenate[S, Connection, P], R]) -> None:
         self._method = method
+        self._name = method.__name__
         self.__doc__ = method.__doc__
+
+    def __set_name__(self, owner: type[S], name: str) -> None:
+        self._name = name
 
     @overload
     def __get__(self, store: None, owner: type[S]) -> step[S, P, R]: ...
@@ -188,7 +187,11 @@ class step(Generic[S, P, R]):  # lower case: used as a decorator, like property
     def __get__(self, store: S | None, owner: type[S]) -> step[S, P, R] | BoundStep[P, R]:
         if store is None:
             return self
-        return BoundStep(store, partial(self._method, store))
+        # Made once per store: the instance's own attribute answers every later lookup (this
+        # descriptor has no __set__), so a step on the hot path costs no allocation per call.
+        bound: BoundStep[P, R] = BoundStep(store, partial(self._method, store))
+        store.__dict__[self._name] = bound
+        return bound
 
 
 class BoundStep(Generic[P, R]):
