@@ -54,13 +54,16 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    and_,
+    or_,
     select,
     text,
 )
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.orm import Mapped, mapped_column
-from sqlalchemy.sql import FromClause
+from sqlalchemy.sql import ColumnElement, FromClause
 
+from bot.roles import Role
 from bot.storage.base import BotBase, Store, step
 from erm import db
 from erm.db import UtcDateTime
@@ -374,7 +377,9 @@ class AuditLog(Store):
             platform, user_id = user
             statement = statement.where(_TABLE.c.platform == platform, _TABLE.c.user_id == user_id)
         if distributor is not None:
-            statement = statement.where(_TABLE.c.distributor == distributor)
+            statement = statement.where(
+                or_(_TABLE.c.distributor == distributor, _older_rows_about(distributor))
+            )
         rows = await db.transaction(self._engine, partial(_all_rows, statement=statement))
         return [AuditRecord(**row) for row in rows]
 
@@ -394,6 +399,32 @@ class AuditLog(Store):
             if len(rows) < _BATCH:
                 return
             after = rows[-1]["id"]
+
+
+def _older_rows_about(distributor: str) -> ColumnElement[bool]:
+    """Rows of /grant, /revoke, /invite and /start written before they named their distributor
+    (it was in ``detail`` only): matched by the exact detail each wrote, so never another
+    distributor's (distributor names have no spaces; role labels are known)."""
+    c = _TABLE.c
+    labels = [role.label for role in Role]
+    about = or_(
+        *(
+            c.detail.startswith(f"granted {label} at {distributor} to ", autoescape=True)
+            for label in labels
+        ),
+        and_(
+            c.command == "revoke",
+            c.detail.startswith("revoked ", autoescape=True),
+            c.detail.endswith(f" at {distributor}", autoescape=True),
+        ),
+        c.detail.in_(
+            [f"invite for {label} at {distributor}" for label in labels]
+            + [f"joined as {label} at {distributor}" for label in labels]
+        ),
+    )
+    return and_(
+        c.distributor.is_(None), c.command.in_(("grant", "revoke", "invite", "start")), about
+    )
 
 
 def _all_rows(connection: Connection, *, statement: Select[Any]) -> Sequence[RowMapping]:

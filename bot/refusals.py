@@ -33,8 +33,9 @@ from bot.credit import (
 from bot.errors import ErmRefusedError
 from bot.messages import CONTROLS_TO_SPACES, plural
 from erm.errors import ErmError, ErmRejectedError
+from erm.inputs import MAX_DAYS, MAX_HISTORY, MIN_DAYS
 from erm.models import CodeEvent, CodeType, FleetPolicy, Item
-from erm.service import MAX_DAYS, MAX_HISTORY, MIN_DAYS, ErmService
+from erm.service import ErmService
 
 log = logging.getLogger(__name__)
 

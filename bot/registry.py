@@ -18,7 +18,7 @@ from typing import Annotated, Any
 from bot.errors import UsageError
 from bot.roles import Role
 from erm.errors import InvalidInputError
-from erm.service import MAX_DAYS, MAX_HISTORY, MIN_DAYS, check_item_ref
+from erm.inputs import MAX_DAYS, MAX_HISTORY, MIN_DAYS, check_item_ref
 
 # A number, then perhaps a unit, attached (``30d``) or as a separate word (``30 days``).
 _AMOUNT = re.compile(r"([0-9]+)\s*([^\W\d_]*)\.?")
@@ -54,6 +54,7 @@ class Arg:
     rest: bool = False
     joins: Callable[[str, str], bool] | None = None
     secret: bool = False  # never kept as typed: the audit row says only that one was given
+    hidden: bool = False  # not in the usage line: taken only to answer a mistake precisely
 
 
 class Retype(ValueError):
@@ -90,7 +91,9 @@ def _unit(word: str) -> str:
     return word.strip().lower().rstrip(".,")
 
 
-def _days(text: str) -> int:
+def parse_days(text: str) -> int:
+    """A number of days as people type it (``30``, ``30d``, ``2w``, ``30 days``), or a
+    ``ValueError`` (a :class:`Retype` for months and years) that says what to type."""
     raw = text.strip()
     if any(ch.isdigit() and not ch.isascii() for ch in raw):
         raise ValueError(f"type the days with {ASCII_DIGITS}, not {raw[:20]!r}")
@@ -145,11 +148,12 @@ def _text(text: str) -> str:
 
 
 ItemRef = Annotated[str, Arg(_item)]
-Days = Annotated[int, Arg(_days, joins=_unit_follows)]
+Days = Annotated[int, Arg(parse_days, joins=_unit_follows)]
 Count = Annotated[int, Arg(_count)]
 Word = Annotated[str, Arg(_word)]
 Secret = Annotated[str, Arg(_word, secret=True)]  # a one-time code typed by a person (an invite)
 Text = Annotated[str, Arg(_text, rest=True)]
+Extra = Annotated[str, Arg(_text, rest=True, hidden=True)]  # words a command does not take
 
 
 @dataclass(frozen=True, slots=True)
@@ -217,7 +221,7 @@ class Command:
 
     @property
     def usage(self) -> str:
-        parts = [f"/{self.name}", *(p.usage for p in self.params)]
+        parts = [f"/{self.name}", *(p.usage for p in self.params if not p.arg.hidden)]
         parts += [f"[--{flag}]" for flag in sorted(self.flags)]
         return " ".join(parts)
 

@@ -147,36 +147,51 @@ def deny_prompt(approval: Approval) -> Reply:
     )
 
 
-def pending_reply(approval: Approval, *, posted: int | None, again: bool) -> Reply:
-    """What the requester is told when the request goes to approval (or already waits)."""
-    title = (
-        f"Already waiting for approval: {approval.id}"
-        if again
-        else f"Pending approval {approval.id}"
+MAX_PENDING_REPLY = 200
+"""Bytes (UTF-8) of the requester's pending reply as plain text: read on a phone, often in a
+group's private reply, so only what the requester needs (supervisors see the rest on the card)."""
+
+
+def pending_reply(approval: Approval, *, again: bool, seen: bool = True) -> Reply:
+    """What the requester is told when the request goes to approval (or already waits): that it
+    waits for a supervisor, and how to cancel it (its id, once); what and why as room allows.
+    ``seen``: False when no approval chat got it, so no supervisor hears of it unless told."""
+    title = f"{'Already waiting' if again else 'Waiting'} for a supervisor's approval"
+    cancel = f"To cancel: /approvals cancel {approval.id}"
+    about = f"{approval.what} for {approval.item_label}: {approval.needs}."
+    after = (
+        "Once approved, the code comes to you privately."
+        if seen
+        else "Tell a supervisor: it waits in their /approvals."
     )
-    notes = []
-    if posted == 0:
-        notes.append(
-            "No approval channel got it yet: a supervisor sees it with /approvals "
-            "(or sets a channel with /approvals here)."
-        )
-    notes.append(f"Changed your mind? /approvals cancel {approval.id}")
+    room = MAX_PENDING_REPLY - _size(title, cancel)
+    lines: list[str] = []
+    for line in (_cut(about, room - 1), after):  # each line costs a newline too
+        if line and _size(line) + 1 <= room:
+            lines.append(line)
+            room -= _size(line) + 1
     return Reply(
         title=title,
-        lines=(
-            f"Your {approval.what} for {approval.item_label} needs a supervisor's approval "
-            f"({approval.needs}).",
-            "Nothing has been issued yet. Once approved, the code comes to you in a private "
-            "message.",
-        ),
-        fields=(
-            Field("Request", approval.id),
-            Field("Expires", f"{approval.expires_at:%Y-%m-%d %H:%M} UTC"),
-        ),
-        notes=tuple(notes),
+        lines=(*lines, cancel),
         tone=Tone.INFO,
         confidential=True,  # in a group: to the requester's private chat, like a code
     )
+
+
+def _size(*parts: str) -> int:
+    """The UTF-8 bytes of ``parts`` as :meth:`Reply.text` joins them (one per line)."""
+    return len("\n".join(parts).encode())
+
+
+def _cut(text: str, limit: int) -> str:
+    """``text`` in at most ``limit`` UTF-8 bytes, cut with an ellipsis; empty when there is no
+    room for a useful part of it."""
+    if _size(text) <= limit:
+        return text
+    if limit < 30:
+        return ""
+    out = text.encode()[: limit - len("…".encode())].decode(errors="ignore")
+    return out.rstrip() + "…"
 
 
 def unreachable_notice(approval: Approval) -> Reply:

@@ -61,8 +61,8 @@ class Delivery:
     async def _post_cards(self, approval: Approval, kind: str, *, tell: bool = True) -> int:
         """Post the request to every approval channel of its distributor; how many got it.
 
-        ``tell``: whether the requester hears privately that no chat could be reached (not when
-        the pending reply says so already).
+        ``tell``: whether the requester hears privately that no chat could be reached (not for a
+        new request: its pending reply tells them to tell a supervisor).
         """
         posted = 0
         for channel in await self.store.channels(approval.distributor):

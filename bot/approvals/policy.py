@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import replace
 
 from bot.errors import UsageError
+from bot.registry import Retype, parse_days
 from bot.registry import number as whole_number
 from bot.storage.approval_tables import Policy
-from erm.service import MAX_DAYS
 
 # -- policy settings, as typed ------------------------------------------------------------------
 
@@ -31,15 +31,24 @@ def apply_setting(policy: Policy, setting: str, value: str | None) -> Policy:
         if name == "reset":
             return replace(policy, reset=flag)
         return replace(policy, supervisors=flag)
-    top = MAX_DAYS if name == "days-over" else 1000
     number: int | None = None
     if raw != "off":
-        # ASCII digits only (bot.registry.number); days-over also takes "30d", like /code days.
-        digits = raw[:-1] if name == "days-over" and raw.endswith("d") else raw
         try:
-            number = whole_number(digits, name, 1, top)
+            number = _days_over(raw) if name == "days-over" else whole_number(raw, name, 1, 1000)
+        except Retype as retype:
+            raise UsageError(
+                f"{retype}.\nType: /approvals policy days-over {retype.replacement}"
+            ) from None
         except ValueError as exc:
             raise UsageError(f"{exc}, or off.") from None
     if name == "days-over":
         return replace(policy, days_over=number)
     return replace(policy, daily_count=number)
+
+
+def _days_over(raw: str) -> int:
+    """Days as ``/code days`` reads them (``30``, ``30d``, ``2w``, ``30 days``): one way to say
+    days everywhere, and the same refusals (months are not days)."""
+    if not raw:
+        raise ValueError("days-over takes a number of days like 30, 30d or 2w")
+    return parse_days(raw)

@@ -178,11 +178,22 @@ class ApprovalService(Runs):
         ctx.approval_id = approval.id
         if not created:
             ctx.detail = f"approval {approval.id} already pending"
-            return pending_reply(approval, posted=None, again=True)
+            return pending_reply(approval, again=True)
         ctx.detail = f"approval {approval.id} requested: {needs}"
         await self._audit(approval, "requested", needs, actor=identity, chat_id=request.chat_id)
-        posted = await self._post_cards(approval, CARD, tell=False)  # the reply says it
-        return pending_reply(approval, posted=posted, again=False)
+        posted = await self._post_cards(approval, CARD, tell=False)
+        if not posted and not await self.store.channels(approval.distributor):
+            # No supervisor hears of it unless the requester tells one (the reply says so); how
+            # to fix it (/approvals here) is for the operators' log, not the agent.
+            log.warning(
+                "approval %s: %s has no approval chat; supervisors see it with /approvals, "
+                "or set one with /approvals here",
+                approval.id,
+                approval.distributor,
+            )
+        # Not posted anywhere (no chat, or it failed: logged by _post): the requester is told to
+        # tell a supervisor, once, in this reply.
+        return pending_reply(approval, again=False, seen=posted > 0)
 
     async def _snapshot(self, distributor: str, item: Item) -> dict[str, Any]:
         """What approvers see of the item: account stage and balance, its last codes (no digits)."""

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from bot.core import Context
 from bot.errors import PermissionDeniedError, UsageError
 from bot.messages import Reply, Tone
-from bot.registry import Count, Kind, Word, command
+from bot.registry import Count, Kind, Param, Word, command
 from bot.roles import Role
+
+AUDIT_COUNT = 10  # rows /audit shows unless told a count
 
 
 def _user(text: str) -> tuple[str, str]:
@@ -20,30 +24,58 @@ def _user(text: str) -> tuple[str, str]:
 
 
 async def _admin_distributor(ctx: Context, distributor: str | None) -> str:
-    """The distributor an admin command acts on; the caller must be its admin."""
+    """The distributor an admin command acts on, and the caller must be its admin: the one named
+    (as an argument or with --dist), else the default set with /use, else the only one the caller
+    administers. It goes on the audit row too, so that /audit shows it to that distributor."""
     admin_of = sorted(d for d, r in ctx.access.roles.items() if r >= Role.ADMIN)
-    if distributor is None:
-        if len(admin_of) == 1:
-            return admin_of[0]
-        raise UsageError(
-            f"Name the distributor (you are admin of {', '.join(admin_of) or 'none'}).",
-            ctx.command.usage,
-            ctx.command.example,
-        )
-    name = distributor.lower()
+    name, why = await _named_distributor(ctx, distributor)
+    if name is None:
+        if len(admin_of) != 1:
+            raise UsageError(
+                f"Name the distributor (you are admin of {', '.join(admin_of) or 'none'}): "
+                "add it, or --dist NAME, or set a default with /use NAME.",
+                ctx.command.usage,
+                ctx.command.example,
+            )
+        name = admin_of[0]
     if name not in admin_of:
+        mine = f" You are admin of {', '.join(admin_of)}: name it instead." if admin_of else ""
         raise PermissionDeniedError(
-            f"You are not an admin of distributor {name!r}.",
+            f"You are not an admin of distributor {name!r}{why}.{mine}",
             missing_role=Role.ADMIN.label,
             distributor=name,
         )
+    ctx.access = replace(ctx.access, distributor=name)
     return name
+
+
+async def _named_distributor(ctx: Context, distributor: str | None) -> tuple[str | None, str]:
+    """The distributor the caller named, or chose with /use (and how), as the dispatcher chooses
+    one for per-distributor commands: these take it as an argument too, so they choose here."""
+    flag = ctx.flags.get("dist")
+    named = {n.lower() for n in (distributor, flag if isinstance(flag, str) else None) if n}
+    if len(named) > 1:
+        raise UsageError(
+            f"Two distributors named ({' and '.join(sorted(named))}): name one.",
+            ctx.command.usage,
+            ctx.command.example,
+        )
+    if named:
+        return named.pop(), ""
+    if len(ctx.access.roles) < 2:
+        return None, ""  # a default only picks among several distributors
+    identity = ctx.request.identity
+    default = await ctx.core.grants.default_distributor(identity.platform, identity.user_id)
+    if default not in ctx.access.roles:
+        return None, ""
+    return default, " (your default, set with /use)"
 
 
 @command(
     "grant",
     role=Role.ADMIN,
     example="/grant <id-from-whoami> agent acme",
+    flags=("dist",),
     per_distributor=False,
     kind=Kind.ADMIN,
 )
@@ -69,6 +101,7 @@ async def grant(ctx: Context, user: Word, role: Word, distributor: Word | None =
     "revoke",
     role=Role.ADMIN,
     example="/revoke <id-from-whoami> acme",
+    flags=("dist",),
     per_distributor=False,
     kind=Kind.ADMIN,
 )
@@ -98,8 +131,14 @@ async def users(ctx: Context) -> Reply:
 
 
 @command("audit", role=Role.ADMIN, example="/audit TEST2503000017 20", kind=Kind.ADMIN)
-async def audit(ctx: Context, subject: Word | None = None, count: Count = 10) -> Reply:
+async def audit(ctx: Context, subject: Word | None = None, count: Count | None = None) -> Reply:
     """Recent audit entries, optionally for one item or one user (platform:id)."""
+    if subject is not None and count is None and _count_like(subject):
+        # "/audit 30": a count, not an item called 30 (an item id that short is typed with
+        # a count after it: /audit 30 10).
+        count = _param(ctx, "count").convert(subject, ctx.command)
+        subject = None
+    count = count or AUDIT_COUNT
     item_id: str | None = None
     user: tuple[str, str] | None = None
     if subject and ":" in subject:
@@ -120,6 +159,17 @@ async def audit(ctx: Context, subject: Word | None = None, count: Count = 10) ->
     return Reply(
         title=f"Audit of {ctx.distributor} ({len(records)} newest)", lines=lines, confidential=True
     )
+
+
+def _count_like(word: str) -> bool:
+    """A word meant as a count: a number of up to 3 digits (no item id is that short; a count
+    over the limit is refused with the limit). Digits of any script, so that one typed in
+    another script is told to use 0-9 rather than looked up as an item."""
+    return word.isdigit() and len(word) <= 3
+
+
+def _param(ctx: Context, name: str) -> Param:
+    return next(p for p in ctx.command.params if p.name == name)
 
 
 @command("use", role=Role.VIEWER, example="/use acme", per_distributor=False, kind=Kind.META)

@@ -52,6 +52,8 @@ async def approvals(ctx: Context) -> Reply:
                 state = f"pending, {_left(ctx, a)}"
             elif a.status in (Status.APPROVED, Status.DENIED) and a.decided_by:
                 state += f" by {decider(a)}"
+            if a.status is Status.DENIED:  # what to fix before asking again
+                state += f" — reason: {a.reason}" if a.reason else " — no reason given"
             lines.append(f"{a.id} — {a.what} for {a.item_label} — {state}")
     notes: list[str] = []
     if waiting:
@@ -124,7 +126,7 @@ async def here(ctx: Context, off: Word | None = None) -> Reply:
     example="/approvals policy",
     kind=Kind.ADMIN,
 )
-async def policy(ctx: Context, setting: Word | None = None, value: Word | None = None) -> Reply:
+async def policy(ctx: Context, setting: Word | None = None, value: Text | None = None) -> Reply:
     """Which codes need approval; an admin changes one setting at a time."""
     service = _service(ctx)
     distributor = ctx.distributor

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import timedelta
 
 from bot.commands.admin import _admin_distributor
@@ -18,6 +19,7 @@ STALE_INVITE = "This invite is no longer valid. Ask an admin for a new one."
     "invite",
     role=Role.ADMIN,
     example="/invite agent acme",
+    flags=("dist",),
     per_distributor=False,
     kind=Kind.ADMIN,
 )
@@ -97,6 +99,8 @@ async def start(ctx: Context, code: Secret | None = None) -> Reply:
     invite = await ctx.core.invites.find(code, now=ctx.now())
     if invite is None:
         raise UsageError(unknown)
+    # The audit row is the invite's distributor's: its admins see who used their invite.
+    ctx.access = replace(ctx.access, distributor=invite.distributor)
     if not await _still_admin(ctx, invite.created_by, invite.distributor):
         # Its admin lost the role (or the distributor) since: what they handed out goes too.
         ctx.detail = f"invite by {invite.created_by} no longer valid"

@@ -94,7 +94,7 @@ async def test_a_telegram_request_is_approved_from_slack(team: Team) -> None:
 
 async def test_a_slack_request_is_approved_from_telegram(team: Team) -> None:
     answer = await team.slack.ask(SLACK_AGENT, "/code", f"reset {ITEM} repossessed", channel="D1")
-    assert "Pending approval" in answer.text
+    assert "Waiting for a supervisor" in answer.text
     [telegram_card] = await team.telegram.wait_cards()
     [slack_card] = await team.slack.wait_cards()
     approval = await team.only()
@@ -181,7 +181,7 @@ async def test_two_processes_clicking_at_the_same_moment_issue_one_code(
         ) as second,
     ):
         answer = await first.slack.ask(SLACK_AGENT, "/code", f"free {ITEM}", channel="D1")
-        assert "Pending approval" in answer.text
+        assert "Waiting for a supervisor" in answer.text
         [card] = await first.slack.wait_cards()
         approval = await first.only()
         before = stack.code_events(ITEM)

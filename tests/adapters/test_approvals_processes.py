@@ -161,7 +161,7 @@ async def _healthy(process: asyncio.subprocess.Process, http: httpx.AsyncClient,
 
 async def _pending(slack: SlackSide, world: World) -> str:
     answer = await slack.ask(SLACK_AGENT, "/code", f"free {ITEM} paid off", channel="D1")
-    assert "Pending approval" in answer.text, answer.text
+    assert "Waiting for a supervisor" in answer.text, answer.text
     await slack.wait_cards(channel="C9")
     async with open_runtime(world.settings) as runtime:
         [approval] = await ApprovalStore(runtime.engine).pending([ACME.name], now=datetime.now(UTC))

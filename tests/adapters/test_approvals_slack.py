@@ -48,7 +48,7 @@ async def team(stack: Any) -> AsyncIterator[Team]:
 async def request_free(team: Team, user: str = SLACK_AGENT, channel: str = "D1") -> Call:
     """A free code asked for in Slack; returns the card it put in the approval channel."""
     answer = await team.slack.ask(user, "/code", f"free {ITEM} paid off", channel=channel)
-    assert "Pending approval" in answer.text, answer.text
+    assert "Waiting for a supervisor" in answer.text, answer.text
     assert answer.body["response_type"] == "ephemeral"
     [card] = await team.slack.wait_cards()
     return card
@@ -195,7 +195,7 @@ async def test_a_request_made_in_a_channel_is_answered_only_to_the_requester(
     answer = await team.slack.ask(SLACK_AGENT, "/code", f"days {ITEM} 45", channel="C1")
 
     assert answer.body["response_type"] == "ephemeral"
-    assert "Pending approval" in answer.text
+    assert "Waiting for a supervisor" in answer.text
     assert "more than 30 days" in answer.text
 
 

@@ -45,7 +45,8 @@ async def pending_request(stack: Any) -> Channel:
     reply = await stack.dispatcher.handle(
         Request(Identity("slack", "U1"), f"/code free {OPEN_ACP1_OEM_ID}", request_key="k1")
     )
-    assert "No approval channel got it yet" in reply.text()
+    assert "Waiting for a supervisor" in reply.text()
+    assert "channel" not in reply.text().lower()  # the agent is not told: nothing to do there
     return channel
 
 

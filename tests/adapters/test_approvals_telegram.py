@@ -45,7 +45,7 @@ async def request_free(team: Team, **where: Any) -> SentMessage:
     before = len(fake.sent(TG_AGENT.id))
     fake.message(TG_AGENT, f"/code free {ITEM} paid off", **where)
     await fake.wait_until(lambda: len(fake.sent(TG_AGENT.id)) > before, what="pending notice")
-    assert "Pending approval" in fake.sent(TG_AGENT.id)[-1].plain
+    assert "Waiting for a supervisor" in fake.sent(TG_AGENT.id)[-1].plain
     [card] = await team.telegram.wait_cards()
     return card
 
@@ -73,7 +73,7 @@ async def test_a_request_made_in_the_group_is_answered_in_the_private_chat(team:
     await fake.wait_until(lambda: len(fake.sent(TEAM.id)) >= in_group_before + 2)
 
     group_texts = [m.plain for m in fake.sent(TEAM.id)[in_group_before:] if m is not card]
-    assert all("Pending approval" not in text for text in group_texts)
+    assert all("Waiting for a supervisor" not in text for text in group_texts)
     assert any("private chat" in text for text in group_texts)
 
 

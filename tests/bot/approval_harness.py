@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import re
 from dataclasses import dataclass, field, replace
 
 from bot_harness import Bot
@@ -78,6 +79,21 @@ async def with_channel(bot: Bot) -> tuple[RecordingNotifier, RecordingNotifier]:
 
 
 def pending_id(reply: Reply) -> str:
-    """The approval id of a "Pending approval X" reply."""
-    field_ = next(f for f in reply.fields if f.label == "Request")
-    return field_.value
+    """The approval id of a "Waiting for a supervisor's approval" reply (in its cancel line)."""
+    [approval_id] = re.findall(r"/approvals cancel (\S+)", reply.text())
+    return approval_id
+
+
+WAITING = "Waiting for a supervisor's approval"
+WAITING_AGAIN = "Already waiting for a supervisor's approval"
+MAX_PENDING_BYTES = 200
+
+
+def check_waiting(reply: Reply, *, again: bool = False) -> str:
+    """Check a requester's pending reply (short, the request id once); returns the id."""
+    text = reply.text()
+    assert reply.title == (WAITING_AGAIN if again else WAITING), text
+    assert len(text.encode()) <= MAX_PENDING_BYTES, f"{len(text.encode())} bytes:\n{text}"
+    approval_id = pending_id(reply)
+    assert text.count(approval_id) == 1, text
+    return approval_id

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
-from approval_harness import pending_id, service, with_approvals, with_channel
+from approval_harness import check_waiting, pending_id, service, with_approvals, with_channel
 from bot_harness import Bot
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -78,8 +79,7 @@ async def test_an_agents_free_code_waits_for_approval_and_nothing_is_issued(abot
     reply = await abot.say("agent", f"/code free {ITEM} paid off")
 
     assert abot.code_events(ITEM) == before
-    assert reply.title is not None
-    assert reply.title.startswith("Pending approval")
+    check_waiting(reply)
     assert reply.codes == ()
     assert reply.private_only  # a Telegram group never sees it; the requester does, privately
     approval = await service(abot).store.get(pending_id(reply))
@@ -93,8 +93,7 @@ async def test_an_agents_free_code_waits_for_approval_and_nothing_is_issued(abot
 async def test_an_agents_reset_code_waits_for_approval(abot: Bot) -> None:
     reply = await abot.say("agent", f"/code reset {ITEM}")
 
-    assert reply.title is not None
-    assert reply.title.startswith("Pending approval")
+    check_waiting(reply)
 
 
 async def test_a_supervisors_free_code_is_issued_directly(abot: Bot) -> None:
@@ -111,8 +110,7 @@ async def test_supervisors_on_makes_supervisors_ask_too(abot: Bot) -> None:
 
     reply = await abot.say("supervisor", f"/code free {ITEM}")
 
-    assert reply.title is not None
-    assert reply.title.startswith("Pending approval")
+    check_waiting(reply)
 
 
 async def test_free_off_leaves_free_codes_to_supervisors(abot: Bot) -> None:
@@ -167,9 +165,7 @@ async def test_the_same_request_sent_twice_is_one_approval(abot: Bot) -> None:
     first = await abot.say("agent", f"/code free {ITEM}")
     again = await abot.say("agent", f"/code free {ITEM}")
 
-    assert pending_id(again) == pending_id(first)
-    assert again.title is not None
-    assert again.title.startswith("Already waiting for approval")
+    assert check_waiting(again, again=True) == check_waiting(first)
 
 
 async def test_an_agent_cannot_pile_up_pending_requests(abot: Bot) -> None:
@@ -232,10 +228,16 @@ async def test_bare_approvals_lists_what_waits_for_supervisors_and_agents_own(ab
     assert for_viewer.tone is Tone.WARNING  # viewers cannot ask for codes
 
 
-async def test_a_pending_request_tells_when_no_channel_got_it(abot: Bot) -> None:
-    reply = await abot.say("agent", f"/code free {ITEM}")
+async def test_no_approval_chat_is_logged_not_told_to_the_requester(
+    abot: Bot, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.WARNING, logger="bot.approvals"):
+        reply = await abot.say("agent", f"/code free {ITEM}")
 
-    assert "No approval channel got it yet" in reply.text()
+    check_waiting(reply)
+    assert "chat" not in reply.text().lower()
+    assert "channel" not in reply.text().lower()
+    assert "acme has no approval chat" in caplog.text
 
 
 async def test_a_pending_request_posted_to_the_channel_says_nothing_about_channels(
@@ -245,7 +247,8 @@ async def test_a_pending_request_posted_to_the_channel_says_nothing_about_channe
 
     reply = await abot.say("agent", f"/code free {ITEM}")
 
-    assert "No approval channel" not in reply.text()
+    check_waiting(reply)
+    assert "channel" not in reply.text().lower()
     assert len(team.posts) == 1
 
 

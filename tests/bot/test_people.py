@@ -16,7 +16,7 @@ import pytest
 from approval_harness import (
     CHANNEL,
     RecordingNotifier,
-    pending_id,
+    check_waiting,
     service,
     with_approvals,
     with_channel,
@@ -342,8 +342,7 @@ async def _supervisor_with_a_phone_asks(bot: Bot) -> str:
         await bot.say("agent", f"/link {code}")
     ).title == "Linked: telegram:42 and console:agent"
     reply = await bot.say("agent", f"/code free {ITEM} paid off")
-    assert (reply.title or "").startswith("Pending"), reply.text()
-    return pending_id(reply)
+    return check_waiting(reply)
 
 
 async def test_a_request_cannot_be_approved_from_the_requesters_other_identity(bot: Bot) -> None:

@@ -187,7 +187,7 @@ async def test_an_approval_won_whose_code_erm_held_when_killed_is_settled_once_a
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10.0) as http:
             slack = SlackSide(world.slack, None, http)
             asked = shown(await slack.ask(AGENT, "/code", f"free {ITEM} paid off", channel="D1"))
-            assert "Pending approval" in asked, asked
+            assert "Waiting for a supervisor" in asked, asked
             await slack.wait_cards(channel=APPROVALS)
             approval_id = await pending_approval(world)
             before = world.code_events()
@@ -247,7 +247,7 @@ async def test_a_restart_with_nothing_in_flight_sends_nothing_and_audits_nothing
     finally:
         await stop_bot(bot)  # SIGKILL, with nothing in flight
     assert world.newest_code() in made
-    assert "Pending approval" in asked
+    assert "Waiting for a supervisor" in asked
     await end_leases(world)
     calls_before = len(world.slack.calls)
     audited = len(await audit_rows(world))
