@@ -148,6 +148,15 @@ class Context:
         return self.access.distributor
 
     @property
+    def dist_option(self) -> str:
+        """`` --dist NAME`` for a command this reply offers (a button, a hint to type), when the
+        distributor is not the only one the person has: a default changed with /use before the
+        button is pressed must not send the command to another distributor."""
+        if "dist" in self.flags or len(self.access.roles) > 1:
+            return f" --dist {self.distributor}"
+        return ""
+
+    @property
     def erm(self) -> ErmService:
         return self.core.erm
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import secrets
 import time
 from collections.abc import Awaitable, Callable
@@ -31,6 +30,7 @@ from erm.errors import (
     ItemNotFoundError,
     UncertainOutcomeError,
 )
+from erm.inputs import MAX_HISTORY, check_days, check_item_ref, check_note
 from erm.models import (
     ERM_ID_PATTERN,
     AssetAccount,
@@ -52,19 +52,13 @@ from erm.reconcile import (
     code_description,
     judge,
 )
+from erm.search import SEARCH_MATCHES, ItemMatches, merged, phone_digits
 from erm.vault import DistributorInfo, StoredToken, TokenVault
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-MIN_DAYS = 1
-MAX_DAYS = 1095
-MAX_ITEM_REF = 64
-MAX_NOTE = 200
-MAX_HISTORY = 50
-_ITEM_REF = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]*$")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 # Another distributor's id is, to this distributor, an id that matches nothing.
 _NOT_YOURS_CODES = frozenset({"FORBIDDEN"})
 
@@ -99,43 +93,6 @@ class _Session:
     distributor_id: str  # what ERM's history and client queries take (see SignIn)
     token: str
     expires_at: float | None
-
-
-def check_item_ref(text: object) -> str:
-    """What a person typed as an item id, trimmed, or ``InvalidInputError`` saying what is wrong."""
-    if not isinstance(text, str):
-        raise InvalidInputError("an item id is needed (an OEM item id, seller item id or ERM id)")
-    ref = text.strip()
-    if not ref:
-        raise InvalidInputError("the item id is empty: type the OEM item id printed on the device")
-    if len(ref) > MAX_ITEM_REF:
-        raise InvalidInputError(
-            f"the item id is too long ({len(ref)} characters, at most {MAX_ITEM_REF})"
-        )
-    if not ref.isascii() or not _ITEM_REF.match(ref):
-        raise InvalidInputError(
-            "an item id has only letters, digits and - _ . / (for example TEST2503000017)"
-        )
-    return ref
-
-
-def check_days(days: object) -> int:
-    if isinstance(days, bool) or not isinstance(days, int):
-        raise InvalidInputError(f"days must be a whole number from {MIN_DAYS} to {MAX_DAYS}")
-    if not MIN_DAYS <= days <= MAX_DAYS:
-        raise InvalidInputError(f"days must be from {MIN_DAYS} to {MAX_DAYS}, not {days}")
-    return days
-
-
-def check_note(note: str | None) -> str | None:
-    if note is None:
-        return None
-    clean = _CONTROL.sub(" ", note).strip()
-    if len(clean) > MAX_NOTE:
-        raise InvalidInputError(
-            f"the note is too long ({len(clean)} characters, at most {MAX_NOTE})"
-        )
-    return clean or None
 
 
 def token_expiry(token: str) -> float | None:
@@ -359,19 +316,27 @@ class ErmService:
 
         return await self._authed(distributor, fetch)
 
-    async def fleet(self, distributor: str, name: str) -> ItemFleet:
-        """One fleet, by name (case-insensitive, unique prefix accepted) or ERM id."""
+    async def fleets_named(self, distributor: str, name: str) -> list[ItemFleet]:
+        """The fleets whose name contains ``name`` (case-insensitive), in ERM's order; a fleet
+        named exactly so, or with that ERM id, comes alone (a name may be part of another)."""
         wanted = name.strip().casefold()
         if not wanted:
             raise InvalidInputError("name the fleet (see the list of fleets)")
         fleets = await self.item_fleets(distributor)
         exact = [f for f in fleets if wanted in {f.name.casefold(), f.id.casefold()}]
-        candidates = exact or [f for f in fleets if f.name.casefold().startswith(wanted)]
+        return exact or [f for f in fleets if wanted in f.name.casefold()]
+
+    async def fleet(self, distributor: str, name: str) -> ItemFleet:
+        """One fleet, by ERM id or (part of) its name, which must match this fleet only."""
+        candidates = await self.fleets_named(distributor, name)
         if len(candidates) != 1:
-            known = ", ".join(f.name for f in fleets) or "none"
+            known = ", ".join(f.name for f in candidates) or "none"
             what = "several fleets match" if candidates else "no fleet is named"
-            raise InvalidInputError(f"{what} {name.strip()!r}; fleets: {known}")
-        fleet_id = candidates[0].id
+            raise InvalidInputError(f"{what} {name.strip()!r}; matching fleets: {known}")
+        return await self.fleet_by_id(distributor, candidates[0].id)
+
+    async def fleet_by_id(self, distributor: str, fleet_id: str) -> ItemFleet:
+        """One fleet with its items and code policy."""
         return await self._authed(distributor, lambda s: self.client.fleet(s.token, fleet_id))
 
     async def client_items(
@@ -390,6 +355,27 @@ class ErmService:
                 s.token, s.distributor_id, first=page_size, after=after, search=search
             ),
         )
+
+    async def find_items(
+        self, distributor: str, text: str, *, limit: int = SEARCH_MATCHES
+    ) -> ItemMatches:
+        """The items whose ids match ``text`` and the items of clients whose name or phone
+        matches it: two ERM lists of at most ``limit`` each (see :mod:`erm.search`)."""
+        clean = check_note(text)
+        if not clean:
+            raise InvalidInputError("type part of an item id, a client's name or a phone number")
+        phone = phone_digits(clean)
+
+        async def fetch(s: _Session) -> tuple[Page[Item], Page[AssetAccount]]:
+            return await asyncio.gather(
+                self.client.client_items(s.token, s.distributor_id, first=limit, search=clean),
+                self.client.asset_accounts(
+                    s.token, s.distributor_id, first=limit, search=phone or clean
+                ),
+            )
+
+        by_id, by_client = await self._authed(distributor, fetch)
+        return merged(by_id, by_client, clean, phone)
 
     async def asset_accounts(
         self,

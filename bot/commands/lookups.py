@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import shlex
+
 from bot.core import Context
 from bot.errors import UsageError
 from bot.masking import masked_code, sees_codes
 from bot.messages import Action, Button, Field, Reply, Tone
 from bot.registry import Count, ItemRef, Text, command, number
 from bot.roles import Role
-from erm.models import AssetAccount, CodeEvent, CodeType, FleetPolicy, Item, Page
-from erm.service import MAX_HISTORY
+from erm.inputs import MAX_HISTORY
+from erm.models import AssetAccount, CodeEvent, CodeType, FleetPolicy, Item, ItemFleet, Page
+from erm.search import SEARCH_MATCHES
 
 ITEMS_PAGE = 10
 MAX_PAGE = 50
@@ -35,7 +38,7 @@ async def history(ctx: Context, item: ItemRef, count: Count = 5) -> Reply:
         notes.append("Codes are masked for viewers; an agent or supervisor sees them whole.")
     buttons: tuple[Button, ...] = ()
     if len(events) > count * page:
-        next_command = f"/history {item} {count} --page {page + 1}"
+        next_command = f"/history {_word(item)} {count} --page {page + 1}{ctx.dist_option}"
         notes.append(f"Older: {next_command}")
         buttons = (Button("Older", Action.RUN, next_command),)
     first = count * (page - 1) + 1
@@ -45,6 +48,7 @@ async def history(ctx: Context, item: ItemRef, count: Count = 5) -> Reply:
         lines=tuple(_event_line(e, whole=whole) for e in shown),
         notes=tuple(notes),
         buttons=buttons,
+        monospace=tuple(e.keypad for e in shown if e.code_dec) if whole else (),
         confidential=True,  # past codes are codes too: never shown to a group
     )
 
@@ -65,21 +69,19 @@ def _event_line(event: CodeEvent, *, whole: bool) -> str:
 
 @command("fleet", role=Role.VIEWER, example="/fleet Nairobi")
 async def fleet(ctx: Context, name: Text | None = None) -> Reply:
-    """The distributor's item fleets; with a name, that fleet's items and code policy."""
+    """The distributor's item fleets; with (part of) a name, that fleet's items and code policy."""
     if name is None:
-        fleets = await ctx.erm.item_fleets(ctx.distributor)
-        if not fleets:
-            return Reply(title=f"{ctx.distributor} has no item fleets.", tone=Tone.INFO)
-        shown_fleets = fleets[:FLEETS_SHOWN]
-        notes = ["Details: /fleet NAME"]
-        if len(fleets) > len(shown_fleets):
-            notes.insert(0, f"{len(fleets) - len(shown_fleets)} more not shown.")
+        return await _fleets(ctx)
+    matches = await ctx.erm.fleets_named(ctx.distributor, name)
+    if not matches:
         return Reply(
-            title=f"Item fleets of {ctx.distributor} ({len(fleets)})",
-            lines=tuple(f"{f.name}: {_policy_summary(f.policy)}" for f in shown_fleets),
-            notes=tuple(notes),
+            title=f"No fleet of {ctx.distributor} has {name!r} in its name.",
+            lines=(f"All fleets: /fleet{ctx.dist_option}",),
+            tone=Tone.WARNING,
         )
-    found = await ctx.erm.fleet(ctx.distributor, name)
+    if len(matches) > 1:
+        return _several_fleets(ctx, name, matches)
+    found = await ctx.erm.fleet_by_id(ctx.distributor, matches[0].id)
     shown = [i.label for i in found.items[:FLEET_ITEMS_SHOWN]]
     more = len(found.items) - len(shown)
     lines = [
@@ -93,10 +95,58 @@ async def fleet(ctx: Context, name: Text | None = None) -> Reply:
     )
 
 
+async def _fleets(ctx: Context) -> Reply:
+    fleets = await ctx.erm.item_fleets(ctx.distributor)
+    if not fleets:
+        return Reply(title=f"{ctx.distributor} has no item fleets.", tone=Tone.INFO)
+    shown_fleets = fleets[:FLEETS_SHOWN]
+    notes = [f"Details: /fleet NAME{ctx.dist_option} (part of the name will do)"]
+    if len(fleets) > len(shown_fleets):
+        notes.insert(0, f"{len(fleets) - len(shown_fleets)} more not shown.")
+    return Reply(
+        title=f"Item fleets of {ctx.distributor} ({len(fleets)})",
+        lines=tuple(f"{f.name}: {_policy_summary(f.policy)}" for f in shown_fleets),
+        notes=tuple(notes),
+    )
+
+
+def _several_fleets(ctx: Context, name: str, matches: list[ItemFleet]) -> Reply:
+    shown = matches[:FLEETS_SHOWN]
+    names = [f.name.casefold() for f in matches]
+    # Two fleets of one name are told apart by their ERM id.
+    lines = tuple(
+        f"/fleet {_fleet_name(f.name) if names.count(f.name.casefold()) == 1 else f.id}"
+        f"{ctx.dist_option}"
+        for f in shown
+    )
+    notes = (f"{len(matches) - len(shown)} more not shown.",) if len(matches) > len(shown) else ()
+    return Reply(
+        title=f"{len(matches)} fleets have {name!r} in their name. Type one of:",
+        lines=lines,
+        notes=notes,
+        tone=Tone.INFO,
+    )
+
+
+def _fleet_name(name: str) -> str:
+    """A fleet's name as typed after /fleet: in double quotes when it has spaces."""
+    if shlex.quote(name) == name:
+        return name
+    return f'"{name}"' if not any(c in name for c in '"\\') else shlex.quote(name)
+
+
+def _word(text: str) -> str:
+    """``text`` as one argument of a command to type: quoted only when it has to be."""
+    return shlex.quote(text)
+
+
 def _policy_summary(policy: FleetPolicy) -> str:
-    free = "off" if policy.free_codes is None else str(policy.free_codes)
-    reset = "off" if policy.reset_codes is None else str(policy.reset_codes)
-    return f"free codes {free}, reset codes {reset}, interval {_interval(policy.interval_ms)}"
+    # Worded as in the detail (_policy_fields): a rule ERM leaves out or switches off (its
+    # disable... flag, erm-api.md §3 and §8) is no limit, never "off" (free codes forbidden).
+    return (
+        f"free codes {_limit(policy.free_codes)}, reset codes {_limit(policy.reset_codes)}, "
+        f"interval {_interval(policy.interval_ms)}"
+    )
 
 
 def _interval(ms: int | None) -> str:
@@ -123,34 +173,76 @@ def _policy_fields(policy: FleetPolicy) -> tuple[Field, ...]:
 
 @command("items", role=Role.VIEWER, example="/items SHSA --page 2", flags=("page",))
 async def items(ctx: Context, search: Text | None = None) -> Reply:
-    """The distributor's items, 10 a page; optionally only those matching a search."""
+    """The distributor's items, 10 a page; a search finds item ids, client names and phones."""
+    if search is not None:
+        return await _found_items(ctx, search)
     page_number = _page_flag(ctx)
     # ERM cursors are opaque: page N takes N calls, so it costs N lookups (one counted already).
     await ctx.charge_lookups(page_number - 1)
-    after: str | None = None
-    page: Page[Item] = await ctx.erm.client_items(
-        ctx.distributor, search=search, page_size=ITEMS_PAGE
-    )
+    page: Page[Item] = await ctx.erm.client_items(ctx.distributor, page_size=ITEMS_PAGE)
     for _ in range(page_number - 1):  # walk to the wanted page
         if not page.has_next:
             break
-        after = page.end_cursor
         page = await ctx.erm.client_items(
-            ctx.distributor, search=search, after=after, page_size=ITEMS_PAGE
+            ctx.distributor, after=page.end_cursor, page_size=ITEMS_PAGE
         )
     if not page.nodes:
-        what = f" matching {search!r}" if search else ""
-        return Reply(title=f"No items{what}.", tone=Tone.INFO)
+        return Reply(title="No items.", tone=Tone.INFO)
     total = page.total or len(page.nodes)
     pages = max(1, -(-total // ITEMS_PAGE))
+    notes = [f"Page {page_number} of {pages} ({total} items)."]
+    more = page.has_next and page_number < MAX_PAGE
+    return _items_reply(ctx, None, page.nodes, page_number, notes, more=more)
+
+
+async def _found_items(ctx: Context, search: str) -> Reply:
+    """Matches by item id and by client name or phone: two ERM lists read whole (one page of
+    each, bounded), then paged here, so every page costs the same two lookups."""
+    page_number = _page_flag(ctx)
+    await ctx.charge_lookups(1)  # the dispatcher counted the first list
+    found = await ctx.erm.find_items(ctx.distributor, search, limit=SEARCH_MATCHES)
+    total = len(found.items)
+    if not total:
+        return Reply(
+            title=f"No item or client matches {search!r}.",
+            lines=(
+                "Search by part of an item id, a client's name or phone number.",
+                f"All items: /items{ctx.dist_option}",
+            ),
+            tone=Tone.INFO,
+        )
+    pages = -(-total // ITEMS_PAGE)
+    if page_number > pages:
+        return Reply(
+            title=f"{total} items match {search!r}: {pages} page{'s' if pages > 1 else ''}.",
+            lines=(f"First page: /items {_word(search)}{ctx.dist_option}",),
+            tone=Tone.INFO,
+        )
+    shown = found.items[ITEMS_PAGE * (page_number - 1) : ITEMS_PAGE * page_number]
+    notes = [f"Page {page_number} of {pages} ({total} items), by item id."]
+    if not found.complete:
+        notes.append(f"Only the first {SEARCH_MATCHES} matches of each kind: narrow the search.")
+    return _items_reply(ctx, search, shown, page_number, notes, more=page_number < pages)
+
+
+def _items_reply(
+    ctx: Context,
+    search: str | None,
+    shown: tuple[Item, ...],
+    page_number: int,
+    notes: list[str],
+    *,
+    more: bool,
+) -> Reply:
     lines = []
-    for item in page.nodes:
+    for item in shown:
         extra = [x for x in (item.client_name, item.fleet.name if item.fleet else None) if x]
         lines.append(item.label + (" — " + ", ".join(extra) if extra else ""))
-    notes = [f"Page {page_number} of {pages} ({total} items)."]
     buttons: tuple[Button, ...] = ()
-    if page.has_next and page_number < MAX_PAGE:
-        next_command = f"/items {search + ' ' if search else ''}--page {page_number + 1}"
+    if more:
+        # The exact command to type: the same search, the same distributor, the next page.
+        words = f"{_word(search)} " if search else ""
+        next_command = f"/items {words}--page {page_number + 1}{ctx.dist_option}"
         notes.append(f"Next page: {next_command}")
         buttons = (Button("Next page", Action.RUN, next_command),)
     return Reply(

@@ -287,14 +287,23 @@ class SandboxState:
         self._own_client(distributor, client_id)
         accounts: list[AssetAccount] = self._accounts_of[distributor.id]
         if search:
+            # As production is read (erm-api.md §2.6): a case-insensitive substring of the item's
+            # ids or of the client's name or phone number, as stored.
             needle = search.lower()
             accounts = [
                 a
                 for a in accounts
-                if needle in a.asset.oem_item_id.lower()
-                or needle in a.asset.seller_item_id.lower()
-                or needle in a.credit.owner.name.lower()
-                or needle in a.user.name.lower()
+                if any(
+                    needle in (text or "").lower()
+                    for text in (
+                        a.asset.oem_item_id,
+                        a.asset.seller_item_id,
+                        a.credit.owner.name,
+                        a.credit.owner.contact.phone if a.credit.owner.contact else None,
+                        a.user.name,
+                        a.user.contact.phone if a.user.contact else None,
+                    )
+                )
             ]
         return self._page(accounts, paging)
 
