@@ -52,7 +52,11 @@ def render(reply: Reply, *, color: bool) -> str:
         out.append("    " + style(f" {code.keypad} ", _CODE))
         out.append("")
     out.extend(style(f"  {note}", _DIM) for note in reply.notes)
-    out.extend(style(f"  [{b.label}: {b.value}]", _DIM) for b in reply.buttons)
+    # A terminal has no buttons: it shows what to type for the same effect.
+    out.extend(
+        style(f"  [{b.label}: {b.typed}]" if b.typed else f"  [{b.label}]", _DIM)
+        for b in reply.buttons
+    )
     return "\n".join(out)
 
 

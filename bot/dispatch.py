@@ -22,6 +22,7 @@ from bot.core import Context, Core, slow_down
 from bot.errors import BusyError
 from bot.fairness import Turns
 from bot.messages import Action, Button, Click, Pressed, Reply, Request, Style, Tone
+from bot.missing_items import explain_missing
 from bot.parse import Parsed, parse
 from bot.permissions import Access
 from bot.registry import Command, Kind
@@ -31,6 +32,7 @@ from bot.storage.grants import KnownUser
 from bot.storage.limits import RateDecision
 from bot.storage.requests import Claim, ClaimStatus
 from erm import db
+from erm.errors import ItemNotFoundError
 
 log = logging.getLogger(__name__)
 
@@ -153,6 +155,9 @@ class Dispatcher:
                 reply = await parsed.command.handler(ctx, **parsed.args)
                 outcome = ctx.outcome
         except Exception as exc:
+            if isinstance(exc, ItemNotFoundError) and ctx is not None and parsed is not None:
+                # Where it was looked for, and where it is when another distributor has it.
+                exc = await explain_missing(ctx, str(parsed.args.get("item") or ""), exc)
             reply, outcome = replies.failure(log, exc)
         entry = self._audit_entry(request, parsed, ctx, outcome, reply)
         metrics.record_command(entry, parsed.command if parsed else None)
@@ -424,7 +429,10 @@ def _button_specs(reply: Reply) -> list[tuple[str, dict[str, object]]]:
 
 def _with_button_ids(reply: Reply, ids: Sequence[str]) -> Reply:
     """The reply with its buttons carrying their stored ids instead of what they do."""
-    buttons = tuple(replace(b, value=i) for b, i in zip(reply.buttons, ids, strict=True))
+    buttons = tuple(
+        replace(b, value=i, typed=b.value if b.action is Action.RUN else b.typed)
+        for b, i in zip(reply.buttons, ids, strict=True)
+    )
     return replace(reply, buttons=buttons)
 
 

@@ -139,6 +139,9 @@ class Button:
     action: Action
     value: str
     style: Style = Style.DEFAULT
+    # What a person can type instead of pressing it (a ``run`` button's command): kept when the
+    # dispatcher swaps ``value`` for a stored id, for surfaces without buttons (a terminal).
+    typed: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,6 +151,9 @@ class Reply:
     fields: tuple[Field, ...] = ()
     codes: tuple[Code, ...] = ()
     notes: tuple[str, ...] = ()  # small print: context lines under the body
+    # Exact pieces of ``lines`` that are codes (a history's): shown as code, which a tap copies
+    # where the platform can; the text stays as it is.
+    monospace: tuple[str, ...] = ()
     buttons: tuple[Button, ...] = ()
     visibility: Visibility = Visibility.PRIVATE
     tone: Tone = Tone.OK
@@ -203,9 +209,14 @@ class Reply:
             fields=tuple(Field(**f) for f in data.get("fields") or ()),
             codes=tuple(Code(**c) for c in data.get("codes") or ()),
             notes=tuple(data.get("notes") or ()),
+            monospace=tuple(data.get("monospace") or ()),
             buttons=tuple(
                 Button(
-                    b["label"], Action(b["action"]), b["value"], Style(b.get("style") or "default")
+                    b["label"],
+                    Action(b["action"]),
+                    b["value"],
+                    Style(b.get("style") or "default"),
+                    b.get("typed"),
                 )
                 for b in data.get("buttons") or ()
             ),

@@ -80,25 +80,37 @@ def parse(text: str, commands: Sequence[Command]) -> Parsed:
     if command is None or (len(family) > 1 and rest):
         sub = rest[0].lower() if rest else ""
         chosen = next((c for c in family if len(c.path) > 1 and c.path[1] == sub), None)
-        if chosen is None:
+        if chosen is not None:
+            command, rest = chosen, rest[1:]
+        else:
             subs = [c.path[1] for c in family if len(c.path) > 1]
             close = difflib.get_close_matches(sub, subs, n=1, cutoff=0.6) if sub else []
-            if close:
-                # "/code day X 30": the command meant, ready to send (never run for them: a code
-                # cannot be taken back).
-                meant = " ".join([f"/{head}", close[0], *rest[1:]])
-                meant = meant if len(meant) <= 120 else meant[:119] + "…"
-                raise UsageError(f"/{head} has no {sub[:20]!r}. Did you mean:\n{meant}")
-            choices = " | ".join(subs)
-            problem = f"/{head} needs one of: {choices}" if not sub else f"/{head} has no {sub!r}"
-            examples = "\n".join(f"{c.usage}  (e.g. {c.example})" for c in family)
-            raise UsageError(f"{problem}.\n{examples}")
-        command, rest = chosen, rest[1:]
+            # Not a sub-command: the bare command's argument (``/code ITEM``), unless it is a
+            # word of letters close to one (``/code day``) or followed by more (``/code weeks
+            # ITEM``): a sub-command mistyped, answered with what to type.
+            looks_like_sub = sub.isalpha() and (bool(close) or len(rest) > 1)
+            if command is None or not command.params or looks_like_sub:
+                raise _no_sub(head, sub, close, rest, family)
     positional, flags = _split_flags(rest, command)
     try:
         return Parsed(command, _bind(positional, command), flags)
     except _RetypeError as error:
         raise _retyped(command, positional, flags, error) from None
+
+
+def _no_sub(
+    head: str, sub: str, close: list[str], rest: list[str], family: list[Command]
+) -> UsageError:
+    if close:
+        # "/code day X 30": the command meant, ready to send (never run for them: a code cannot
+        # be taken back).
+        meant = " ".join([f"/{head}", close[0], *rest[1:]])
+        meant = meant if len(meant) <= 120 else meant[:119] + "…"
+        return UsageError(f"/{head} has no {sub[:20]!r}. Did you mean:\n{meant}")
+    subs = " | ".join(c.path[1] for c in family if len(c.path) > 1)
+    problem = f"/{head} needs one of: {subs}" if not sub else f"/{head} has no {sub!r}"
+    examples = "\n".join(f"{c.usage}  (e.g. {c.example})" for c in family)
+    return UsageError(f"{problem}.\n{examples}")
 
 
 def _unknown(head: str, commands: Sequence[Command]) -> str:

@@ -77,8 +77,9 @@ def bot_commands(commands: Sequence[Command]) -> list[BotCommand]:
     for word, group in words.items():
         if not _COMMAND_WORD.fullmatch(word):
             continue
-        if len(group) == 1 and len(group[0].path) == 1:
-            description = group[0].help
+        bare = next((c for c in group if len(c.path) == 1), None)
+        if bare is not None:  # tapped in the menu, the word alone runs: say what it does
+            description = bare.help
         else:
             subs = ", ".join(c.path[1] for c in group if len(c.path) > 1)
             description = f"{subs} (see /help {word})"

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import html
 import logging
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -61,6 +62,15 @@ def _code(escaped: str) -> str:
     return f"<code>{escaped}</code>"
 
 
+def _monospace(spans: Sequence[str]) -> Callable[[str], str]:
+    """Each of ``spans`` (codes in a line, say) in ``<code>``: a tap copies it."""
+    escaped_spans = sorted({escape(s) for s in spans if s.strip()}, key=len, reverse=True)
+    if not escaped_spans:
+        return lambda escaped: escaped
+    pattern = re.compile("|".join(re.escape(s) for s in escaped_spans))
+    return lambda escaped: pattern.sub(lambda m: _code(m.group()), escaped)
+
+
 def _field(label: str) -> Callable[[str], str]:
     return lambda escaped: f"{escape(label)}: <b>{escaped}</b>"
 
@@ -70,7 +80,8 @@ def _lines(reply: Reply) -> list[_Line | None]:
     out: list[_Line | None] = []
     if reply.title:
         out.append(_Line(_TONE_MARK.get(reply.tone, "") + reply.title, _bold))
-    body: list[_Line] = [_Line(line) for line in reply.lines]
+    spans = _monospace(reply.monospace)
+    body: list[_Line] = [_Line(line, spans) for line in reply.lines]
     body += [_Line(f.value, _field(f.label)) for f in reply.fields]
     if body:
         out += body

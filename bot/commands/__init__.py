@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from bot.commands import admin, approvals, codes, help, lookups, onboarding, people
+from bot.commands import admin, approvals, codes, guide, help, lookups, onboarding, people
 from bot.registry import Command
 
 COMMANDS: tuple[Command, ...] = (
+    guide.code_menu,
     codes.code_days,
     codes.code_free,
     codes.code_reset,

@@ -44,6 +44,7 @@ from bot.storage.base import (
 from bot.storage.code_records import RECORD_FIELDS, IssuedCodeRecord, RecentQuery
 from bot.storage.locks import ItemLock, ItemLocks
 from erm import db
+from erm.models import CodeType
 from erm.secret_box import SecretBox
 
 log = logging.getLogger("bot.storage")
@@ -190,6 +191,44 @@ class CodeStore(ItemLocks):
             table.c.distributor == distributor, table.c.item_id == item_id
         )
         return await self._newest(statement)
+
+    async def recent_items(
+        self, distributor: str, platform: str, user_id: str, *, limit: int = 5
+    ) -> list[tuple[str, str]]:
+        """The items the user was issued codes for at the distributor, newest first: (item id,
+        label) pairs, each item once (what ``/code`` alone offers). No code is unsealed."""
+        table = self._codes
+        statement = (
+            select(table.c.item_id, table.c.item_label)
+            .where(
+                table.c.issued_by_platform == platform,
+                table.c.issued_by_user == user_id,
+                table.c.distributor == distributor,
+            )
+            .order_by(table.c.issued_at.desc(), table.c.id.desc())
+            .limit(limit * 10)  # bounded: a busy agent's last codes repeat a few items
+        )
+        rows = await db.transaction(self._engine, lambda c: c.execute(statement).all())
+        items: dict[str, str] = {}
+        for item_id, label in rows:
+            items.setdefault(item_id, label)
+        return list(items.items())[:limit]
+
+    async def last_days(self, distributor: str, item_id: str) -> int | None:
+        """The day count of the newest days code the bot issued for the item, if any."""
+        table = self._codes
+        statement = (
+            select(table.c.days)
+            .where(
+                table.c.distributor == distributor,
+                table.c.item_id == item_id,
+                table.c.code_type == CodeType.DAYS.value,
+            )
+            .order_by(table.c.issued_at.desc(), table.c.id.desc())
+            .limit(1)
+        )
+        days = await db.transaction(self._engine, lambda c: c.scalar(statement))
+        return int(days) if days else None
 
     async def _newest(self, statement: Select[Any]) -> IssuedCodeRecord | None:
         newest = self._newest_first(statement)

@@ -427,7 +427,9 @@ async def test_a_code_for_an_unknown_id_is_answered_as_not_found(rig: Rig) -> No
 
     assert screen == rig.view(
         Shown(
-            title=f"no item with ERM id {UNKNOWN_ID} among this distributor's items", tone=WARNING
+            title=f"No item with ERM id {UNKNOWN_ID} at acme.",
+            lines=("Find it by the id on the device: /items PART-OF-ID",),
+            tone=WARNING,
         )
     )
     assert rig.calls.calls["GenerateDaysCode"] == 0
@@ -438,7 +440,9 @@ async def test_history_of_an_unknown_id_is_answered_as_not_found(rig: Rig) -> No
 
     assert screen == rig.view(
         Shown(
-            title=f"no item with ERM id {UNKNOWN_ID} among this distributor's items", tone=WARNING
+            title=f"No item with ERM id {UNKNOWN_ID} at acme.",
+            lines=("Find it by the id on the device: /items PART-OF-ID",),
+            tone=WARNING,
         )
     )
 

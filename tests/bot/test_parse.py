@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import re
-
 import pytest
 
 from bot.commands import COMMANDS
@@ -38,9 +36,10 @@ def test_bad_argument_is_a_usage_error() -> None:
         parse(f"/code days {ITEM} lots", COMMANDS)
 
 
-def test_subcommand_missing_lists_choices() -> None:
-    with pytest.raises(UsageError, match=re.escape("/code needs one of: days | free | reset.")):
-        parse("/code", COMMANDS)
+def test_code_alone_or_with_an_item_is_the_guided_menu() -> None:
+    assert parse("/code", COMMANDS).command.name == "code"
+    parsed = parse(f"/code {ITEM} --dist acme", COMMANDS)
+    assert (parsed.command.name, parsed.args["item"], parsed.distributor) == ("code", ITEM, "acme")
 
 
 def test_unknown_subcommand() -> None:

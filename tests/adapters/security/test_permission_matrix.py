@@ -33,6 +33,7 @@ MATRIX: dict[str, tuple[str, Role | None]] = {
     "code days": ("/code days {item} 3 --dist {dist}", Role.AGENT),
     "code free": ("/code free {item} --dist {dist}", Role.SUPERVISOR),
     "code reset": ("/code reset {item} --dist {dist}", Role.SUPERVISOR),
+    "code": ("/code {item} --dist {dist}", Role.AGENT),  # the guided menu: buttons, no code
     "resend": ("/resend {item} --dist {dist}", Role.AGENT),
     "history": ("/history {item} 1 --dist {dist}", Role.VIEWER),
     "fleet": ("/fleet --dist {dist}", Role.VIEWER),
