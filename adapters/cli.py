@@ -16,6 +16,7 @@ import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
@@ -39,6 +40,7 @@ from erm.db import MigrationError
 from erm.errors import ErmError, InvalidInputError, VaultError
 from erm.models import SignInMethod
 from erm.sandbox.faults import add_fault_arguments, faults_from_arguments
+from erm.sandbox.persist import SavedStateError
 from erm.sandbox.server import run_sandbox
 from erm.secret_box import SecretBox
 
@@ -150,6 +152,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--token-ttl", type=int, default=86400, help="access token lifetime, seconds (ERM: 24 h)"
     )
+    p.add_argument(
+        "--state",
+        metavar="FILE",
+        type=Path,
+        help="keep the codes it issues in FILE and serve them again after a restart "
+        "(default: start afresh each time)",
+    )
     # The three faults most used by hand keep their short spellings (README).
     add_fault_arguments(
         p,
@@ -205,9 +214,14 @@ def _sandbox(args: argparse.Namespace, settings: Settings) -> int:
         return 2
     try:
         run_sandbox(
-            args.host, args.port, json_output=args.json, faults=faults, token_ttl=args.token_ttl
+            args.host,
+            args.port,
+            json_output=args.json,
+            faults=faults,
+            token_ttl=args.token_ttl,
+            state_file=args.state,
         )
-    except OSError as exc:
+    except (OSError, SavedStateError) as exc:
         print(f"erm-bot sandbox: {exc}", file=sys.stderr)
         return 1
     return 0

@@ -14,6 +14,7 @@ import json
 import logging
 import sys
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any, TextIO
 
 import uvicorn
@@ -22,6 +23,7 @@ from uvicorn.config import LifespanType
 from erm.sandbox.app import DROPPED_CONNECTION_FILTER, create_app
 from erm.sandbox.config import SandboxConfig
 from erm.sandbox.faults import FaultConfig
+from erm.sandbox.persist import StateFile, persisting
 from erm.sandbox.seed import DEMO_DISTRIBUTORS, seed_state
 
 SHUTDOWN_GRACE_SECONDS = 1
@@ -92,11 +94,22 @@ def run_sandbox(
     *,
     seed: int = 0,
     out: TextIO | None = None,
+    state_file: Path | None = None,
 ) -> None:
-    """Seed a sandbox, announce its URL and demo logins, and serve until interrupted."""
+    """Seed a sandbox, announce its URL and demo logins, and serve until interrupted.
+
+    With ``state_file`` the codes it issues are kept there and come back on the next start
+    (:mod:`.persist`); a file that does not fit raises
+    :class:`~erm.sandbox.persist.SavedStateError` before anything is served.
+    """
     stream = out if out is not None else sys.stdout
     state = seed_state(seed, SandboxConfig(token_ttl_seconds=token_ttl), faults)
-    app = create_app(state)
+    app: Any = create_app(state)
+    if state_file is not None:
+        saved = StateFile(state, state_file)
+        saved.restore()
+        saved.save()
+        app = persisting(app, saved)
 
     async def main() -> None:
         async with _running(app, host, port) as (url, server_task):
