@@ -9,8 +9,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from adapters import console, slack, telegram
+from adapters import console, slack, telegram, whatsapp
 from adapters.platform import Platform
 
 # Each reads its own config type from the settings: Any here, checked inside each platform.
-PLATFORMS: tuple[Platform[Any], ...] = (slack.PLATFORM, telegram.PLATFORM, console.PLATFORM)
+PLATFORMS: tuple[Platform[Any], ...] = (
+    slack.PLATFORM,
+    telegram.PLATFORM,
+    whatsapp.PLATFORM,
+    console.PLATFORM,
+)

@@ -80,7 +80,26 @@ class Settings(BaseSettings):
     telegram_webhook_secret: SecretStr | None = None
     telegram_api_url: str = "https://api.telegram.org/bot"
 
-    @field_validator("erm_api_url", "slack_api_url", "telegram_api_url", "telegram_webhook_url")
+    # WhatsApp Business Cloud API: the four secrets/ids all set (WhatsApp on) or none (off).
+    whatsapp_token: SecretStr | None = None
+    whatsapp_phone_number_id: str | None = None
+    whatsapp_app_secret: SecretStr | None = None
+    whatsapp_verify_token: SecretStr | None = None
+    whatsapp_api_url: str = "https://graph.facebook.com"  # Graph API base: a proxy or a fake
+    # The business number in international form (digits), for wa.me invite links.
+    whatsapp_business_number: str | None = None
+    # Approved templates for messages the bot starts outside the 24-hour window.
+    whatsapp_template_code_ready: str | None = None
+    whatsapp_template_decision: str | None = None
+    whatsapp_template_language: str = "en"
+
+    @field_validator(
+        "erm_api_url",
+        "slack_api_url",
+        "telegram_api_url",
+        "telegram_webhook_url",
+        "whatsapp_api_url",
+    )
     @classmethod
     def _http_url(cls, value: str | None, info: ValidationInfo) -> str | None:
         if value is not None and not value.startswith(("http://", "https://")):

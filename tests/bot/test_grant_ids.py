@@ -54,7 +54,10 @@ async def test_grant_to_a_possible_id_works(checked: Bot, user: str) -> None:
 
 async def test_an_unknown_platform_is_named(checked: Bot) -> None:
     reply = await checked.say("admin", "/grant fax:42 agent")
-    assert reply.title == "fax:42: unknown platform 'fax' (platforms: console, slack, telegram)."
+    assert (
+        reply.title
+        == "fax:42: unknown platform 'fax' (platforms: console, slack, telegram, whatsapp)."
+    )
 
 
 async def test_an_impossible_id_granted_before_the_check_can_be_revoked(checked: Bot) -> None:

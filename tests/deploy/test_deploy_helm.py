@@ -227,14 +227,14 @@ def test_a_config_change_rolls_the_pods(render: Renderer) -> None:
 # -- optional objects ---------------------------------------------------------------------------
 
 
-def test_the_ingress_exposes_only_the_two_webhooks(render: Renderer) -> None:
+def test_the_ingress_exposes_only_the_webhooks(render: Renderer) -> None:
     rendered = render({"ingress": {"enabled": True, "className": "nginx"}})
     ingress = rendered.one("Ingress")
     service = rendered.one("Service")
 
     [rule] = ingress["spec"]["rules"]
     paths = {p["path"]: p["backend"]["service"] for p in rule["http"]["paths"]}
-    assert set(paths) == {"/slack/events", "/telegram/webhook"}
+    assert set(paths) == {"/slack/events", "/telegram/webhook", "/whatsapp/webhook"}
     for backend in paths.values():
         assert backend == {"name": service["metadata"]["name"], "port": {"name": "http"}}
     assert ingress["spec"]["ingressClassName"] == "nginx"
@@ -242,7 +242,8 @@ def test_the_ingress_exposes_only_the_two_webhooks(render: Renderer) -> None:
 
 
 def test_the_ingress_can_serve_telegram_alone(render: Renderer) -> None:
-    ingress = render({"ingress": {"enabled": True, "slack": False}}).one("Ingress")
+    values = {"ingress": {"enabled": True, "slack": False, "whatsapp": False}}
+    ingress = render(values).one("Ingress")
 
     [rule] = ingress["spec"]["rules"]
     assert [p["path"] for p in rule["http"]["paths"]] == ["/telegram/webhook"]
