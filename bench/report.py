@@ -9,10 +9,12 @@ from dataclasses import dataclass, field
 from bench.common import percentile
 from bench.slack_bench import SlackCell
 from bench.telegram_bench import TelegramCell
+from bench.whatsapp_bench import WhatsAppCell
 
 OURS = "erm-bot"
 SLACK_BASE = "bare bolt"
 TELEGRAM_BASE = "bare PTB"
+WHATSAPP_BASE = "bare pywa"
 COMMANDS = {"code": "/code days", "history": "/history"}
 
 RSS_LIMIT_MB = 150.0
@@ -32,6 +34,7 @@ class Results:
     settings: dict[str, str]
     slack: list[SlackCell] = field(default_factory=list)
     telegram: list[TelegramCell] = field(default_factory=list)
+    whatsapp: list[WhatsAppCell] = field(default_factory=list)
     peak_rss_mb: dict[str, float] = field(default_factory=dict)
     log_problems: dict[str, int] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
@@ -70,6 +73,25 @@ def _tg_pair(
     if OURS in found and TELEGRAM_BASE in found:
         return found[OURS], found[TELEGRAM_BASE]
     return None
+
+
+def _wa_pair(
+    cells: Sequence[WhatsAppCell], command: str, latency: int, senders: int
+) -> tuple[WhatsAppCell, WhatsAppCell] | None:
+    found = {
+        c.system: c
+        for c in cells
+        if (c.command, c.latency_ms, c.senders) == (command, latency, senders)
+    }
+    if OURS in found and WHATSAPP_BASE in found:
+        return found[OURS], found[WHATSAPP_BASE]
+    return None
+
+
+def _wa_keys(cells: Sequence[WhatsAppCell]) -> list[tuple[str, int, int]]:
+    return sorted(
+        {(c.command, c.latency_ms, c.senders) for c in cells}, key=lambda k: (k[1], k[0], k[2])
+    )
 
 
 def _keys(cells: Iterable[SlackCell]) -> list[tuple[str, int]]:
@@ -121,6 +143,25 @@ def summary_lines(results: Results) -> list[str]:
             f"{base.throughput:.1f}/s (in order: {_order(base)}) | "
             f"{rx(ratio(ours.throughput, base.throughput))}"
         )
+    for command, latency, senders in _wa_keys(results.whatsapp):
+        wa = _wa_pair(results.whatsapp, command, latency, senders)
+        if wa is None:
+            continue
+        ours_wa, base_wa = wa
+        lines.append(
+            f"whatsapp {COMMANDS[command].lstrip('/')} erm+{latency}ms c={senders} messages/s: "
+            f"{OURS} {ours_wa.throughput:.1f}/s (in order: {_wa_order(ours_wa)}) | "
+            f"{WHATSAPP_BASE} {base_wa.throughput:.1f}/s (in order: {_wa_order(base_wa)}) | "
+            f"{rx(ratio(ours_wa.throughput, base_wa.throughput))}"
+        )
+    for wcell in results.whatsapp:
+        if wcell.failed or wcell.wrong or wcell.timed_out:
+            lines.append(
+                f"whatsapp {COMMANDS[wcell.command].lstrip('/')} erm+{wcell.latency_ms}ms "
+                f"c={wcell.senders} {wcell.system}: {wcell.failed} failed, {wcell.wrong} wrong"
+                + (", timed out" if wcell.timed_out else "")
+                + (f": {'; '.join(wcell.examples)}" if wcell.examples else "")
+            )
     for name, mb in results.peak_rss_mb.items():
         lines.append(f"peak RSS (VmHWM) {name}: {mb:.1f} MB")
     for target in targets(results):
@@ -135,6 +176,12 @@ def _order(cell: TelegramCell) -> str:
     if cell.in_order:
         return "yes"
     return f"{cell.chats_in_order}/{cell.chats} chats"
+
+
+def _wa_order(cell: WhatsAppCell) -> str:
+    if cell.in_order:
+        return "yes"
+    return f"{cell.senders_in_order}/{cell.senders} senders"
 
 
 def targets(results: Results) -> list[Target]:
@@ -190,11 +237,32 @@ def targets(results: Results) -> list[Target]:
                 met,
             )
         )
+    measured, met, seen = [], True, False
+    for command, latency, senders in _wa_keys(results.whatsapp):
+        wa = _wa_pair(results.whatsapp, command, latency, senders)
+        if wa is None:
+            continue
+        seen = True
+        value = ratio(wa[0].throughput, wa[1].throughput)
+        met = met and value >= 1.0 and wa[0].in_order
+        measured.append(
+            f"{COMMANDS[command].lstrip('/')} erm+{latency}ms c={senders} {rx(value)}, "
+            f"in order: {_wa_order(wa[0])}"
+        )
+    if seen:
+        out.append(
+            Target(
+                "WhatsApp throughput",
+                f">= 1.0x {WHATSAPP_BASE}, replies in order per sender",
+                measured,
+                met,
+            )
+        )
     if OURS in results.peak_rss_mb:
         mb = results.peak_rss_mb[OURS]
         out.append(
             Target(
-                "peak RSS of one process serving Slack and Telegram",
+                "peak RSS of one process serving Slack, Telegram and WhatsApp",
                 f"< {RSS_LIMIT_MB:g} MB",
                 [f"{mb:.1f} MB"],
                 mb < RSS_LIMIT_MB,
@@ -253,6 +321,32 @@ def _telegram_table(results: Results) -> list[str]:
     return rows
 
 
+def _whatsapp_table(results: Results) -> list[str]:
+    rows = [
+        "| command | ERM latency | senders | system | messages/s | ack p50 | reply p50 | reply p99 "
+        "| CPU ms/message | replies in order per sender | failed / wrong |",
+        "|---|---:|---:|---|---:|---:|---:|---:|---:|---|---:|",
+    ]
+    for command, latency, senders in _wa_keys(results.whatsapp):
+        pair = _wa_pair(results.whatsapp, command, latency, senders)
+        if pair is None:
+            continue
+        where = f"| {COMMANDS[command].lstrip('/')} | {latency} ms | {senders}"
+        for cell in pair:
+            rows.append(
+                f"{where} | {cell.system} | {cell.throughput:.1f} | "
+                f"{ms(percentile(cell.ack, 50))} | {ms(percentile(cell.latencies, 50))} | "
+                f"{ms(percentile(cell.latencies, 99))} | {cell.cpu_ms_per_message:.1f} | "
+                f"{_wa_order(cell)} | {cell.failed} / {cell.wrong} |"
+            )
+        ours, base = pair
+        rows.append(
+            f"{where} | **ratio** | {rx(ratio(ours.throughput, base.throughput))} | | | | "
+            f"{rx(ratio(ours.cpu_ms_per_message, base.cpu_ms_per_message))} | | |"
+        )
+    return rows
+
+
 def markdown(results: Results, findings: str = "") -> str:
     out = [
         "# erm-bot benchmark results",
@@ -293,6 +387,17 @@ def markdown(results: Results, findings: str = "") -> str:
             "are times from queueing to each reply."
         )
         out += ["", *_telegram_table(results)]
+    if results.whatsapp:
+        out += ["", "## WhatsApp path", ""]
+        out.append(
+            "Signed webhook posts of text messages (no slash); each sender posts its messages one "
+            "after the other, each once the previous post was answered, all senders at once. "
+            "messages/s: replies over the time from the first post to the last reply on the "
+            "fake Graph API; ack p50: post to HTTP answer; reply p50/p99: first post to each "
+            "reply. The bare pywa app answers the post only after its reply is sent (pywa runs "
+            "the handler first), which is how it keeps each sender's order."
+        )
+        out += ["", *_whatsapp_table(results)]
     out += ["", "## Memory", ""]
     out += [f"- Peak RSS (VmHWM) of {n}: {mb:.1f} MB" for n, mb in results.peak_rss_mb.items()]
     if results.log_problems:

@@ -2,14 +2,16 @@
 
 Processes (2 cores here, so placement matters):
 
-- this one: the load generator, the fake Slack (one, shared) and two fake Telegram Bot APIs (one
-  per bot, so two pollers never conflict), all on one event loop;
+- this one: the load generator, the fake Slack (one, shared), two fake Telegram Bot APIs (one
+  per bot, so two pollers never conflict) and two fake WhatsApp Graph APIs (one per app), all on
+  one event loop;
 - the ERM sandbox (``bench.erm_server``), alone, so its GraphQL work does not delay the load
   generator's clock readings;
-- the system under test, ``erm-bot serve`` (Slack over HTTP and Telegram by long polling in one
-  process; a SQLite file in a temporary directory, or a fresh PostgreSQL database with
-  ``--postgres``), configured only by its environment;
-- the baselines: a bare bolt ``AsyncApp`` under uvicorn and a bare PTB ``Application``.
+- the system under test, ``erm-bot serve`` (Slack and WhatsApp webhooks over HTTP and Telegram by
+  long polling in one process; a SQLite file in a temporary directory, or a fresh PostgreSQL
+  database with ``--postgres``), configured only by its environment;
+- the baselines: a bare bolt ``AsyncApp`` under uvicorn, a bare PTB ``Application`` and a bare
+  pywa_async app under uvicorn.
 
 Cells are interleaved (erm-bot and the baseline back to back, alternating who goes first) so
 that a noisy neighbour hurts both sides of a ratio alike.
@@ -35,6 +37,7 @@ from pathlib import Path
 
 import aiohttp
 from fakes.slack import SIGNING_SECRET
+from fakes.whatsapp import PHONE_NUMBER_ID
 
 from bench import REPO
 from bench.common import (
@@ -49,7 +52,15 @@ from bench.common import (
     wait_healthy,
 )
 from bench.erm_server import DISTRIBUTOR, bench_items, bench_state
-from bench.report import OURS, SLACK_BASE, TELEGRAM_BASE, Results, markdown, summary_lines
+from bench.report import (
+    OURS,
+    SLACK_BASE,
+    TELEGRAM_BASE,
+    WHATSAPP_BASE,
+    Results,
+    markdown,
+    summary_lines,
+)
 from bench.slack_bench import (
     BenchSlack,
     DaysAllocator,
@@ -60,6 +71,9 @@ from bench.slack_bench import (
 )
 from bench.telegram_bench import BenchTelegram, TelegramCell, plan, telegram_user
 from bench.telegram_bench import run_cell as run_telegram_cell
+from bench.whatsapp_bench import BenchWhatsApp, WhatsAppCell, wa_id
+from bench.whatsapp_bench import plan as whatsapp_plan
+from bench.whatsapp_bench import run_cell as run_whatsapp_cell
 
 RESULTS = Path(__file__).with_name("RESULTS.md")
 FINDINGS = Path(__file__).with_name("findings.md")
@@ -67,12 +81,14 @@ BIN = Path(sys.executable).parent
 RAISED_LIMIT = "1000000"
 WARM_UP_CONCURRENCY = 10
 MAX_ITEMS = 100
+WHATSAPP_WEBHOOK = "/whatsapp/webhook"
 
 
 @dataclass(frozen=True)
 class Options:
     n: int
     telegram_n: int
+    whatsapp_n: int
     chats: int
     concurrency: tuple[int, ...]
     latencies: tuple[int, ...]
@@ -94,10 +110,17 @@ def parse_options(argv: Sequence[str] | None) -> Options:
     parser.add_argument("-n", type=int, help="Slack commands per cell (default 200)")
     parser.add_argument("--telegram-n", type=int, help="updates per Telegram burst (default 200)")
     parser.add_argument("--chats", type=int, help="Telegram chats per burst (default 50)")
+    parser.add_argument(
+        "--whatsapp-n", type=int, help="WhatsApp messages per cell (default 200; senders: -c)"
+    )
     parser.add_argument("--concurrency", help="comma-separated (default 1,10,50)")
     parser.add_argument("--latencies", help="added ERM latency in ms, comma-separated (0,50)")
     parser.add_argument("--commands", help="code,history (default both)")
-    parser.add_argument("--paths", default="slack,telegram", help="slack,telegram (default both)")
+    parser.add_argument(
+        "--paths",
+        default="slack,telegram,whatsapp",
+        help="slack,telegram,whatsapp (default all; the Slack warm-up always runs)",
+    )
     parser.add_argument(
         "--items", type=int, help="acme items to spread commands over (default 100; quick 20)"
     )
@@ -143,6 +166,7 @@ def parse_options(argv: Sequence[str] | None) -> Options:
     options = Options(
         n=args.n or (8 if quick else 200),
         telegram_n=args.telegram_n or (12 if quick else 200),
+        whatsapp_n=args.whatsapp_n or (8 if quick else 200),
         chats=args.chats or (4 if quick else 50),
         concurrency=ints(args.concurrency, (1, 4) if quick else (1, 10, 50)),
         latencies=ints(args.latencies, (0, 50)),
@@ -166,7 +190,7 @@ def parse_options(argv: Sequence[str] | None) -> Options:
             "every concurrent command and every chat needs an item of its own: raise --items"
         )
     unknown = (set(options.commands) - {"code", "history"}) | (
-        set(options.paths) - {"slack", "telegram"}
+        set(options.paths) - {"slack", "telegram", "whatsapp"}
     )
     if unknown:
         parser.error(f"unknown command or path: {', '.join(sorted(unknown))}")
@@ -186,6 +210,10 @@ class Rig:
     base_slack: Child
     base_slack_url: str
     base_telegram: Child
+    whatsapp_ours: BenchWhatsApp
+    whatsapp_base: BenchWhatsApp
+    base_whatsapp: Child
+    base_whatsapp_url: str
     pool: list[str]
     days: DaysAllocator
 
@@ -217,6 +245,8 @@ async def _prepare_database(env: dict[str, str], options: Options) -> None:
         for chat in range(options.chats):
             user = str(telegram_user(chat).id)
             await grants.grant("telegram", user, Role.SUPERVISOR, DISTRIBUTOR, "bench")
+        for sender in range(max(*options.concurrency, WARM_UP_CONCURRENCY)):
+            await grants.grant("whatsapp", wa_id(sender), Role.SUPERVISOR, DISTRIBUTOR, "bench")
 
 
 async def _wait_polling(fake: BenchTelegram, child: Child, within: float = 60.0) -> None:
@@ -280,6 +310,8 @@ async def rig(options: Options, workdir: Path) -> AsyncIterator[Rig]:
         BenchSlack() as slack,
         BenchTelegram() as telegram_ours,
         BenchTelegram() as telegram_base,
+        BenchWhatsApp() as whatsapp_ours,
+        BenchWhatsApp() as whatsapp_base,
     ):
         try:
             erm_port = free_port()
@@ -311,6 +343,7 @@ async def rig(options: Options, workdir: Path) -> AsyncIterator[Rig]:
                 "SLACK_API_URL": slack.api_url,
                 "TELEGRAM_BOT_TOKEN": telegram_ours.token,
                 "TELEGRAM_API_URL": telegram_ours.api_url,
+                **_whatsapp_env(whatsapp_ours),
             }
             await _prepare_database(ours_env, options)
             port = free_port()
@@ -367,8 +400,23 @@ async def rig(options: Options, workdir: Path) -> AsyncIterator[Rig]:
                 logs=logs,
             )
             children.append(base_telegram)
+            base_wa_port = free_port()
+            base_whatsapp = await start(
+                "baseline-whatsapp",
+                _profiled(
+                    options,
+                    "baseline-whatsapp",
+                    [sys.executable, "-m", "bench.baseline_whatsapp", "--port", str(base_wa_port)],
+                ),
+                env=child_environment(**bare, **_whatsapp_env(whatsapp_base)),
+                cwd=REPO,
+                logs=logs,
+            )
+            children.append(base_whatsapp)
+            base_whatsapp_url = f"http://127.0.0.1:{base_wa_port}"
             await wait_healthy(ours, f"{ours_url}/healthz")
             await wait_healthy(base_slack, f"{base_slack_url}/healthz")
+            await wait_healthy(base_whatsapp, f"{base_whatsapp_url}/healthz")
             await _wait_polling(telegram_ours, ours)
             await _wait_polling(telegram_base, base_telegram)
             yield Rig(
@@ -383,6 +431,10 @@ async def rig(options: Options, workdir: Path) -> AsyncIterator[Rig]:
                 base_slack,
                 f"{base_slack_url}/slack/events",
                 base_telegram,
+                whatsapp_ours,
+                whatsapp_base,
+                base_whatsapp,
+                f"{base_whatsapp_url}{WHATSAPP_WEBHOOK}",
                 [oem for oem, _ in items],
                 DaysAllocator(),
             )
@@ -392,6 +444,33 @@ async def rig(options: Options, workdir: Path) -> AsyncIterator[Rig]:
             sig = signal.SIGINT if options.profile is not None else signal.SIGTERM
             for child in reversed(children):
                 await child.stop(sig=sig)
+
+
+def _whatsapp_env(fake: BenchWhatsApp) -> dict[str, str]:
+    return {
+        "WHATSAPP_TOKEN": fake.token,
+        "WHATSAPP_PHONE_NUMBER_ID": PHONE_NUMBER_ID,
+        "WHATSAPP_APP_SECRET": fake.app_secret,
+        "WHATSAPP_VERIFY_TOKEN": fake.verify_token,
+        "WHATSAPP_API_URL": fake.url,
+    }
+
+
+async def _whatsapp_cell(
+    rig: Rig, system: str, command: str, latency: int, senders: int, n: int
+) -> WhatsAppCell:
+    ours = system == OURS
+    child = rig.ours if ours else rig.base_whatsapp
+    fake = rig.whatsapp_ours if ours else rig.whatsapp_base
+    url = rig.ours_url.replace("/slack/events", WHATSAPP_WEBHOOK) if ours else rig.base_whatsapp_url
+    texts, expected = whatsapp_plan(command, n, senders, rig.pool, rig.days)
+    cell = WhatsAppCell(system, command, latency, len(expected), n)
+    with no_gc_pauses():
+        cpu = cpu_seconds(child.pid)
+        await run_whatsapp_cell(fake, url, texts, expected, cell)
+        cell.cpu_seconds = cpu_seconds(child.pid) - cpu
+    cell.peak_rss_mb = child.memory()[0]
+    return cell
 
 
 async def _slack_cell(
@@ -441,6 +520,12 @@ async def warm_up(rig: Rig) -> None:
             cell = await _telegram_cell(rig, system, "history", 0)
             if cell.timed_out or cell.wrong:
                 raise RuntimeError(f"warm-up of {system} on Telegram failed: {cell.examples}")
+    if "whatsapp" in rig.options.paths:
+        for system in (OURS, WHATSAPP_BASE):
+            senders = min(WARM_UP_CONCURRENCY, len(rig.pool))
+            wa = await _whatsapp_cell(rig, system, "history", 0, senders, senders)
+            if wa.timed_out or wa.wrong or wa.failed:
+                raise RuntimeError(f"warm-up of {system} on WhatsApp failed: {wa.examples}")
 
 
 def _log_problems(child: Child) -> int:
@@ -457,6 +542,7 @@ async def measure(options: Options) -> Results:
             "Concurrency": ", ".join(map(str, options.concurrency)),
             "Added ERM latency": ", ".join(f"{x} ms" for x in options.latencies),
             "Telegram burst": f"{options.telegram_n} updates from {options.chats} chats",
+            "WhatsApp messages per cell": f"{options.whatsapp_n} (senders: the concurrency)",
             "Items": f"{options.items} acme items with every code limit off",
             "erm-bot database": (
                 "PostgreSQL (a fresh database)"
@@ -506,11 +592,25 @@ async def measure(options: Options) -> Results:
                                 f"{tg.throughput:.1f} updates/s",
                                 flush=True,
                             )
+            if "whatsapp" in options.paths:
+                for latency in options.latencies:
+                    await bench.set_latency(latency)
+                    for command in options.commands:
+                        for senders in options.concurrency:
+                            order = (OURS, WHATSAPP_BASE) if flip else (WHATSAPP_BASE, OURS)
+                            flip = not flip
+                            for system in order:
+                                wa = await _whatsapp_cell(
+                                    bench, system, command, latency, senders, options.whatsapp_n
+                                )
+                                results.whatsapp.append(wa)
+                                print(_wa_progress(wa), flush=True)
             await bench.set_latency(0)
             results.peak_rss_mb = {
                 OURS: bench.ours.memory()[0],
                 f"{SLACK_BASE} baseline": bench.base_slack.memory()[0],
                 f"{TELEGRAM_BASE} baseline": bench.base_telegram.memory()[0],
+                f"{WHATSAPP_BASE} baseline": bench.base_whatsapp.memory()[0],
             }
             ours = bench.ours
         # The rig has stopped every process by now (SIGTERM: erm-bot must exit 0).
@@ -522,6 +622,15 @@ async def measure(options: Options) -> Results:
     load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
     results.notes = [*options.notes, f"Load average at the end: {load}", *results.notes]
     return results
+
+
+def _wa_progress(cell: WhatsAppCell) -> str:
+    return (
+        f"  whatsapp {cell.command} erm+{cell.latency_ms}ms c={cell.senders} {cell.system}: "
+        f"{cell.throughput:.1f} messages/s, ack p50 {percentile(cell.ack, 50) * 1000:.1f} ms"
+        + ("" if cell.in_order else f", in order {cell.senders_in_order}/{cell.senders}")
+        + (f", {cell.failed} failed, {cell.wrong} wrong" if cell.failed or cell.wrong else "")
+    )
 
 
 def _progress(cell: SlackCell) -> str:
@@ -542,7 +651,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         findings = FINDINGS.read_text() if FINDINGS.exists() else ""
         options.out.write_text(markdown(results, findings))
         print(f"results written to {options.out}")
-    broken = any(c.failed or c.wrong for c in results.slack) or any(
-        c.timed_out or c.wrong for c in results.telegram
+    broken = (
+        any(c.failed or c.wrong for c in results.slack)
+        or any(c.timed_out or c.wrong for c in results.telegram)
+        or any(c.timed_out or c.failed or c.wrong for c in results.whatsapp)
     )
     return 1 if broken else 0

@@ -1,5 +1,6 @@
-"""Helpers of the security suite: signed (or forged) Slack requests, Telegram webhook posts, and
-what a refused request must not leave behind (a dispatcher call, a database row, a message)."""
+"""Helpers of the security suite: signed (or forged) Slack requests, Telegram and WhatsApp webhook
+posts, and what a refused request must not leave behind (a dispatcher call, a database row, a
+message)."""
 
 from __future__ import annotations
 
@@ -11,10 +12,13 @@ from urllib.parse import urlparse
 import httpx
 from fakes.slack import FakeSlack, command_form, encode_form, shown, signed_headers
 from fakes.telegram import FakeTelegram, User
+from fakes.whatsapp import FakeWhatsApp, SentMessage
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from adapters.slack.app import SlackAdapter
+from adapters.whatsapp.app import WhatsAppAdapter
+from adapters.whatsapp.inbound import SIGNATURE_HEADER
 from bot.audit import AuditRow
 from bot.dispatch import Dispatcher
 from bot.messages import Click, Pressed, Reply, Request
@@ -25,6 +29,8 @@ from bot.storage.requests import RequestRow
 WEBHOOK_SECRET = "security-suite-webhook-secret"
 WEBHOOK_SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
 TELEGRAM_AGENT = User(7101, "Neema", "neema_w")  # an agent at acme (see conftest.py)
+WHATSAPP_AGENT = "254700123456"  # an agent at acme (see conftest.py)
+WHATSAPP_STRANGER = "254711000222"  # no role anywhere
 
 
 @dataclass
@@ -101,6 +107,45 @@ class TelegramSide:
             headers["Content-Type"] = "application/json"
             return await self.http.post(self.url, content=raw, headers=headers)
         return await self.http.post(self.url, json=body, headers=headers)
+
+
+@dataclass
+class WhatsAppSide:
+    """The WhatsApp adapter on the bot's app (webhook at ``url``), and the fake Graph API."""
+
+    fake: FakeWhatsApp
+    adapter: WhatsAppAdapter
+    url: str  # the webhook's local URL
+    http: httpx.AsyncClient
+
+    async def post(
+        self, body: bytes, signature: str | None, headers: dict[str, str] | None = None
+    ) -> httpx.Response:
+        """``body`` as is, with ``signature`` as ``X-Hub-Signature-256`` (None: no header)."""
+        sent = {"Content-Type": "application/json", **(headers or {})}
+        if signature is not None:
+            sent[SIGNATURE_HEADER] = signature
+        return await self.http.post(self.url, content=body, headers=sent)
+
+    async def deliver(self, payload: dict[str, Any] | bytes) -> httpx.Response:
+        """A notification signed with the app secret, as Meta posts it."""
+        body = payload if isinstance(payload, bytes) else self.fake.body(payload)
+        return await self.post(body, self.fake.sign(body))
+
+    async def settle(self) -> None:
+        """Until the work the webhook queued has run (replies sent)."""
+        await asyncio.sleep(0)
+        await self.adapter.runner.join()
+
+    async def ask(self, text: str, wa_id: str = WHATSAPP_AGENT, **fields: Any) -> SentMessage:
+        """A text message from ``wa_id``; the bot's first answer to it."""
+        before = len(self.fake.sent(wa_id))
+        response = await self.deliver(self.fake.user_message(wa_id, text, **fields))
+        assert response.status_code == 200, response.text
+        await self.settle()
+        sent = self.fake.sent(wa_id)
+        assert len(sent) > before, f"no answer to {text!r}"
+        return sent[before]
 
 
 async def rows(engine: AsyncEngine) -> dict[str, int]:

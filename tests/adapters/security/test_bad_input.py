@@ -1,8 +1,9 @@
 """Bad input through the platform adapters: clear answers, nothing changed, no traceback shown.
 
 Over-long text, control characters (NUL included), markup injection in notes and names, unicode,
-huge button values and callback data, malformed JSON and form bodies. Where the database could
-choke (PostgreSQL refuses NUL in text), the test runs on SQLite and PostgreSQL.
+huge button values and callback data, malformed JSON and form bodies (WhatsApp notifications
+signed correctly, so they reach the parser). Where the database could choke (PostgreSQL refuses
+NUL in text), the test runs on SQLite and PostgreSQL.
 """
 
 from __future__ import annotations
@@ -12,9 +13,18 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlencode
 
+import pytest
 from fakes.slack import block_actions_payload, encode_payload, signed_headers
 from fakes.telegram import User, parse_html
-from security_rig import TELEGRAM_AGENT, SlackSide, TelegramSide, rows, settle
+from security_rig import (
+    TELEGRAM_AGENT,
+    WHATSAPP_AGENT,
+    SlackSide,
+    TelegramSide,
+    WhatsAppSide,
+    rows,
+    settle,
+)
 
 from bot.audit import AuditLog
 from bot.messages import visible
@@ -378,3 +388,143 @@ async def test_malformed_slack_bodies_signed_correctly_get_400_and_change_nothin
     assert await rows(stack.engine) == {"requests": 0, "audit": 0, "codes": 0, "buttons": 0}
     for call in slack_side.fake.posts():
         assert_clean(call.text)
+
+
+def _notification(value: str) -> bytes:
+    """A notification for our phone number around ``value`` (JSON text of the change's value)."""
+    return (
+        b'{"object":"whatsapp_business_account","entry":[{"id":"1","changes":[{"field":"messages",'
+        b'"value":{"messaging_product":"whatsapp","metadata":{"phone_number_id":"109876543210987"},'
+        + value.encode()
+        + b"}}]}]}"
+    )
+
+
+def _text_message(fields: str) -> bytes:
+    return _notification(f'"messages":[{{{fields}}}]')
+
+
+_FROM = f'"from":"{WHATSAPP_AGENT}","id":"wamid.bad","type":"text"'
+_CODE = f'"text":{{"body":"code days {ITEM} 30"}}'
+
+# Each is correctly signed: 200 (skipped, nothing to do) or 400 (not a notification); never a
+# 500, never a command run.
+WHATSAPP_BODIES = {
+    "empty": b"",
+    "not-json": b"this is not json",
+    "truncated": b'{"object":"whatsapp_business_account","entry":[{',
+    "array": b"[]",
+    "string": b'"whatsapp_business_account"',
+    "null": b"null",
+    "empty-object": b"{}",
+    "other-object": b'{"object":"page","entry":[]}',
+    "entry-not-list": b'{"object":"whatsapp_business_account","entry":{"id":"1"}}',
+    "changes-not-list": b'{"object":"whatsapp_business_account","entry":[{"changes":"x"}]}',
+    "value-not-object": (
+        b'{"object":"whatsapp_business_account","entry":[{"changes":[{"field":"messages",'
+        b'"value":[1,2]}]}]}'
+    ),
+    "other-field": (
+        b'{"object":"whatsapp_business_account","entry":[{"changes":[{"field":"account_update",'
+        b'"value":{"metadata":{"phone_number_id":"109876543210987"},"messages":[{"from":"'
+        + WHATSAPP_AGENT.encode()
+        + b'","id":"w","type":"text","text":{"body":"whoami"}}]}}]}]}'
+    ),
+    "metadata-not-object": _notification('"metadata":"109876543210987"').replace(
+        b'"metadata":{"phone_number_id":"109876543210987"},', b""
+    ),
+    "messages-not-list": _notification('"messages":{"id":"w"}'),
+    "message-not-object": _notification('"messages":["code days", 5, null]'),
+    "no-from": _text_message(f'"id":"w1","type":"text",{_CODE}'),
+    "from-with-plus": _text_message(f'"from":"+{WHATSAPP_AGENT}","id":"w2","type":"text",{_CODE}'),
+    "from-number": _text_message(f'"from":{WHATSAPP_AGENT},"id":"w3","type":"text",{_CODE}'),
+    "from-16-digits": _text_message(f'"from":"{"9" * 16}","id":"w4","type":"text",{_CODE}'),
+    "from-other-script-digits": _text_message(
+        f'"from":"\\u0662\\u0665\\u0664\\u0667\\u0660\\u0660","id":"w5","type":"text",{_CODE}'
+    ),
+    "id-not-string": _text_message(f'"from":"{WHATSAPP_AGENT}","id":7,"type":"text",{_CODE}'),
+    "id-empty": _text_message(f'"from":"{WHATSAPP_AGENT}","id":"","type":"text",{_CODE}'),
+    "id-10k": _text_message(
+        f'"from":"{WHATSAPP_AGENT}","id":"{"w" * 10_000}","type":"text",{_CODE}'
+    ),
+    "text-not-object": _text_message(f'{_FROM},"text":"code days {ITEM} 30"'),
+    "body-not-string": _text_message(f'{_FROM},"text":{{"body":["code","days"]}}'),
+    "interactive-not-object": _text_message(
+        f'"from":"{WHATSAPP_AGENT}","id":"w6","type":"interactive","interactive":[]'
+    ),
+    "button-id-not-string": _text_message(
+        f'"from":"{WHATSAPP_AGENT}","id":"w7","type":"interactive",'
+        '"interactive":{"type":"button_reply","button_reply":{"id":{"b":1}}}'
+    ),
+    "statuses-junk": _notification('"statuses":[1,"x",{"id":5},{"status":"failed"},{}]'),
+    "status-errors-junk": _notification(
+        '"statuses":[{"id":"wamid.x","status":"failed","errors":[{"code":"131047"},7,null]}]'
+    ),
+    "contacts-junk": _notification('"contacts":[{"wa_id":5,"profile":"x"},"y"],"messages":[]'),
+    "huge-number": b'{"object":"whatsapp_business_account","entry":[' + b"1" * 5000 + b"]}",
+    "nan": b'{"object":"whatsapp_business_account","entry":[NaN, Infinity]}',
+    "deep-nesting": (
+        b'{"object":"whatsapp_business_account","entry":' + b"[" * 50_000 + b"]" * 50_000 + b"}"
+    ),
+    "invalid-utf8": b'{"object":"whatsapp_business_account","entry":[],"x":"\xff\xfe"}',
+    "utf16": '{"object":"whatsapp_business_account","entry":[]}'.encode("utf-16"),
+}
+
+
+async def test_malformed_whatsapp_notifications_signed_correctly_change_nothing(
+    stack: Any, whatsapp_side: WhatsAppSide
+) -> None:
+    whatsapp_side.fake.open_window(WHATSAPP_AGENT)  # a reply, if any, would be delivered
+    statuses = {}
+    for name, body in WHATSAPP_BODIES.items():
+        statuses[name] = (await whatsapp_side.deliver(body)).status_code
+    await whatsapp_side.settle()
+    await settle(0.1)
+
+    assert {name: status in (200, 400) for name, status in statuses.items()} == dict.fromkeys(
+        WHATSAPP_BODIES, True
+    ), statuses
+    assert await rows(stack.engine) == {"requests": 0, "audit": 0, "codes": 0, "buttons": 0}
+    assert whatsapp_side.fake.sent() == []
+
+
+@pytest.mark.parametrize("timestamp", ['"soon"', '"-5"', f'"{"9" * 400}"', "[]", "null"])
+async def test_whatsapp_messages_with_a_bad_timestamp_still_run_once(
+    stack: Any, whatsapp_side: WhatsAppSide, timestamp: str
+) -> None:
+    """The control of the table above: a message that is whole but for its timestamp is
+    answered (Meta's clock is no reason to drop a command), so the table's rows were skipped
+    for what is wrong with them, not for a detail the rig got wrong."""
+    whatsapp_side.fake.open_window(WHATSAPP_AGENT)
+    before = stack.code_events(ITEM)
+    body = _text_message(f'{_FROM},"timestamp":{timestamp},{_CODE}')
+
+    assert (await whatsapp_side.deliver(body)).status_code == 200
+    await whatsapp_side.settle()
+
+    [reply] = whatsapp_side.fake.sent(WHATSAPP_AGENT)
+    assert "```" in reply.text
+    assert stack.code_events(ITEM) == before + 1
+
+
+async def test_an_over_long_whatsapp_message_gets_a_clear_error_and_changes_nothing(
+    stack: Any, whatsapp_side: WhatsAppSide
+) -> None:
+    before = stack.code_events(ITEM)
+
+    reply = await whatsapp_side.ask(f"code days {ITEM} 30 " + "é" * 5000)
+
+    assert "That message is too long" in reply.text
+    assert_clean(reply.text)
+    assert len(reply.text) < 1000  # the input is not echoed back
+    assert stack.code_events(ITEM) == before
+
+
+async def test_nul_and_markup_in_a_whatsapp_message_and_name_are_answered_cleanly(
+    any_stack: Any, any_whatsapp_side: WhatsAppSide
+) -> None:
+    reply = await any_whatsapp_side.ask("/whoami\x00\x07", name="*Ne\x00ema* ```x``` <b>")
+
+    assert_clean(reply.text)
+    assert "\x00" not in reply.text
+    assert f"whatsapp:{WHATSAPP_AGENT}" in reply.text

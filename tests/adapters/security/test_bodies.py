@@ -1,5 +1,7 @@
 """Inbound bodies are bounded while they stream: an oversized post is refused with 413 before it
-is read whole, whether it declares its length or comes chunked (issue 14, item 16).
+is read whole, whether it declares its length or comes chunked (issue 14, item 16; WhatsApp's
+webhook, issue 17, the same way: its signature can only be checked once the body is read, so the
+bound comes first and a forged signature does not get a huge body read).
 
 The in-process tests check each inbound route's answer; the process test posts 100 MB chunked
 bodies to a real ``erm-bot run`` and measures how much its resident set grew (``VmHWM`` after
@@ -15,17 +17,29 @@ import socket
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 from fakes.slack import SIGNING_SECRET, FakeSlack, command_form, encode_form, signed_headers
 from fakes.telegram import FakeTelegram
-from security_rig import WEBHOOK_SECRET, WEBHOOK_SECRET_HEADER, SlackSide, Spy, TelegramSide, rows
+from fakes.whatsapp import FakeWhatsApp
+from security_rig import (
+    WEBHOOK_SECRET,
+    WEBHOOK_SECRET_HEADER,
+    WHATSAPP_AGENT,
+    SlackSide,
+    Spy,
+    TelegramSide,
+    WhatsAppSide,
+    rows,
+)
 
 from adapters.runtime import open_runtime
 from adapters.settings import Settings
 from adapters.slack.app import MAX_BODY as SLACK_MAX_BODY
 from adapters.telegram.app import MAX_WEBHOOK_BODY
+from adapters.whatsapp.app import MAX_WEBHOOK_BODY as WHATSAPP_MAX_BODY
 from bot import metrics
 from erm.sandbox import ACME, create_app, seed_state, serve
 from erm.secret_box import SecretBox
@@ -141,6 +155,75 @@ async def test_telegram_refuses_a_declared_length_over_its_limit(
     assert spy.seen == []
 
 
+async def test_whatsapp_refuses_a_declared_length_over_its_limit_whatever_its_signature(
+    stack: Any, whatsapp_side: WhatsAppSide, spy: Spy
+) -> None:
+    counted = refused("whatsapp")
+    body = b"{" + b" " * WHATSAPP_MAX_BODY + b"}"
+    signatures = {
+        "none": None,
+        "forged": "sha256=" + "0" * 64,
+        "right": whatsapp_side.fake.sign(body),
+    }
+
+    statuses = {
+        name: (await whatsapp_side.post(body, signature)).status_code
+        for name, signature in signatures.items()
+    }
+    await whatsapp_side.settle()
+
+    assert statuses == dict.fromkeys(signatures, 413)
+    assert refused("whatsapp") == counted + len(signatures)
+    assert spy.seen == []
+    assert await rows(stack.engine) == {"requests": 0, "audit": 0, "codes": 0, "buttons": 0}
+
+
+async def test_whatsapp_refuses_a_chunked_notification_once_it_passes_the_limit(
+    whatsapp_side: WhatsAppSide, spy: Spy
+) -> None:
+    counted = refused("whatsapp")
+    headers = {"Content-Type": "application/json", "X-Hub-Signature-256": "sha256=" + "0" * 64}
+
+    status = await post_streamed(
+        whatsapp_side.http, whatsapp_side.url, 4 * WHATSAPP_MAX_BODY, headers
+    )
+
+    assert status in (413, None)
+    assert refused("whatsapp") == counted + 1
+    assert spy.seen == []
+
+
+async def test_whatsapp_reads_a_body_just_under_the_limit_and_checks_its_signature(
+    whatsapp_side: WhatsAppSide,
+) -> None:
+    headers = {"Content-Type": "application/json", "X-Hub-Signature-256": "sha256=" + "0" * 64}
+
+    status = await post_streamed(whatsapp_side.http, whatsapp_side.url, WHATSAPP_MAX_BODY, headers)
+
+    assert status == 403  # read whole, then refused for its (wrong) signature
+
+
+async def test_whatsapp_still_takes_a_signed_notification_sent_chunked(
+    whatsapp_side: WhatsAppSide,
+) -> None:
+    fake = whatsapp_side.fake
+    body = fake.body(fake.user_message(WHATSAPP_AGENT, "whoami"))
+    headers = {"Content-Type": "application/json", "X-Hub-Signature-256": fake.sign(body)}
+
+    async def in_pieces() -> AsyncIterator[bytes]:
+        for start in range(0, len(body), 7):
+            yield body[start : start + 7]
+
+    response = await whatsapp_side.http.post(
+        whatsapp_side.url, content=in_pieces(), headers=headers
+    )
+    await whatsapp_side.settle()
+
+    assert response.status_code == 200, response.text
+    [reply] = fake.sent(WHATSAPP_AGENT)
+    assert f"whatsapp:{WHATSAPP_AGENT}" in reply.text
+
+
 # -- a real process: memory -------------------------------------------------------------------
 
 
@@ -166,12 +249,14 @@ def _reset_peak(pid: int) -> None:
 
 @contextlib.asynccontextmanager
 async def erm_bot_process(tmp_path: Path) -> AsyncIterator[tuple[str, int]]:
-    """``erm-bot run`` with Slack over HTTP and Telegram by webhook; yields its URL and pid."""
+    """``erm-bot run`` with Slack over HTTP, Telegram and WhatsApp by webhook; yields its URL
+    and pid."""
     key = SecretBox.generate_key()
     async with (
         serve(create_app(seed_state())) as erm_url,
         FakeSlack() as slack,
         FakeTelegram() as telegram,
+        FakeWhatsApp() as whatsapp,
     ):
         env = {
             "ERM_API_URL": erm_url,
@@ -184,12 +269,18 @@ async def erm_bot_process(tmp_path: Path) -> AsyncIterator[tuple[str, int]]:
             "TELEGRAM_API_URL": telegram.api_url,
             "TELEGRAM_WEBHOOK_URL": "https://bot.example.test/telegram/webhook",
             "TELEGRAM_WEBHOOK_SECRET": WEBHOOK_SECRET,
+            "WHATSAPP_TOKEN": whatsapp.token,
+            "WHATSAPP_PHONE_NUMBER_ID": whatsapp.phone_number_id,
+            "WHATSAPP_APP_SECRET": whatsapp.app_secret,
+            "WHATSAPP_VERIFY_TOKEN": whatsapp.verify_token,
+            "WHATSAPP_API_URL": whatsapp.url,
         }
         settings = Settings.model_validate({k.lower(): v for k, v in env.items()})
         async with open_runtime(settings) as runtime:
             await runtime.service.add_distributor(ACME.name, ACME.email, ACME.password)
         port = _free_port()
-        inherited = {k: v for k, v in os.environ.items() if not k.startswith(("ERM_", "SLACK_"))}
+        own = ("ERM_", "SLACK_", "TELEGRAM_", "WHATSAPP_")
+        inherited = {k: v for k, v in os.environ.items() if not k.startswith(own)}
         process = await asyncio.create_subprocess_exec(
             str(ERM_BOT),
             "run",
@@ -243,17 +334,20 @@ async def test_100_mb_chunked_posts_are_refused_without_the_process_growing(
     ):
         telegram = {WEBHOOK_SECRET_HEADER: WEBHOOK_SECRET, "Content-Type": "application/json"}
         unsigned = {"Content-Type": "application/x-www-form-urlencoded"}
+        forged = {"Content-Type": "application/json", "X-Hub-Signature-256": "sha256=" + "0" * 64}
         _reset_peak(pid)
         before = _memory_kb(pid)["VmRSS"]
 
         slack_status = await post_streamed(http, f"{url}/slack/events", BIG, unsigned)
         telegram_status = await post_streamed(http, f"{url}/telegram/webhook", BIG, telegram)
+        whatsapp_status = await post_streamed(http, f"{url}/whatsapp/webhook", BIG, forged)
 
         growth_mb = (_memory_kb(pid)["VmHWM"] - before) / 1024
         assert slack_status in (413, None)
         assert telegram_status in (413, None)
-        assert await _refused_in(http, url, "slack") == 1.0
-        assert await _refused_in(http, url, "telegram") == 1.0
+        assert whatsapp_status in (413, None)
+        for platform in ("slack", "telegram", "whatsapp"):
+            assert await _refused_in(http, url, platform) == 1.0
         assert (await http.get(f"{url}/healthz")).status_code == 200
-    print(f"peak RSS growth for two 100 MB chunked posts: {growth_mb:.1f} MB")
+    print(f"peak RSS growth for three 100 MB chunked posts: {growth_mb:.1f} MB")
     assert growth_mb < MAX_GROWTH_MB
