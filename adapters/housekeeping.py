@@ -35,12 +35,15 @@ CODE_INTENT_RETENTION = timedelta(days=1)
 async def tidy(core: Core) -> dict[str, int]:
     """One round of purges; how many rows each removed."""
     now = core.clock()
-    return {
+    removed = {
         "requests": await core.requests.purge(now - core.requests.retention),
         "rate_windows": await core.rate.purge(now - RATE_WINDOW_RETENTION),
         "buttons": await core.buttons.purge(now=now),
         "code_intents": await core.intents.purge(now - CODE_INTENT_RETENTION),
     }
+    if core.held is not None:  # messages kept for people who never wrote again
+        removed["held"] = await core.held.purge()
+    return removed
 
 
 class Periodic:

@@ -23,6 +23,7 @@ from bot.storage.base import migrate
 from bot.storage.buttons import ButtonStore
 from bot.storage.codes import CodeStore
 from bot.storage.grants import GrantStore
+from bot.storage.held import HeldStore
 from bot.storage.invites import InviteStore
 from bot.storage.limits import RateLimiter
 from bot.storage.requests import RequestStore
@@ -61,6 +62,7 @@ class Runtime:
             invites=InviteStore(engine),
             limits=self.settings.limits(),
             approvals=ApprovalService(ApprovalStore(engine)),
+            held=HeldStore(engine, box=self.vault.box),
         )
 
     def dispatcher(self) -> Dispatcher:

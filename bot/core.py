@@ -28,6 +28,7 @@ from bot.storage.approvals import ApprovalStore
 from bot.storage.buttons import ButtonStore
 from bot.storage.codes import CodeStore
 from bot.storage.grants import GrantStore
+from bot.storage.held import HeldStore
 from bot.storage.invites import InviteStore
 from bot.storage.limits import RateDecision, RateLimiter
 from bot.storage.requests import RequestStore
@@ -94,6 +95,9 @@ class Core:
     approvals: Approvals | None = None
     # platform -> how to post cards and private messages there; each adapter sets its own at start.
     notifiers: dict[str, Notifier] = field(default_factory=dict)
+    # Messages the bot started that a platform refused until the user writes again (None: such
+    # a message is not kept; the platform's notifier reports it not sent).
+    held: HeldStore | None = None
     # Work that outlives a request (settling a code whose answer was lost).
     background: Background = field(default_factory=Background)
     # Code requests in flight, on the codes' database (see bot.intents).

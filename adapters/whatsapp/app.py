@@ -126,7 +126,9 @@ class WhatsAppAdapter:
         self._words = {c.path[0].lower() for c in dispatcher.commands}
         self.runner = KeyedRunner(config.concurrency)
         self.business_number = config.business_number
-        self.out = Outbound(self._api, config.phone_number_id, config.templates)
+        self.out = Outbound(
+            self._api, config.phone_number_id, config.templates, held=dispatcher.core.held
+        )
 
     # -- WebService ----------------------------------------------------------------------------
 
@@ -263,6 +265,8 @@ class WhatsAppAdapter:
             log.warning("the reply to a WhatsApp message was not sent: %s", describe(exc))
             return
         await requests.finish(sent_key, {"sent": True})
+        # The user just wrote, so the window is open: what waited for it follows the reply.
+        await self.out.hand_over(message.wa_id)
 
     def _too_old(self, message: Incoming) -> bool:
         """A redelivery older than the request keys are kept could run twice: dropped."""

@@ -26,7 +26,7 @@ _BUSINESS_NUMBER = re.compile(r"[1-9][0-9]{5,14}")  # E.164 digits, no "+"
 @dataclass(frozen=True, slots=True)
 class Templates:
     """Names of approved message templates (WhatsApp Manager) for messages the bot starts
-    outside the 24-hour window; None: that kind of message is not sent outside it."""
+    outside the 24-hour window; None: that kind of message waits for the user's next one."""
 
     code_ready: str | None = None  # a reply carrying a code (an approved request's code)
     decision: str | None = None  # anything else the bot starts (an approval decided)

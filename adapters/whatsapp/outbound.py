@@ -7,10 +7,17 @@ once more; a send that still fails is counted in ``erm_bot_send_failures`` and r
 
 The 24-hour window: a free-form message to someone who has not written in 24 hours is refused
 (131047). :meth:`Outbound.send_private` then sends the configured template for that kind of
-message, one body variable holding the message on one line. Without a template the message is not
-sent and the core is told (``NotifyError``): an approved code stays in the item's history, where
-``resend ITEM`` finds it. (Keeping such messages to hand over with the user's next message is
-not built yet.)
+message, one body variable holding the message on one line. Without a template the message is
+kept in the database (:mod:`bot.storage.held`: sealed, bound to the user, for 7 days) and
+:meth:`Outbound.hand_over` sends it right after the reply to the user's next message, under
+:data:`AWAY`, oldest first, once across replicas. The core is told it went (``send_private``
+returns): it is stored where a restart or another replica finds it, and no caller of
+``send_private`` retries on ``NotifyError``, so raising would only log a failure that is not one.
+Without a store (``Core.held`` None) the core is told it was not sent (``NotifyError``); an
+approved code then stays in the item's history, where ``resend ITEM`` finds it.
+
+Held messages come after the reply, not before: the user asked something and its answer comes
+first, next to the question; what waited follows under its own heading.
 """
 
 from __future__ import annotations
@@ -31,6 +38,7 @@ from adapters.whatsapp.render import Outgoing, messages
 from bot import metrics
 from bot.messages import Reply
 from bot.ports import NotifyError
+from bot.storage.held import HeldStore
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +60,7 @@ REASONS = {
     132001: "template_missing",
 }
 STARTED_KEPT = 10_000
+AWAY = "While you were away:"
 _WA_ID = re.compile(r"[1-9][0-9]{5,14}")  # E.164: at most 15 digits
 
 Sleep = Callable[[float], Awaitable[None]]
@@ -96,8 +105,10 @@ class Outbound:
         templates: Templates,
         *,
         sleep: Sleep = asyncio.sleep,
+        held: HeldStore | None = None,
     ) -> None:
         self._api = api
+        self._held = held
         self._phone_number_id = phone_number_id
         self._templates = templates
         self._sleep = sleep
@@ -190,9 +201,14 @@ class Outbound:
         await self.fallback(user_id, reply)
 
     async def fallback(self, user_id: str, reply: Reply) -> None:
-        """``reply`` as its template, for someone outside the 24-hour window; NotifyError when
-        no template is configured for it or the template is refused."""
+        """``reply`` as its template, for someone outside the 24-hour window; without a template
+        it is kept for their next message (NotifyError with no store to keep it, or when the
+        template is refused)."""
         name = self._templates.for_codes(bool(reply.codes))
+        if name is None and self._held is not None:
+            await self._held.keep(NAME, user_id, reply)
+            log.info("outside WhatsApp's 24-hour window, no template: kept for the next message")
+            return
         if name is None:
             raise NotifyError(
                 "outside WhatsApp's 24-hour window and no template configured "
@@ -202,3 +218,29 @@ class Outbound:
             await self.template(user_id, name, reply)
         except (WhatsAppError, httpx.HTTPError) as exc:
             raise NotifyError(describe(exc)) from None
+
+    async def hand_over(self, wa_id: str) -> int:
+        """The messages kept for ``wa_id`` (who just wrote), under :data:`AWAY`; how many.
+
+        Claimed first, so two replicas never both send one; deleted once sent. A send that fails
+        gives the rest back for the next message (the window may have closed again).
+        """
+        if self._held is None:
+            return 0
+        taken = await self._held.take(NAME, wa_id)
+        if not taken.messages:
+            return 0
+        sent: list[int] = []
+        try:
+            await self.text(wa_id, f"*{AWAY}*")
+            for held in taken.messages:
+                await self.send(wa_id, held.reply)
+                sent.append(held.id)
+        except (WhatsAppError, httpx.HTTPError) as exc:
+            log.warning("kept WhatsApp messages not handed over yet: %s", describe(exc))
+        finally:
+            if sent:
+                await self._held.done(taken, sent)
+            if len(sent) < len(taken.messages):
+                await self._held.release(taken)
+        return len(sent)

@@ -7,7 +7,8 @@ so it holds when several bot processes share one database.
 - :mod:`.grants`, :mod:`.requests` (request keys claimed once), :mod:`.codes` and :mod:`.locks`
   (issued codes, per-item locks), :mod:`.limits` (rate counters), :mod:`.buttons`,
   :mod:`.invites`, and the approval flow's :mod:`.approval_tables`, :mod:`.approval_settings`,
-  :mod:`.approvals` and :mod:`.approval_cards`.
+  :mod:`.approvals` and :mod:`.approval_cards`; :mod:`.held` (messages the bot started that a
+  platform refused until the user writes again, kept sealed for their next message).
 
 On SQLite every transaction starts with ``BEGIN IMMEDIATE`` (see :mod:`erm.db`), so writers queue;
 on PostgreSQL the statements themselves are atomic. The statements of the hot path are built once

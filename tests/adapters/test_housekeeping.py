@@ -30,6 +30,7 @@ async def test_tidy_removes_only_what_is_past_its_retention(stack: Any) -> None:
         "rate_windows": 0,
         "buttons": 0,
         "code_intents": 0,
+        "held": 0,
     }
     again = await stack.dispatcher.handle(Request(Identity("console", "ann"), "/items", "new"))
     assert again.buttons  # the newer claim and its buttons are still there

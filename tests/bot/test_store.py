@@ -23,6 +23,7 @@ from bot.storage.base import BOT_MIGRATIONS, BotBase, is_current, migrate
 from bot.storage.code_records import IssuedCodeRecord
 from bot.storage.codes import CodeStore
 from bot.storage.grants import GrantStore
+from bot.storage.held import HeldMessageRow  # noqa: F401  (registers bot_held_messages)
 from bot.storage.limits import RateLimiter
 from bot.storage.locks import LockBusyError
 from bot.storage.requests import ClaimStatus, RequestStore
@@ -132,7 +133,7 @@ async def test_migrate_from_two_processes_at_once_and_again(database: TestDataba
         async with first.connect() as connection:
             result = await connection.execute(text("SELECT version_num FROM alembic_version"))
             # Two branch heads: bot's depends on erm0001, and erm0002 came after it.
-            assert sorted(result.scalars()) == ["bot0008", "erm0002"]
+            assert sorted(result.scalars()) == ["bot0009", "erm0002"]
     finally:
         await first.dispose()
         await second.dispose()

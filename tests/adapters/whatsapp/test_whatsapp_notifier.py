@@ -46,9 +46,10 @@ async def test_outside_the_window_the_template_for_its_kind_goes_instead(
     assert "\n" not in decision.params[0]
 
 
-async def test_outside_the_window_without_a_template_the_core_hears_it_was_not_sent(
+async def test_outside_the_window_without_a_template_or_a_store_the_core_hears_it_was_not_sent(
     stack: StackLike, serve: ServeFactory, fake: FakeWhatsApp
 ) -> None:
+    stack.dispatcher.core.held = None  # with one, it is kept: test_whatsapp_held.py
     await serve(stack)
     with pytest.raises(NotifyError, match="24-hour window"):
         await stack.dispatcher.core.notifiers["whatsapp"].send_private(AGENT, CODE_READY)
