@@ -16,10 +16,10 @@ import html
 import logging
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup
 
+from adapters.text_parts import Layout, Line
 from bot.messages import Button, Reply, Tone
 
 MAX_MESSAGE = 4096
@@ -30,17 +30,6 @@ log = logging.getLogger(__name__)
 _TONE_MARK = {Tone.WARNING: "⚠️ ", Tone.ERROR: "⛔ "}
 
 
-@dataclass(frozen=True, slots=True)
-class _Line:
-    """One line of the message: raw text and how to wrap its escaped form."""
-
-    text: str
-    wrap: Callable[[str], str] = lambda escaped: escaped
-
-    def html(self, text: str | None = None) -> str:
-        return self.wrap(escape(self.text if text is None else text))
-
-
 def escape(text: str) -> str:
     """Text as literal characters in Telegram HTML."""
     return html.escape(text, quote=False)
@@ -48,6 +37,9 @@ def escape(text: str) -> str:
 
 def utf16_length(text: str) -> int:
     return len(text.encode("utf-16-le")) // 2
+
+
+_LAYOUT = Layout(escape, utf16_length)
 
 
 def _bold(escaped: str) -> str:
@@ -75,74 +67,30 @@ def _field(label: str) -> Callable[[str], str]:
     return lambda escaped: f"{escape(label)}: <b>{escaped}</b>"
 
 
-def _lines(reply: Reply) -> list[_Line | None]:
+def _lines(reply: Reply) -> list[Line | None]:
     """The reply as lines; ``None`` is a blank line between sections."""
-    out: list[_Line | None] = []
+    out: list[Line | None] = []
     if reply.title:
-        out.append(_Line(_TONE_MARK.get(reply.tone, "") + reply.title, _bold))
+        out.append(Line(_TONE_MARK.get(reply.tone, "") + reply.title, _bold))
     spans = _monospace(reply.monospace)
-    body: list[_Line] = [_Line(line, spans) for line in reply.lines]
-    body += [_Line(f.value, _field(f.label)) for f in reply.fields]
+    body: list[Line] = [Line(line, spans) for line in reply.lines]
+    body += [Line(f.value, _field(f.label)) for f in reply.fields]
     if body:
         out += body
     for code in reply.codes:
         out.append(None)
         if code.label:
-            out.append(_Line(code.label))
-        out.append(_Line(code.keypad, _code))
+            out.append(Line(code.label))
+        out.append(Line(code.keypad, _code))
     if reply.notes:
         out.append(None)
-        out += [_Line(note, _italic) for note in reply.notes]
+        out += [Line(note, _italic) for note in reply.notes]
     return out
 
 
 def render(reply: Reply, limit: int = MAX_MESSAGE) -> list[str]:
     """The reply as one or more HTML messages, each at most ``limit`` UTF-16 units."""
-    parts: list[str] = []
-    current: list[str] = []
-    size = 0
-    for line in _lines(reply):
-        pieces = [""] if line is None else _fit(line, limit)
-        for piece in pieces:
-            extra = utf16_length(piece) + (1 if current else 0)
-            if current and size + extra > limit:
-                parts.append(_join(current))
-                current, size = [], 0
-                extra = utf16_length(piece)
-            if not current and not piece:
-                continue  # no blank line at the top of a part
-            current.append(piece)
-            size += extra
-    if current:
-        parts.append(_join(current))
-    return parts or [escape(reply.text()) or "(empty reply)"]
-
-
-def _join(lines: list[str]) -> str:
-    while lines and not lines[-1]:
-        lines.pop()
-    return "\n".join(lines)
-
-
-def _fit(line: _Line, limit: int) -> list[str]:
-    """``line`` as HTML pieces of at most ``limit`` units; cut only when it must be."""
-    whole = line.html()
-    if utf16_length(whole) <= limit:
-        return [whole]
-    overhead = utf16_length(line.html(""))
-    pieces: list[str] = []
-    chunk: list[str] = []
-    size = overhead
-    for char in line.text:
-        cost = utf16_length(escape(char))
-        if chunk and size + cost > limit:
-            pieces.append(line.html("".join(chunk)))
-            chunk, size = [], overhead
-        chunk.append(char)
-        size += cost
-    if chunk:
-        pieces.append(line.html("".join(chunk)))
-    return pieces
+    return _LAYOUT.parts(_lines(reply), limit) or [escape(reply.text()) or "(empty reply)"]
 
 
 def callback_data(button: Button) -> str:

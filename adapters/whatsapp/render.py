@@ -21,6 +21,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from adapters.text_parts import Layout, Line
 from bot.messages import Button, Reply, Tone
 
 MAX_TEXT = 4096
@@ -51,15 +52,7 @@ def units(text: str) -> int:
     return len(text.encode("utf-16-le")) // 2
 
 
-@dataclass(frozen=True, slots=True)
-class _Line:
-    """One line: its raw text and how to wrap the escaped form."""
-
-    text: str
-    wrap: Callable[[str], str] = lambda escaped: escaped
-
-    def render(self, text: str | None = None) -> str:
-        return self.wrap(escape(self.text if text is None else text))
+_LAYOUT = Layout(escape, units)
 
 
 def _bold(escaped: str) -> str:
@@ -85,72 +78,28 @@ def _monospace(spans: Sequence[str]) -> Callable[[str], str]:
     return lambda text: pattern.sub(lambda m: f"```{raw[m.group()]}```", text)
 
 
-def _lines(reply: Reply) -> list[_Line | None]:
+def _lines(reply: Reply) -> list[Line | None]:
     """The reply as lines; None is a blank line between sections."""
-    out: list[_Line | None] = []
+    out: list[Line | None] = []
     if reply.title:
-        out.append(_Line(_TONE_MARK.get(reply.tone, "") + reply.title, _bold))
+        out.append(Line(_TONE_MARK.get(reply.tone, "") + reply.title, _bold))
     spans = _monospace(reply.monospace)
-    out += [_Line(line, spans) for line in reply.lines]
-    out += [_Line(f"{f.label}: {f.value}") for f in reply.fields]
+    out += [Line(line, spans) for line in reply.lines]
+    out += [Line(f"{f.label}: {f.value}") for f in reply.fields]
     for code in reply.codes:
         out.append(None)
         if code.label:
-            out.append(_Line(code.label))
-        out.append(_Line(code.keypad, _block(code.keypad)))
+            out.append(Line(code.label))
+        out.append(Line(code.keypad, _block(code.keypad)))
     if reply.notes:
         out.append(None)
-        out += [_Line(note, _italic) for note in reply.notes]
+        out += [Line(note, _italic) for note in reply.notes]
     return out
 
 
 def render(reply: Reply, limit: int = MAX_TEXT) -> list[str]:
     """The reply as one or more texts of at most ``limit`` units, cut between lines."""
-    parts: list[str] = []
-    current: list[str] = []
-    size = 0
-    for line in _lines(reply):
-        for piece in [""] if line is None else _fit(line, limit):
-            extra = units(piece) + (1 if current else 0)
-            if current and size + extra > limit:
-                parts.append(_join(current))
-                current, size = [], 0
-                extra = units(piece)
-            if not current and not piece:
-                continue  # no blank line at the top of a part
-            current.append(piece)
-            size += extra
-    if current:
-        parts.append(_join(current))
-    parts = [part for part in parts if part]
-    return parts or [escape(reply.text())[:limit] or "(empty reply)"]
-
-
-def _join(lines: list[str]) -> str:
-    while lines and not lines[-1]:
-        lines.pop()
-    return "\n".join(lines)
-
-
-def _fit(line: _Line, limit: int) -> list[str]:
-    """``line`` in pieces of at most ``limit`` units; cut inside only when it must be."""
-    whole = line.render()
-    if units(whole) <= limit:
-        return [whole]
-    overhead = units(line.render(""))
-    pieces: list[str] = []
-    chunk: list[str] = []
-    size = overhead
-    for char in line.text:
-        cost = units(escape(char))
-        if chunk and size + cost > limit:
-            pieces.append(line.render("".join(chunk)))
-            chunk, size = [], overhead
-        chunk.append(char)
-        size += cost
-    if chunk:
-        pieces.append(line.render("".join(chunk)))
-    return pieces
+    return _LAYOUT.parts(_lines(reply), limit) or [escape(reply.text())[:limit] or "(empty reply)"]
 
 
 def cut(label: str, limit: int) -> str:
