@@ -11,10 +11,10 @@ import platform
 import signal
 import socket
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Hashable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import IO, Protocol
 
 import aiohttp
 
@@ -202,3 +202,43 @@ def machine() -> dict[str, str]:
         "Libraries": ", ".join(versions),
         "Load average at start": load,
     }
+
+
+class RepliedCell(Protocol):
+    """What a throughput cell records of its replies (the Telegram and WhatsApp cells)."""
+
+    wall: float
+    replied: int
+    wrong: int
+    latencies: list[float]
+    examples: list[str]
+
+
+def judge_replies(
+    cell: RepliedCell,
+    replies: Sequence[tuple[Hashable, str, float]],
+    expected: Mapping[Hashable, list[str]],
+    started: float,
+) -> int:
+    """Record ``replies`` (who, text, when) in ``cell``; how many senders got every reply, in the
+    order they asked. A reply that answers none of its sender's commands counts as wrong."""
+    cell.replied = len(replies)
+    if replies:
+        cell.wall = max(at for _, _, at in replies) - started
+    cell.latencies = [at - started for _, _, at in replies]
+    by_sender: dict[Hashable, list[str]] = {}
+    for who, text, _ in replies:
+        by_sender.setdefault(who, []).append(text)
+    in_order = 0
+    for who, markers in expected.items():
+        got = by_sender.get(who, [])
+        whole = len(got) == len(markers)
+        for text, marker in zip(got, markers, strict=False):
+            if marker not in text:
+                whole = False
+                if not any(m in text for m in markers):
+                    cell.wrong += 1
+                    if len(cell.examples) < 3:
+                        cell.examples.append(text[:200])
+        in_order += whole
+    return in_order

@@ -20,6 +20,7 @@ from typing import Any
 
 from fakes.telegram import FakeTelegram, User
 
+from bench.common import judge_replies
 from bench.slack_bench import DaysAllocator
 
 BURST_TIMEOUT = 120.0
@@ -129,23 +130,5 @@ async def run_cell(
         await fake.all_in(BURST_TIMEOUT)
     except TimeoutError:
         cell.timed_out = True
-    replies = list(fake.replies)
-    cell.replied = len(replies)
-    if replies:
-        cell.wall = max(at for _, _, at in replies) - started
-    cell.latencies = [at - started for _, _, at in replies]
-    by_chat: dict[int, list[str]] = {}
-    for chat_id, text, _ in replies:
-        by_chat.setdefault(chat_id, []).append(text)
-    for chat_id, markers in expected.items():
-        got = by_chat.get(chat_id, [])
-        in_order = len(got) == len(markers)
-        for text, marker in zip(got, markers, strict=False):
-            if marker not in text:
-                in_order = False
-                if not any(m in text for m in markers):
-                    cell.wrong += 1
-                    if len(cell.examples) < 3:
-                        cell.examples.append(text[:200])
-        cell.chats_in_order += in_order
+    cell.chats_in_order = judge_replies(cell, list(fake.replies), expected, started)
     return cell

@@ -24,6 +24,7 @@ from typing import Any
 import aiohttp
 from fakes.whatsapp import FakeWhatsApp
 
+from bench.common import judge_replies
 from bench.slack_bench import DaysAllocator
 
 CELL_TIMEOUT = 120.0
@@ -175,23 +176,5 @@ async def run_cell(
         await fake.all_in(CELL_TIMEOUT)
     except TimeoutError:
         cell.timed_out = True
-    replies = list(fake.replies)
-    cell.replied = len(replies)
-    if replies:
-        cell.wall = max(at for _, _, at in replies) - started
-    cell.latencies = [at - started for _, _, at in replies]
-    by_sender: dict[str, list[str]] = {}
-    for who, text, _ in replies:
-        by_sender.setdefault(who, []).append(text)
-    for who, markers in expected.items():
-        got = by_sender.get(who, [])
-        in_order = len(got) == len(markers)
-        for text, marker in zip(got, markers, strict=False):
-            if marker not in text:
-                in_order = False
-                if not any(m in text for m in markers):
-                    cell.wrong += 1
-                    if len(cell.examples) < 3:
-                        cell.examples.append(text[:200])
-        cell.senders_in_order += in_order
+    cell.senders_in_order = judge_replies(cell, list(fake.replies), expected, started)
     return cell
