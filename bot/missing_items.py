@@ -28,8 +28,19 @@ class MissingItemError(UserError):
     """No such item at the distributor; ``str()`` says where it was looked for and what next."""
 
 
-async def explain_missing(ctx: Context, ref: str, exc: ItemNotFoundError) -> UserError:
-    """The refusal of an item ``ref`` not found at ``ctx.distributor``."""
+async def explain_missing(
+    ctx: Context, ref: str, exc: ItemNotFoundError
+) -> UserError | ItemNotFoundError:
+    """The refusal of an item ``ref`` not found at ``ctx.distributor``; ``exc`` itself when it
+    cannot be explained better (the refusal must never fail)."""
+    try:
+        return await _explained(ctx, ref, exc)
+    except Exception:
+        log.warning("an unknown item could not be explained further", exc_info=True)
+        return exc
+
+
+async def _explained(ctx: Context, ref: str, exc: ItemNotFoundError) -> UserError:
     here = ctx.distributor
     if "several" in str(exc):  # ambiguous, not missing: ERM's own words say what to type
         return MissingItemError(f"At {here}, {exc}.")
