@@ -28,7 +28,7 @@ from adapters.settings import Settings
 from bot.dispatch import Dispatcher
 from bot.messages import Identity, Reply, Request, Tone
 from bot.permissions import UserIdRule
-from bot.ports import Notifier
+from bot.ports import Notifier, Sent
 
 NAME = "console"
 _BOLD, _CODE, _DIM, _RED, _RESET = "\033[1m", "\033[1;30;43m", "\033[2m", "\033[31m", "\033[0m"
@@ -95,8 +95,9 @@ class Console:
 
     # -- Notifier --------------------------------------------------------------------------------
 
-    async def send_private(self, user_id: str, reply: Reply) -> None:
+    async def send_private(self, user_id: str, reply: Reply) -> Sent:
         print(f"[to {user_id}]", render(reply, color=self.color), sep="\n", file=self.out)
+        return Sent.NOW
 
     async def post_card(self, chat_id: str, reply: Reply) -> str:
         self.sequence += 1

@@ -8,6 +8,7 @@ button presses run through.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from enum import Enum
 from typing import Protocol
 
 from bot.errors import BotError
@@ -16,6 +17,15 @@ from bot.messages import Reply, Request
 
 class NotifyError(BotError):
     """A platform refused to post or edit a message (the message says why, without secrets)."""
+
+
+class Sent(Enum):
+    """What became of a private message the platform took."""
+
+    NOW = "now"  # in the user's private chat
+    # Kept for the user's next message: the platform lets the bot start no conversation now
+    # (a messaging window closed, no template for it). Stored, so not lost; not delivered yet.
+    HELD = "held"
 
 
 class Notifier(Protocol):
@@ -27,7 +37,7 @@ class Notifier(Protocol):
     async def update_card(self, chat_id: str, message_ref: str, reply: Reply) -> None:
         """Replace a posted card (a reply without buttons removes them)."""
 
-    async def send_private(self, user_id: str, reply: Reply) -> None:
+    async def send_private(self, user_id: str, reply: Reply) -> Sent:
         """Send ``reply`` to the user's private chat with the bot (its direct messages)."""
 
 

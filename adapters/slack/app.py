@@ -60,7 +60,7 @@ from adapters.slack.render import ACTION_PREFIX, escape, render, respell
 from adapters.slack.workspace import Workspaces, guard
 from bot.dispatch import Dispatcher
 from bot.messages import Click, Identity, Pressed, Reply, Request, Visibility
-from bot.ports import Notifier, NotifyError
+from bot.ports import Notifier, NotifyError, Sent
 from bot.replies import unexpected
 
 log = logging.getLogger(__name__)
@@ -407,12 +407,13 @@ class SlackAdapter:
         except SlackSendError as exc:
             raise NotifyError(f"Slack {exc.method}: {exc.error}") from None
 
-    async def send_private(self, user_id: str, reply: Reply) -> None:
+    async def send_private(self, user_id: str, reply: Reply) -> Sent:
         """A DM from the bot: chat.postMessage to the user's id opens the app's DM with them."""
         try:
             await self.outbound.post_message(user_id, self.render(reply))
         except SlackSendError as exc:
             raise NotifyError(f"Slack {exc.method}: {exc.error}") from None
+        return Sent.NOW
 
 
 def _withheld(card: Reply) -> Reply:

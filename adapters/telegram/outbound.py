@@ -28,7 +28,7 @@ from adapters.telegram.redact import TOKEN_FILTER
 from adapters.telegram.render import escape, keyboard, render
 from bot import metrics
 from bot.messages import Reply
-from bot.ports import NotifyError
+from bot.ports import NotifyError, Sent
 
 log = logging.getLogger(__name__)
 
@@ -141,12 +141,13 @@ class Outbound:
         except (TelegramError, ValueError) as exc:
             raise NotifyError(_why(exc)) from None
 
-    async def send_private(self, user_id: str, reply: Reply) -> None:
+    async def send_private(self, user_id: str, reply: Reply) -> Sent:
         """To the user's private chat with the bot (its id is the user's id)."""
         try:
             await self.send(int(user_id), reply)
         except (TelegramError, ValueError) as exc:
             raise NotifyError(_why(exc)) from None
+        return Sent.NOW
 
     async def edit(
         self, chat_id: int, message_id: int, html_text: str, markup: InlineKeyboardMarkup | None

@@ -18,7 +18,7 @@ from bot.approvals.cards import deny_prompt, final_card, pending_card, unreachab
 from bot.audit import AuditEntry
 from bot.core import Core
 from bot.messages import Identity, Reply
-from bot.ports import NotifyError
+from bot.ports import NotifyError, Sent
 from bot.storage.approval_cards import CardStore, Unreachable, backoff
 from bot.storage.approval_tables import CARD, REMINDER, Approval, Card, Channel, Status
 from bot.storage.approvals import ApprovalStore
@@ -196,20 +196,20 @@ class Delivery:
         await self.cards.settle(card.id, now=self._now())
         return True
 
-    async def _send_private(self, approval: Approval, reply: Reply) -> bool:
+    async def _send_private(self, approval: Approval, reply: Reply) -> Sent | None:
+        """How the requester's platform took ``reply``; None when it did not."""
         notifier = self.core.notifiers.get(approval.requester.platform)
         if notifier is None:
-            return False
+            return None
         try:
-            await notifier.send_private(approval.requester.user_id, reply)
+            return await notifier.send_private(approval.requester.user_id, reply)
         except Exception as exc:
             log.warning(
                 "approval %s: requester not reached privately: %s",
                 approval.id,
                 exc if isinstance(exc, NotifyError) else type(exc).__name__,
             )
-            return False
-        return True
+            return None
 
     async def _audit(
         self,

@@ -24,7 +24,7 @@ from bot.approvals.cards import (
 from bot.approvals.delivery import Delivery
 from bot.errors import UserError
 from bot.messages import Reply, Request, Tone, Visibility
-from bot.ports import Runner
+from bot.ports import Runner, Sent
 from bot.storage.approval_tables import REMINDER, Approval, RunState, normalise_id
 
 log = logging.getLogger("bot.approvals")  # one logger name for the whole approval flow
@@ -69,7 +69,7 @@ class Runs(Delivery):
         await self.store.record_execution(approval.id, result, now=self._now())
         await self._audit(approval, "executed", result)
         by = decider(approval)
-        delivered = await self._send_private(
+        sent = await self._send_private(
             approval,
             replace(
                 reply,
@@ -77,9 +77,11 @@ class Runs(Delivery):
                 visibility=Visibility.PRIVATE,
             ),
         )
-        if delivered:
+        if sent is Sent.NOW:
             await self.store.record_delivery(approval.id, now=self._now())
             await self._audit(approval, "delivered", f"to {approval.requester.key} privately")
+        elif sent is Sent.HELD:
+            await self._audit(approval, "held", f"for {approval.requester.key}'s next message")
         else:
             await self._audit(approval, "delivery_failed", f"{approval.requester.key}")
         approval = await self.load(approval.id)
@@ -87,8 +89,13 @@ class Runs(Delivery):
         requester = who(approval.requester)
         if not issued:
             return f"Approved {approval.id}, but the code was not issued: {result}"
-        if delivered:
+        if sent is Sent.NOW:
             return f"Approved {approval.id}: the code was sent privately to {requester}."
+        if sent is Sent.HELD:
+            return (
+                f"Approved {approval.id}: the code was issued; {requester} gets it privately "
+                "with their next message to the bot."
+            )
         return (
             f"Approved {approval.id}: the code was issued, but {requester} could not be reached "
             f"privately; they can see it with /resend {approval.item_label}."

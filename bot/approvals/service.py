@@ -15,7 +15,7 @@ from bot.approvals.runs import RUN_LEASE, ApprovalRefusedError, Runs, no_such
 from bot.core import Context, Core
 from bot.errors import PermissionDeniedError, UsageError
 from bot.messages import Identity, Reply, Tone, visible
-from bot.ports import Runner
+from bot.ports import Runner, Sent
 from bot.roles import Role
 from bot.storage.approval_tables import CARD, Approval, NewApproval, Status, normalise_id
 from erm.errors import ErmError
@@ -365,7 +365,9 @@ class ApprovalService(Runs):
         )
         await self._update_cards(approval)
         whom = who(approval.requester)
-        return f"Denied {approval.id}." + (f" {whom} was told." if told else "")
+        if told is Sent.HELD:
+            return f"Denied {approval.id}. {whom} is told with their next message to the bot."
+        return f"Denied {approval.id}." + (f" {whom} was told." if told is Sent.NOW else "")
 
     async def cancel(self, identity: Identity, approval_id: str, *, chat_id: str = "") -> str:
         approval = await self.load_for(identity, approval_id)

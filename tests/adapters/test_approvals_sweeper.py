@@ -9,7 +9,7 @@ from typing import Any
 from adapters.approvals import ApprovalSweeper
 from adapters.web import create_app
 from bot.messages import Identity, Reply, Request
-from bot.ports import NotifyError
+from bot.ports import NotifyError, Sent
 from bot.roles import Role
 from erm.sandbox import OPEN_ACP1_OEM_ID
 from erm.sandbox.server import serve_app
@@ -31,8 +31,8 @@ class Channel:
     async def update_card(self, chat_id: str, message_ref: str, reply: Reply) -> None:
         self.cards[int(message_ref) - 1] = reply
 
-    async def send_private(self, user_id: str, reply: Reply) -> None:
-        return None
+    async def send_private(self, user_id: str, reply: Reply) -> Sent:
+        return Sent.NOW
 
 
 async def pending_request(stack: Any) -> Channel:

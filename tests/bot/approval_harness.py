@@ -11,7 +11,7 @@ from bot_harness import Bot
 from bot.approvals.service import ApprovalService
 from bot.dispatch import Dispatcher
 from bot.messages import Reply
-from bot.ports import NotifyError
+from bot.ports import NotifyError, Sent
 from bot.storage.approvals import ApprovalStore
 
 CHANNEL = "C-approvals"
@@ -45,10 +45,11 @@ class RecordingNotifier:
         self.cards[message_ref] = (chat_id, reply)
         self.edits.append((chat_id, message_ref, reply))
 
-    async def send_private(self, user_id: str, reply: Reply) -> None:
+    async def send_private(self, user_id: str, reply: Reply) -> Sent:
         if self.down:
             raise NotifyError("recording notifier is down")
         self.private.append((user_id, reply))
+        return Sent.NOW
 
     def private_to(self, user_id: str) -> list[Reply]:
         return [reply for user, reply in self.private if user == user_id]
