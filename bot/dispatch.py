@@ -62,6 +62,16 @@ class _Start:
 BUTTON_TTL = timedelta(days=2)
 
 
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """A request's reply, and whether this delivery ran it (see :meth:`Dispatcher.answer`)."""
+
+    reply: Reply
+    # False: its request key was claimed before (a redelivery); nothing ran, and ``reply`` is the
+    # stored reply or a "still working" notice. Whoever claimed it first sends the real answer.
+    first: bool = True
+
+
 class Dispatcher:
     """Runs requests and button presses.
 
@@ -95,12 +105,21 @@ class Dispatcher:
 
     async def handle(self, request: Request) -> Reply:
         """Run a request (once per request key) and return its reply; waits for a turn."""
+        return (await self.answer(request)).reply
+
+    async def answer(self, request: Request) -> Answer:
+        """:meth:`handle`, saying whether this delivery ran the request: a platform that
+        redelivers (and answers with messages of its own, not a response) sends a repeat's
+        reply once, not again."""
         async with self._turns.turn(request.identity.key):
-            return await self.run(request)
+            return await self._run(request)
 
     async def run(self, request: Request) -> Reply:
         """:meth:`handle` for work already admitted (a button's command, an approved request,
         the approval sweep): no turn of its own. The :class:`bot.ports.Runner` of the core."""
+        return (await self._run(request)).reply
+
+    async def _run(self, request: Request) -> Answer:
         core = self.core
         parsed: Parsed | None = None
         unparsed: Exception | None = None
@@ -113,9 +132,9 @@ class Dispatcher:
         except STORAGE_ERRORS:
             # Nothing ran and nothing can be recorded: say so plainly (no traceback, no incident).
             log.warning("database unavailable: request not run", exc_info=True)
-            return Reply.error(STORAGE_DOWN)
+            return Answer(Reply.error(STORAGE_DOWN))
         if start.claim.status is not ClaimStatus.NEW:
-            return await self._repeat(request, start.claim)
+            return Answer(await self._repeat(request, start.claim), first=False)
         person = start.person or request.identity.key
         self._turns.learn(request.identity.key, person)
         ctx: Context | None = None
@@ -166,12 +185,14 @@ class Dispatcher:
             stranger, changed=ctx is not None and ctx.audit_always
         )
         try:
-            return await db.transaction(
-                self._engine, lambda c: self._finish_in(c, request, reply, entry, audited)
+            return Answer(
+                await db.transaction(
+                    self._engine, lambda c: self._finish_in(c, request, reply, entry, audited)
+                )
             )
         except Exception:
             log.warning("reply and audit row not stored together; trying one by one", exc_info=True)
-        return await self._finish_step_by_step(request, reply, entry, audited)
+        return Answer(await self._finish_step_by_step(request, reply, entry, audited))
 
     async def _start(self, request: Request, parsed: Parsed | None) -> _Start:
         """Claim the request key and, for a new request, read the user's grants with it; when

@@ -14,12 +14,13 @@ pywa's ``GraphAPI.__init__`` overwrites the session's ``base_url`` with graph.fa
 :func:`graph_client` points that same session at ``WHATSAPP_API_URL`` right after, keeping pywa's
 ``/v<version>`` path (no subclass, no patched internals).
 
-Redeliveries (Meta retries for days): a message runs through the core with the request key
-``whatsapp:<message id>``, so its command runs once even across restarts and replicas. The reply
-is sent once too: a second key, ``whatsapp:sent:<message id>``, is claimed before the work and
-finished once the reply is out; a redelivery that finds it claimed sends nothing. (If the worker
-died before sending, the claim goes stale after a few minutes and a redelivery then sends the
-stored reply.) A message older than the core keeps request keys is dropped: its key may be gone.
+Redeliveries (Meta retries for days what it did not see answered): a message runs through the
+core with the request key ``whatsapp:<message id>``, so its command runs once even across restarts
+and replicas, and only the delivery that ran it sends the reply (``Dispatcher.answer``): a copy
+that finds the key claimed sends nothing, so no answer (no code) comes twice. A message that
+runs no request under that key (a button press, a text that is no command) claims
+``whatsapp:seen:whatsapp:<message id>`` before its work instead. A message older than the core
+keeps request keys is dropped: its key may be gone.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import httpx
 from pywa_async.api import GraphAPIAsync
@@ -61,7 +62,7 @@ from adapters.whatsapp.outbound import OUTSIDE_WINDOW, Outbound, describe
 from adapters.whatsapp.render import button_id, escape
 from bot.dispatch import Dispatcher
 from bot.messages import Click, Identity, Reply, Request
-from bot.ports import Notifier, NotifyError
+from bot.ports import Notifier
 from bot.replies import unexpected
 from bot.storage.requests import ClaimStatus
 
@@ -70,7 +71,7 @@ log = logging.getLogger(__name__)
 MAX_WEBHOOK_BODY = 1_000_000
 GRAPH_CONNECTIONS = 32
 GRAPH_TIMEOUT = httpx.Timeout(15.0, connect=5.0)
-SENT_FINGERPRINT = "whatsapp-reply-sent"
+SEEN_FINGERPRINT = "whatsapp-seen"
 # Texts of ours, in WhatsApp markup.
 HINT = "Send *help* to see the commands you may use."
 NOT_TEXT = "I read text only. Type a command, e.g. *help*."
@@ -224,18 +225,11 @@ class WhatsAppAdapter:
 
     def _status(self, status: Status) -> None:
         count_status(status.status, status.error_codes)
-        if status.status != "failed":
-            return
-        started = self.out.started.pop(status.message_id, None)
-        if started is not None and OUTSIDE_WINDOW in status.error_codes:
-            wa_id, reply = started
-            self.runner.submit(wa_id, lambda: self._outside_window(wa_id, reply))
-
-    async def _outside_window(self, wa_id: str, reply: Reply) -> None:
-        try:
-            await self.out.fallback(wa_id, reply)
-        except NotifyError as exc:
-            log.warning("a message the bot started on WhatsApp was not delivered: %s", exc)
+        if status.status == "failed" and OUTSIDE_WINDOW in status.error_codes:
+            # In the user's queue: after the messages they sent before it, like a reply.
+            self.runner.submit(
+                status.wa_id, functools.partial(self.out.undelivered, status.message_id)
+            )
 
     # -- messages ------------------------------------------------------------------------------
 
@@ -243,18 +237,15 @@ class WhatsAppAdapter:
         bind_request(NAME, whatsapp_message=message.message_id[:80])
         if self._too_old(message):
             return
-        sent_key = f"{NAME}:sent:{message.message_id}"
-        requests = self._dispatcher.core.requests
-        claim = await requests.claim(sent_key, SENT_FINGERPRINT)
-        if claim.status is not ClaimStatus.NEW and not claim.stale:
-            log.info("WhatsApp message delivered again: answered already")
-            return
-        replies: list[Reply | str]
+        replies: list[Reply | str] | None
         try:
             replies = await self._answer(message)
         except Exception:
             # The core answers every request itself; should it ever fail, the user still hears.
             replies = [unexpected(log, "WhatsApp message failed")]
+        if replies is None:
+            log.info("WhatsApp message delivered again: answered already")
+            return
         try:
             for reply in replies:
                 if isinstance(reply, str):
@@ -264,7 +255,6 @@ class WhatsAppAdapter:
         except Exception as exc:
             log.warning("the reply to a WhatsApp message was not sent: %s", describe(exc))
             return
-        await requests.finish(sent_key, {"sent": True})
         # The user just wrote, so the window is open: what waited for it follows the reply.
         await self.out.hand_over(message.wa_id)
 
@@ -273,30 +263,37 @@ class WhatsAppAdapter:
         if message.sent_at is None:
             return False
         kept = self._dispatcher.core.requests.retention - timedelta(hours=1)
-        if datetime.now(UTC) - message.sent_at <= kept:
+        if self._dispatcher.core.clock() - message.sent_at <= kept:
             return False
         log.warning("WhatsApp message from %s delivered after %s: dropped", message.sent_at, kept)
         return True
 
-    async def _answer(self, message: Incoming) -> list[Reply | str]:
+    async def _answer(self, message: Incoming) -> list[Reply | str] | None:
+        """The replies to send, in order; None for a redelivery (answered already)."""
         identity = Identity(NAME, message.wa_id, message.name)
         key = f"{NAME}:{message.message_id}"
+        text = None
+        if message.button_id is None and message.text is not None:
+            text = command_text(message.text, lambda word: word in self._words)
+        if text is not None:
+            request = Request(
+                identity=identity,
+                text=text,
+                request_key=key,
+                chat_id=message.wa_id,
+                private_chat=True,
+                sent_at=message.sent_at,
+            )
+            answer = await self._dispatcher.answer(request)
+            return [answer.reply] if answer.first else None
+        # What runs no request under the message's key is marked seen first. The marker is
+        # never finished: it is purged with the other request keys.
+        seen = await self._dispatcher.core.requests.claim(f"{NAME}:seen:{key}", SEEN_FINGERPRINT)
+        if seen.status is not ClaimStatus.NEW:
+            return None
         if message.button_id is not None:
             return await self._press(identity, key, message.button_id)
-        if message.text is None:
-            return [NOT_TEXT]
-        text = command_text(message.text, lambda word: word in self._words)
-        if text is None:
-            return [HINT]
-        request = Request(
-            identity=identity,
-            text=text,
-            request_key=key,
-            chat_id=message.wa_id,
-            private_chat=True,
-            sent_at=message.sent_at,
-        )
-        return [await self._dispatcher.handle(request)]
+        return [NOT_TEXT if message.text is None else HINT]
 
     async def _press(self, identity: Identity, key: str, payload: str) -> list[Reply | str]:
         stored = button_id(payload)

@@ -10,9 +10,8 @@ The 24-hour window: a free-form message to someone who has not written in 24 hou
 message, one body variable holding the message on one line. Without a template the message is
 kept in the database (:mod:`bot.storage.held`: sealed, bound to the user, for 7 days) and
 :meth:`Outbound.hand_over` sends it right after the reply to the user's next message, under
-:data:`AWAY`, oldest first, once across replicas. The core is told it went (``send_private``
-returns): it is stored where a restart or another replica finds it, and no caller of
-``send_private`` retries on ``NotifyError``, so raising would only log a failure that is not one.
+:data:`AWAY`, oldest first, once across replicas. The core is told it is held
+(``Sent.HELD``): stored where a restart or another replica finds it, not lost and not yet read.
 Without a store (``Core.held`` None) the core is told it was not sent (``NotifyError``); an
 approved code then stays in the item's history, where ``resend ITEM`` finds it.
 
@@ -25,7 +24,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -37,7 +35,7 @@ from adapters.whatsapp.config import NAME, Templates
 from adapters.whatsapp.render import Outgoing, messages
 from bot import metrics
 from bot.messages import Reply
-from bot.ports import NotifyError
+from bot.ports import NotifyError, Sent
 from bot.storage.held import HeldStore
 
 log = logging.getLogger(__name__)
@@ -59,7 +57,6 @@ REASONS = {
     190: "token",
     132001: "template_missing",
 }
-STARTED_KEPT = 10_000
 AWAY = "While you were away:"
 _WA_ID = re.compile(r"[1-9][0-9]{5,14}")  # E.164: at most 15 digits
 
@@ -112,10 +109,6 @@ class Outbound:
         self._phone_number_id = phone_number_id
         self._templates = templates
         self._sleep = sleep
-        # Messages the bot started, by message id: a later "failed" status with 131047 (the
-        # real Cloud API may accept a message and refuse it after) sends the template then.
-        # In memory only: after a restart such a message is lost (the code stays in /resend).
-        self.started: OrderedDict[str, tuple[str, Reply]] = OrderedDict()
 
     async def send(self, wa_id: str, reply: Reply) -> list[str]:
         """The reply, in as many messages as it takes, buttons on the last; their ids."""
@@ -181,7 +174,7 @@ class Outbound:
     async def update_card(self, chat_id: str, message_ref: str, reply: Reply) -> None:
         raise NotifyError("WhatsApp has no group chats: approval chats are on Slack or Telegram")
 
-    async def send_private(self, user_id: str, reply: Reply) -> None:
+    async def send_private(self, user_id: str, reply: Reply) -> Sent:
         """To the user's chat with the business number; a template outside the 24 h window."""
         if not _WA_ID.fullmatch(user_id):
             raise NotifyError("not a WhatsApp id (digits of a phone number in international form)")
@@ -193,14 +186,42 @@ class Outbound:
         except httpx.HTTPError as exc:
             raise NotifyError(describe(exc)) from None
         else:
-            for message_id in sent:
-                self.started[message_id] = (user_id, reply)
-            while len(self.started) > STARTED_KEPT:
-                self.started.popitem(last=False)
-            return
-        await self.fallback(user_id, reply)
+            await self._watch(user_id, reply, sent)
+            return Sent.NOW
+        return await self.fallback(user_id, reply)
 
-    async def fallback(self, user_id: str, reply: Reply) -> None:
+    async def _watch(self, user_id: str, reply: Reply, sent: list[str]) -> None:
+        """The real Cloud API may take a message and report it undelivered later (a ``failed``
+        status with 131047): a sealed copy waits in the database for that report, by the id of
+        its first message (:meth:`undelivered`)."""
+        if self._held is None or not sent or not sent[0]:
+            return
+        try:
+            await self._held.watch(NAME, user_id, reply, sent[0])
+        except Exception as exc:  # it went: only a later "window closed" report would be missed
+            log.warning("a message the bot started is not watched: %s", type(exc).__name__)
+
+    async def undelivered(self, message_id: str) -> None:
+        """WhatsApp reported ``message_id`` undelivered for the window: when the bot started it,
+        it goes again as its template, or is held for the user's next message."""
+        if self._held is None:
+            return
+        watched = await self._held.watched(NAME, message_id)
+        if watched is None:
+            return  # a reply (the user had just written), or handled already
+        name = self._templates.for_codes(bool(watched.reply.codes))
+        if name is not None:
+            try:
+                await self.template(watched.user_id, name, watched.reply)
+            except (WhatsAppError, httpx.HTTPError) as exc:
+                log.warning("template refused (%s): kept for the next message", describe(exc))
+            else:
+                await self._held.drop(watched)
+                return
+        await self._held.hold(watched)
+        log.info("outside WhatsApp's 24-hour window: kept for the next message")
+
+    async def fallback(self, user_id: str, reply: Reply) -> Sent:
         """``reply`` as its template, for someone outside the 24-hour window; without a template
         it is kept for their next message (NotifyError with no store to keep it, or when the
         template is refused)."""
@@ -208,7 +229,7 @@ class Outbound:
         if name is None and self._held is not None:
             await self._held.keep(NAME, user_id, reply)
             log.info("outside WhatsApp's 24-hour window, no template: kept for the next message")
-            return
+            return Sent.HELD
         if name is None:
             raise NotifyError(
                 "outside WhatsApp's 24-hour window and no template configured "
@@ -218,6 +239,7 @@ class Outbound:
             await self.template(user_id, name, reply)
         except (WhatsAppError, httpx.HTTPError) as exc:
             raise NotifyError(describe(exc)) from None
+        return Sent.NOW
 
     async def hand_over(self, wa_id: str) -> int:
         """The messages kept for ``wa_id`` (who just wrote), under :data:`AWAY`; how many.

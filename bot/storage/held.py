@@ -12,7 +12,14 @@ first. Rules, all held by the database so they hold across restarts and replicas
   answering the same user claim disjoint rows; a claim whose process died goes stale after
   :data:`CLAIM_STALE` and is handed over on a later message (at least once, never lost).
 - Bounded: a row expires after :data:`KEPT_FOR` (the platforms stop redelivering by then too); an
-  expired row is dropped and logged without its content.
+  expired row is dropped by the housekeeping round (:meth:`HeldStore.purge`) and logged without
+  its content; until then it is never handed over.
+
+A platform may also take a message and report later that it could not deliver it (WhatsApp: a
+``failed`` status for a closed window). Such a message is *watched*: kept the same way with the
+platform's message id (``message_ref``) for :data:`WATCHED_FOR`, never handed over; the failure
+report finds it by that id (:meth:`HeldStore.watched`), even after a restart or on another
+replica, and the adapter holds it (:meth:`HeldStore.hold`) or sends it another way and drops it.
 """
 
 from __future__ import annotations
@@ -28,7 +35,16 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.orm import Mapped, mapped_column
 
 from bot.messages import Reply
-from bot.storage.base import MAX_USER_ID, BotBase, Clock, Store, aware, table_of, utcnow
+from bot.storage.base import (
+    MAX_USER_ID,
+    BotBase,
+    Clock,
+    Store,
+    aware,
+    checked_text,
+    table_of,
+    utcnow,
+)
 from erm import db
 from erm.errors import VaultError
 from erm.secret_box import DecryptionError, SecretBox
@@ -36,7 +52,9 @@ from erm.secret_box import DecryptionError, SecretBox
 log = logging.getLogger("bot.storage")
 
 KEPT_FOR = timedelta(days=7)
+WATCHED_FOR = timedelta(days=1)  # failure reports come within minutes; Meta retries for a day
 CLAIM_STALE = timedelta(minutes=5)
+MAX_MESSAGE_REF = 128
 MAX_HELD_PER_USER = 50  # a user away for a week gets the newest this many, not a flood
 
 
@@ -47,6 +65,7 @@ class HeldMessageRow(BotBase):
     __table_args__ = (
         Index("ix_bot_held_messages_user", "platform", "user_id", "id"),
         Index("ix_bot_held_messages_expires_at", "expires_at"),
+        Index("ix_bot_held_messages_ref", "platform", "message_ref"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -57,6 +76,7 @@ class HeldMessageRow(BotBase):
     expires_at: Mapped[datetime] = mapped_column(db.UtcDateTime)
     claim: Mapped[str | None] = mapped_column(String(32))
     claimed_at: Mapped[datetime | None] = mapped_column(db.UtcDateTime)
+    message_ref: Mapped[str | None] = mapped_column(String(MAX_MESSAGE_REF))  # watched only
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +86,15 @@ class Held:
     id: int
     reply: Reply
     created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Watched:
+    """A watched message the platform reported undelivered (see the module docstring)."""
+
+    id: int
+    user_id: str
+    reply: Reply
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,12 +134,14 @@ class HeldStore(Store):
             .where(table.c.expires_at <= bindparam("p_now", type_=db.UtcDateTime))
             .returning(table.c.platform, table.c.created_at)
         )
+        held = table.c.message_ref.is_(None)
         free = table.c.claim.is_(None) | (
             table.c.claimed_at <= bindparam("p_stale", type_=db.UtcDateTime)
         )
+        live = table.c.expires_at > bindparam("p_now", type_=db.UtcDateTime)
         self._claim = (
             update(table)
-            .where(user, free)
+            .where(user, held, free, live)
             .values(claim=bindparam("p_claim"), claimed_at=bindparam("p_now", type_=db.UtcDateTime))
         )
         self._claimed = (
@@ -118,27 +149,72 @@ class HeldStore(Store):
             .where(table.c.claim == bindparam("p_claim"))
             .order_by(table.c.id)
         )
-        self._count = select(table.c.id).where(user).order_by(table.c.id.desc())
+        self._count = select(table.c.id).where(user, held).order_by(table.c.id.desc())
+        ref = (table.c.platform == bindparam("p_platform")) & (
+            table.c.message_ref == bindparam("p_ref")
+        )
+        self._watched = select(table.c.id, table.c.user_id, table.c.sealed).where(ref, live)
 
     async def keep(self, platform: str, user_id: str, reply: Reply) -> None:
         """Keep ``reply`` for ``user_id``'s next message (sealed; see the module docstring)."""
-        now = aware(self._clock(), "now")
-        sealed = self._box.encrypt(
-            json.dumps(reply.to_dict()), context=held_context(platform, user_id)
-        )
-        values = {
-            "platform": platform,
-            "user_id": user_id,
-            "sealed": sealed,
-            "created_at": now,
-            "expires_at": now + self.kept_for,
-        }
+        values = self._row(platform, user_id, reply, self.kept_for)
 
         def work(connection: Connection) -> None:
             connection.execute(self._table.insert().values(**values))
             self._trim(connection, platform, user_id)
 
         await self.transaction(work)
+
+    async def watch(self, platform: str, user_id: str, reply: Reply, message_ref: str) -> None:
+        """Keep a copy of ``reply``, which the platform took as ``message_ref``, in case it
+        reports it undelivered; never handed over unless :meth:`hold` says so."""
+        ref = checked_text(message_ref, "a message id", MAX_MESSAGE_REF)
+        values = {**self._row(platform, user_id, reply, WATCHED_FOR), "message_ref": ref}
+        await self._execute(self._table.insert().values(**values))
+
+    async def watched(self, platform: str, message_ref: str) -> Watched | None:
+        """The watched message the platform knows as ``message_ref``; None when there is none
+        (not one the bot started, expired, held or dropped already) or no key opens it."""
+        params = {
+            "p_platform": platform,
+            "p_ref": message_ref,
+            "p_now": aware(self._clock(), "now"),
+        }
+        row = await self.transaction(lambda c: c.execute(self._watched, params).first())
+        if row is None:
+            return None
+        row_id, user_id, sealed = row
+        reply = self._open(platform, user_id, sealed)
+        return None if reply is None else Watched(row_id, user_id, reply)
+
+    async def hold(self, watched: Watched) -> None:
+        """The watched message was not delivered: keep it for the user's next message."""
+        now = aware(self._clock(), "now")
+        table = self._table
+        await self._execute(
+            update(table)
+            .where(table.c.id == watched.id)
+            .values(message_ref=None, created_at=now, expires_at=now + self.kept_for)
+        )
+
+    async def drop(self, watched: Watched) -> None:
+        """The watched message went another way (a template): forget it."""
+        await self._execute(delete(self._table).where(self._table.c.id == watched.id))
+
+    def _row(
+        self, platform: str, user_id: str, reply: Reply, kept_for: timedelta
+    ) -> dict[str, object]:
+        now = aware(self._clock(), "now")
+        sealed = self._box.encrypt(
+            json.dumps(reply.to_dict()), context=held_context(platform, user_id)
+        )
+        return {
+            "platform": platform,
+            "user_id": user_id,
+            "sealed": sealed,
+            "created_at": now,
+            "expires_at": now + kept_for,
+        }
 
     def _trim(self, connection: Connection, platform: str, user_id: str) -> None:
         """Past :data:`MAX_HELD_PER_USER`, the oldest go (logged, without their content)."""
@@ -149,10 +225,11 @@ class HeldStore(Store):
             log.warning("%d kept messages over the limit dropped (oldest first)", len(extra))
 
     async def take(self, platform: str, user_id: str) -> Taken:
-        """Claim the user's kept messages (not claimed by a live process), oldest first.
+        """Claim the user's kept messages (not expired, not claimed by a live process), oldest
+        first: one statement when there are none, as for most messages.
 
-        Expired rows (anyone's) are dropped first. A message that no configured key opens any
-        more is dropped too. Pass the result to :meth:`done` once sent, or :meth:`release`.
+        A message that no configured key opens any more is dropped. Pass the result to
+        :meth:`done` once sent, or :meth:`release`.
         """
         now = aware(self._clock(), "now")
         claim = secrets.token_hex(16)
@@ -165,9 +242,6 @@ class HeldStore(Store):
         }
 
         def work(connection: Connection) -> list[tuple[int, str, datetime]]:
-            expired = connection.execute(self._expired, {"p_now": now}).all()
-            if expired:
-                log.warning("%d kept messages expired unread: dropped", len(expired))
             if not connection.execute(self._claim, params).rowcount:
                 return []
             return [tuple(row) for row in connection.execute(self._claimed, params)]

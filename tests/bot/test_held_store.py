@@ -1,6 +1,7 @@
 """Kept messages (bot.storage.held) on SQLite and PostgreSQL: sealed and bound to their user,
-claimed once, given back on failure, taken again after a stale claim, expired; and revision
-bot0009 (the table, its downgrade and upgrade again)."""
+claimed once, given back on failure, taken again after a stale claim, expired; watched messages
+(found by the platform's message id, never handed over until held); and revisions bot0009 (the
+table) and bot0010 (the message id), their downgrades and upgrades again."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.messages import Code, Reply
 from bot.storage.base import migrate
-from bot.storage.held import CLAIM_STALE, KEPT_FOR, HeldStore
+from bot.storage.held import CLAIM_STALE, KEPT_FOR, WATCHED_FOR, HeldStore
 from erm.secret_box import SecretBox
 from tests.bot.test_people_store import _move, _tables
 
@@ -86,26 +87,61 @@ async def test_a_row_moved_to_another_user_does_not_open(
     assert await _column(engine, "SELECT id FROM bot_held_messages") == []
 
 
-async def test_expired_messages_are_dropped(held: HeldStore, clock: Clock) -> None:
+async def test_expired_messages_are_never_handed_over_and_the_purge_drops_them(
+    held: HeldStore, clock: Clock
+) -> None:
     await held.keep("pager", "7", CODE)
     clock.now += KEPT_FOR
     assert (await held.take("pager", "7")).messages == ()
     await held.keep("pager", "7", NOTE)
+    assert [m.reply for m in (await held.take("pager", "7")).messages] == [NOTE]
     clock.now += KEPT_FOR
+    assert await held.purge() == 2
+
+
+async def test_a_watched_message_is_found_by_its_id_and_held_only_when_told(
+    held: HeldStore, engine: AsyncEngine, clock: Clock
+) -> None:
+    await held.watch("pager", "7", CODE, "wamid.A")
+    await held.watch("pager", "7", NOTE, "wamid.B")
+    [sealed, _] = await _column(engine, "SELECT sealed FROM bot_held_messages ORDER BY id")
+    assert "413" not in str(sealed)
+    assert (await held.take("pager", "7")).messages == ()  # sent: nothing to hand over
+    assert await held.watched("other", "wamid.A") is None
+    assert await held.watched("pager", "wamid.C") is None
+
+    found = await held.watched("pager", "wamid.A")
+    assert found is not None
+    assert (found.user_id, found.reply) == ("7", CODE)
+    await held.hold(found)
+    assert await held.watched("pager", "wamid.A") is None  # held now, not watched
+    assert [m.reply for m in (await held.take("pager", "7")).messages] == [CODE]
+
+    other = await held.watched("pager", "wamid.B")
+    assert other is not None
+    await held.drop(other)
+    assert await held.watched("pager", "wamid.B") is None
+    await held.watch("pager", "8", NOTE, "wamid.D")
+    clock.now += WATCHED_FOR
+    assert await held.watched("pager", "wamid.D") is None
     assert await held.purge() == 1
 
 
-async def test_bot0009_adds_the_table_and_its_downgrade_drops_it(
+async def test_bot0009_and_bot0010_upgrade_and_downgrade(
     held: HeldStore, engine: AsyncEngine
 ) -> None:
     await held.keep("pager", "7", NOTE)
+    await held.watch("pager", "7", CODE, "wamid.A")
     async with engine.connect() as connection:
-        assert "bot_held_messages" in await connection.run_sync(_tables)
+        await connection.run_sync(_move, "bot0009", down=True)  # bot0010 down: watched rows go
+        assert await connection.scalar(text("SELECT count(*) FROM bot_held_messages")) == 1
         await connection.run_sync(_move, "bot0008", down=True)
         assert "bot_held_messages" not in await connection.run_sync(_tables)
         assert "bot_grants" in await connection.run_sync(_tables)
-        await connection.run_sync(_move, "bot0009")
+        await connection.run_sync(_move, "bot0010")
         assert "bot_held_messages" in await connection.run_sync(_tables)
     assert (await held.take("pager", "7")).messages == ()  # the rows went with the table
     await held.keep("pager", "7", NOTE)
+    await held.watch("pager", "7", CODE, "wamid.A")
     assert len((await held.take("pager", "7")).messages) == 1
+    assert await held.watched("pager", "wamid.A") is not None

@@ -133,7 +133,7 @@ async def test_migrate_from_two_processes_at_once_and_again(database: TestDataba
         async with first.connect() as connection:
             result = await connection.execute(text("SELECT version_num FROM alembic_version"))
             # Two branch heads: bot's depends on erm0001, and erm0002 came after it.
-            assert sorted(result.scalars()) == ["bot0009", "erm0002"]
+            assert sorted(result.scalars()) == ["bot0010", "erm0002"]
     finally:
         await first.dispose()
         await second.dispose()

@@ -20,8 +20,8 @@ from adapters.slack.app import SlackAdapter
 from adapters.whatsapp.app import WhatsAppAdapter
 from adapters.whatsapp.inbound import SIGNATURE_HEADER
 from bot.audit import AuditRow
-from bot.dispatch import Dispatcher
-from bot.messages import Click, Pressed, Reply, Request
+from bot.dispatch import Answer, Dispatcher
+from bot.messages import Click, Pressed, Request
 from bot.storage.buttons import ButtonRow
 from bot.storage.codes import IssuedCodeRow
 from bot.storage.requests import RequestRow
@@ -40,17 +40,18 @@ class Spy:
     seen: list[Request | Click] = field(default_factory=list)
 
     def attach(self, dispatcher: Dispatcher) -> None:
-        handle, press = dispatcher.handle, dispatcher.press
+        # ``Dispatcher.handle`` goes through ``answer`` too.
+        answer, press = dispatcher.answer, dispatcher.press
 
-        async def spy_handle(request: Request) -> Reply:
+        async def spy_answer(request: Request) -> Answer:
             self.seen.append(request)
-            return await handle(request)
+            return await answer(request)
 
         async def spy_press(click: Click) -> Pressed:
             self.seen.append(click)
             return await press(click)
 
-        dispatcher.handle = spy_handle  # type: ignore[method-assign]
+        dispatcher.answer = spy_answer  # type: ignore[method-assign]
         dispatcher.press = spy_press  # type: ignore[method-assign]
 
 

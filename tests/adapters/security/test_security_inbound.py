@@ -474,7 +474,8 @@ async def test_a_status_for_a_message_never_sent_does_nothing(
     assert spy.seen == []
     assert await rows(stack.engine) == NOTHING
     assert fake.sent() == []
-    assert whatsapp_side.adapter.runner.peak == 0
+    # A "window closed" report only looks its message up among those the bot started.
+    assert whatsapp_side.adapter.runner.peak == (1 if errors == [131047] else 0)
 
 
 def _retarget(payload: dict[str, Any], phone_number_id: Any) -> dict[str, Any]:

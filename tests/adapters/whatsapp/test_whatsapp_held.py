@@ -132,7 +132,7 @@ async def test_a_restart_keeps_it(
     assert with_code([code]) == 1
 
 
-async def test_an_expired_one_is_dropped_and_logged_without_its_content(
+async def test_an_expired_one_is_not_handed_over_and_purged_without_its_content(
     any_stack: StackLike, serve: ServeFactory, fake: FakeWhatsApp, caplog: pytest.LogCaptureFixture
 ) -> None:
     served = await serve(any_stack)
@@ -147,6 +147,10 @@ async def test_an_expired_one_is_dropped_and_logged_without_its_content(
 
     [reply] = fake.sent(AGENT)
     assert AWAY not in reply.text
+    held = any_stack.dispatcher.core.held
+    assert held is not None
+    with caplog.at_level(logging.INFO):
+        assert await held.purge() == 1  # the housekeeping round's
     assert await rows(any_stack.engine, HELD) == 0
     assert "expired" in caplog.text
     assert not any(f in caplog.text for f in FORMS)
@@ -163,22 +167,52 @@ async def test_with_a_template_the_template_goes_and_nothing_is_kept(
     assert await rows(any_stack.engine, HELD) == 0
 
 
-async def test_a_later_failed_status_for_the_window_keeps_it(
+async def message_refs(engine: AsyncEngine) -> list[str | None]:
+    async with engine.connect() as connection:
+        found = await connection.execute(text(f"SELECT message_ref FROM {HELD}"))  # noqa: S608
+        return list(found.scalars())
+
+
+async def test_a_later_failed_status_for_the_window_keeps_it_even_on_another_replica(
+    stack: StackLike, serve: ServeFactory, fake: FakeWhatsApp
+) -> None:
+    await serve(stack)
+    fake.open_window(AGENT)
+    await stack.dispatcher.core.notifiers["whatsapp"].send_private(AGENT, CODE_READY)
+    [accepted] = fake.sent(AGENT)
+    assert await message_refs(stack.engine) == [accepted.id]  # watched, sealed
+    assert not any(f in row for row in await sealed_rows(stack.engine) for f in FORMS)
+
+    # The report reaches a process that did not send it (a restart, another replica).
+    other = await serve(replica(stack))
+    failed = fake.status(accepted.id, AGENT, "failed", errors=[REENGAGEMENT])
+    await fake.deliver(other.url, failed)
+    await settle(other.adapter)
+    assert await message_refs(stack.engine) == [None]  # held for the next message
+    await fake.deliver(other.url, failed)  # Meta redelivers the report
+    await settle(other.adapter)
+
+    await fake.deliver(other.url, fake.user_message(AGENT, "hello"))
+    await settle(other.adapter)
+    *_, away, code = await wait_sent(fake, AGENT, 4)
+    assert AWAY in away.text
+    assert with_code(fake.sent(AGENT)) == 2  # the accepted message, and the one handed over
+    assert await rows(stack.engine, HELD) == 0
+
+
+async def test_a_delivered_one_is_not_handed_over(
     stack: StackLike, serve: ServeFactory, fake: FakeWhatsApp
 ) -> None:
     served = await serve(stack)
     fake.open_window(AGENT)
     await stack.dispatcher.core.notifiers["whatsapp"].send_private(AGENT, CODE_READY)
     [accepted] = fake.sent(AGENT)
-    await fake.deliver(served.url, fake.status(accepted.id, AGENT, "failed", errors=[REENGAGEMENT]))
-    await settle(served.adapter)
-    await wait_rows(stack.engine, 1)
-
+    await fake.deliver(served.url, fake.status(accepted.id, AGENT, "delivered"))
     await fake.deliver(served.url, fake.user_message(AGENT, "hello"))
     await settle(served.adapter)
-    *_, away, code = await wait_sent(fake, AGENT, 4)
-    assert AWAY in away.text
-    assert with_code([code]) == 1
+    _, reply = await wait_sent(fake, AGENT, 2)
+    assert reply.text == HINT
+    assert with_code(fake.sent(AGENT)) == 1
 
 
 # -- an approval decided while the agent is away ---------------------------------------------
@@ -210,6 +244,11 @@ async def test_an_approval_decided_while_away_reaches_the_agent_with_their_next_
     record = await team.issued(approval.id)
     forms = code_forms(record)
     assert fake.sent(AGENT) == [pending]
+    assert "gets it privately with their next message" in team.telegram.last_notice()
+    audited = await stack.dispatcher.core.audit.recent(limit=50)
+    outcomes = [r.outcome for r in audited if r.approval_id == approval.id]
+    assert "held" in outcomes
+    assert "delivered" not in outcomes
     assert not any(f in row for row in await sealed_rows(stack.engine) for f in forms)
 
     await fake.deliver(served.url, fake.user_message(AGENT, "hello"))
