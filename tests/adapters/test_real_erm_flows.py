@@ -1,10 +1,11 @@
 """The whole bot against the production-shaped sandbox ERM (erm-api.md §8), as its users see it.
 
-Each flow runs through the console adapter and through the Telegram adapter (on the fake Bot API),
-on SQLite and on PostgreSQL: a real ``Dispatcher`` wired as ``erm-bot serve`` wires it, over a
-migrated database, in front of the sandbox in process. The sandbox and the bot share one
-``FakeClock``, and the sandbox's tokens live 24 hours as production's do. Every test reads the
-reply the way the user reads it (the console's printed text, Telegram's visible message text) and
+Each flow runs through the console adapter, the Telegram adapter (on the fake Bot API) and the
+WhatsApp adapter (served on loopback, on the fake Graph API), on SQLite and on PostgreSQL: a real
+``Dispatcher`` wired as ``erm-bot serve`` wires it, over a migrated database, in front of the
+sandbox in process. The sandbox and the bot share one ``FakeClock``, and the sandbox's tokens live
+24 hours as production's do. Every test reads the reply the way the user reads it (the console's
+printed text, Telegram's visible message text, WhatsApp's text with its markup rendered) and
 asserts whole lines; no reply may leak ERM's raw wording (see ``LEAKS``).
 """
 
@@ -13,7 +14,7 @@ from __future__ import annotations
 import contextlib
 import io
 import re
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Protocol
@@ -21,8 +22,10 @@ from typing import Protocol
 import httpx
 import pytest
 from fakes.telegram import FakeTelegram, User
+from fakes.whatsapp import FakeWhatsApp
 from sqlalchemy.ext.asyncio import AsyncEngine
 from support import CountingTransport, FakeClock, TestDatabase, make_service
+from whatsapp.whatsapp_rig import config_for, settle, wait_sent  # tests/adapters is on sys.path
 
 import erm.sandbox.state as sandbox_state
 from adapters.console import Console
@@ -31,6 +34,8 @@ from adapters.runtime import Runtime
 from adapters.settings import Settings
 from adapters.telegram.app import TelegramAdapter
 from adapters.telegram.config import TelegramConfig
+from adapters.web import create_app as create_web_app
+from adapters.whatsapp.app import WhatsAppAdapter
 from bot.dispatch import Dispatcher
 from bot.roles import Role
 from bot.storage.base import migrate
@@ -46,6 +51,7 @@ from erm.sandbox import (
 from erm.sandbox.config import SandboxConfig
 from erm.sandbox.errors import BadRequestError
 from erm.sandbox.model import CodeEvent, CodeType, Item
+from erm.sandbox.server import serve_app
 from erm.sandbox.state import MIGRATED_ACTOR_NAME, SandboxState
 from erm.secret_box import SecretBox
 from erm.transport import ClientConfig
@@ -63,6 +69,7 @@ ADDS_DAYS = "It adds days of use. Type it on the device keypad."
 FOUND_IN_HISTORY = "ERM's answer was lost; this code was found in the item's history."
 CONSOLE_USER = "amina"
 TELEGRAM_USER = User(3101, "Amina", "amina_k", "Kamau")
+WHATSAPP_USER = "254712345678"  # a wa_id: the number's digits
 
 INFO, WARNING, ERROR = "info", "warning", "error"
 _TELEGRAM_MARK = {WARNING: "⚠️ ", ERROR: "⛔ "}
@@ -123,6 +130,26 @@ def on_telegram(shown: Shown) -> list[str]:
     if shown.notes:
         out += ["", *shown.notes]
     return out
+
+
+def on_whatsapp(shown: Shown) -> list[str]:
+    """The visible text of the WhatsApp messages: laid out as on Telegram (render.py mirrors it),
+    only the markup differs, and :func:`whatsapp_visible` renders that away."""
+    return on_telegram(shown)
+
+
+_MONOSPACE = re.compile(r"```(.*?)```")
+# *bold*, _italic_, ~strike~: markers at word boundaries around text that neither starts nor ends
+# with a space. A marker wrapped in WORD JOINERs (render.escape) touches no boundary: it shows.
+_STYLED = re.compile(r"(?<![\w\u2060])([*_~])(?!\s)(.+?)(?<!\s)\1(?![\w\u2060])")
+
+
+def whatsapp_visible(text: str) -> str:
+    """What WhatsApp shows of a message's text: styles and monospace without their markers,
+    a code inside ``` as typed (its ``*`` is no marker there), no invisible joiners."""
+    parts = _MONOSPACE.split(text)  # odd parts: monospace, shown verbatim
+    shown = (part if i % 2 else _STYLED.sub(r"\2", part) for i, part in enumerate(parts))
+    return "".join(shown).replace("\u2060", "")
 
 
 def assert_nothing_leaked(screen: list[str]) -> None:
@@ -187,16 +214,47 @@ class TelegramChannel:
         return "\n".join(message.plain for message in self.fake.sent(TELEGRAM_USER.id))
 
 
+@dataclass
+class WhatsAppChannel:
+    fake: FakeWhatsApp
+    adapter: WhatsAppAdapter
+    url: str  # the bot's /whatsapp/webhook on loopback
+    platform: str = "whatsapp"
+    user_id: str = WHATSAPP_USER
+
+    async def say(self, text: str) -> list[str]:
+        before = len(self.fake.sent(self.user_id))
+        # Typed as agents type on WhatsApp, without the slash. Meta stamps it by the wall clock,
+        # as the adapter expects (it drops a redelivery older than the request keys are kept);
+        # the shared clock lags the wall clock, so no code command looks stale to the core.
+        message = self.fake.user_message(self.user_id, text.removeprefix("/"), name="Amina")
+        assert (await self.fake.deliver(self.url, message)).status_code == 200
+        await wait_sent(self.fake, self.user_id, before + 1)
+        await settle(self.adapter)  # the whole answer, however many messages it takes
+        sent = self.fake.sent(self.user_id)[before:]
+        return whatsapp_visible("\n".join(m.text for m in sent)).split("\n")
+
+    def view(self, shown: Shown) -> list[str]:
+        return on_whatsapp(shown)
+
+    def transcript(self) -> str:
+        return whatsapp_visible("\n".join(m.text for m in self.fake.sent(self.user_id)))
+
+
 @contextlib.asynccontextmanager
-async def open_channel(
-    platform: str, dispatcher: Dispatcher, engine: AsyncEngine, clock: FakeClock
+async def console_channel(
+    dispatcher: Dispatcher, _engine: AsyncEngine, _clock: FakeClock
 ) -> AsyncIterator[Channel]:
-    if platform == "console":
-        out = io.StringIO()
-        console = Console(dispatcher, user=CONSOLE_USER, out=out)
-        async with console.attached():
-            yield ConsoleChannel(console, out)
-        return
+    out = io.StringIO()
+    console = Console(dispatcher, user=CONSOLE_USER, out=out)
+    async with console.attached():
+        yield ConsoleChannel(console, out)
+
+
+@contextlib.asynccontextmanager
+async def telegram_channel(
+    dispatcher: Dispatcher, engine: AsyncEngine, clock: FakeClock
+) -> AsyncIterator[Channel]:
     async with FakeTelegram() as fake:
         config = TelegramConfig(
             bot_token=fake.token, api_url=fake.api_url, poll_timeout=1.0, lock_interval=0.5
@@ -207,6 +265,28 @@ async def open_channel(
             yield TelegramChannel(fake, clock)
         finally:
             await adapter.stop()
+
+
+@contextlib.asynccontextmanager
+async def whatsapp_channel(
+    dispatcher: Dispatcher, engine: AsyncEngine, _clock: FakeClock
+) -> AsyncIterator[Channel]:
+    """The adapter in the bot's one web app on loopback, as the WhatsApp tests' ``serve`` does."""
+    async with FakeWhatsApp() as fake:
+        adapter = WhatsAppAdapter(dispatcher, config_for(fake), engine)
+        attached = Attached(dispatcher.core, "whatsapp", adapter)
+        async with serve_app(create_web_app([attached])) as base:
+            yield WhatsAppChannel(fake, adapter, f"{base}/whatsapp/webhook")
+
+
+OpenChannel = Callable[
+    [Dispatcher, AsyncEngine, FakeClock], contextlib.AbstractAsyncContextManager[Channel]
+]
+OPEN_CHANNEL: dict[str, OpenChannel] = {
+    "console": console_channel,
+    "telegram": telegram_channel,
+    "whatsapp": whatsapp_channel,
+}
 
 
 # -- the rig ------------------------------------------------------------------------------------
@@ -254,7 +334,7 @@ def _ptb_timedelta(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PTB_TIMEDELTA", "true")  # see tests/adapters/telegram/conftest.py
 
 
-@pytest.fixture(params=["console", "telegram"])
+@pytest.fixture(params=list(OPEN_CHANNEL))
 async def rig(
     request: pytest.FixtureRequest,
     engine: AsyncEngine,
@@ -280,7 +360,7 @@ async def rig(
         core = Runtime(settings, engine, vault, client, service).core()
         core.clock = lambda: datetime.fromtimestamp(clock.now, UTC)
         dispatcher = Dispatcher(core)
-        async with open_channel(request.param, dispatcher, engine, clock) as channel:
+        async with OPEN_CHANNEL[request.param](dispatcher, engine, clock) as channel:
             await core.grants.grant(channel.platform, channel.user_id, Role.AGENT, ACME.name, "t")
             yield Rig(channel, dispatcher, sandbox, clock, calls)
             assert await core.background.drain(5.0)
