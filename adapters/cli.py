@@ -36,6 +36,7 @@ from bot.roles import Role
 from bot.storage.approvals import ApprovalStore
 from bot.storage.codes import CodeStore
 from bot.storage.grants import GrantStore
+from bot.storage.held import HeldStore
 from erm.db import MigrationError
 from erm.errors import ErmError, InvalidInputError, VaultError
 from erm.models import SignInMethod
@@ -253,10 +254,13 @@ async def _keys_rotate(args: argparse.Namespace, settings: Settings) -> int:
             codes = await CodeStore(runtime.engine, box=runtime.vault.box).rotate()
         except VaultError as exc:
             problems.append(str(exc))
+        # Messages waiting for their user (they may carry a code): the old key may go next.
+        held = await HeldStore(runtime.engine, box=runtime.vault.box).rotate()
     if problems:
         raise VaultError("; ".join(problems))
     of_them = f" ({codes} of them issued codes)" if codes else ""
-    print(f"re-encrypted {secrets + codes} stored value(s) under the newest key{of_them}")
+    waiting = f", {held} message(s) waiting for their user" if held else ""
+    print(f"re-encrypted {secrets + codes} stored value(s) under the newest key{of_them}{waiting}")
     return 0
 
 

@@ -282,6 +282,34 @@ class HeldStore(Store):
             update(table).where(table.c.claim == taken.claim).values(claim=None, claimed_at=None)
         )
 
+    async def rotate(self) -> int:
+        """Re-encrypt under the newest key every kept or watched message still under an older
+        one, so a key rotation loses none of them; how many. One no configured key opens is
+        left as it is (handing over drops it)."""
+        table, box = self._table, self._box
+        older = table.c.sealed.not_like(f"v1.{box.current_key_id}.%")
+        statement = select(table.c.id, table.c.platform, table.c.user_id, table.c.sealed).where(
+            older
+        )
+
+        def work(connection: Connection) -> int:
+            done = 0
+            for row_id, platform, user_id, sealed in connection.execute(statement).all():
+                context = held_context(platform, user_id)
+                try:
+                    plain = box.decrypt(sealed, context=context)
+                except (DecryptionError, VaultError):
+                    continue
+                connection.execute(
+                    update(table)
+                    .where(table.c.id == row_id, table.c.sealed == sealed)
+                    .values(sealed=box.encrypt(plain, context=context))
+                )
+                done += 1
+            return done
+
+        return await self.transaction(work)
+
     async def purge(self) -> int:
         """Drop expired messages (logged without content); how many."""
         now = aware(self._clock(), "now")

@@ -127,6 +127,24 @@ async def test_a_watched_message_is_found_by_its_id_and_held_only_when_told(
     assert await held.purge() == 1
 
 
+async def test_a_key_rotation_re_encrypts_what_waits_so_the_old_key_can_go(
+    engine: AsyncEngine, clock: Clock
+) -> None:
+    await migrate(engine)
+    old, new = SecretBox.generate_key(), SecretBox.generate_key()
+    before = HeldStore(engine, box=SecretBox([old]), clock=clock)
+    await before.keep("pager", "7", CODE)
+    await before.watch("pager", "8", NOTE, "wamid.A")
+
+    assert await HeldStore(engine, box=SecretBox([new, old]), clock=clock).rotate() == 2
+    assert await HeldStore(engine, box=SecretBox([new, old]), clock=clock).rotate() == 0
+    after = HeldStore(engine, box=SecretBox([new]), clock=clock)
+    assert [m.reply for m in (await after.take("pager", "7")).messages] == [CODE]
+    watched = await after.watched("pager", "wamid.A")
+    assert watched is not None
+    assert watched.reply == NOTE
+
+
 async def test_bot0009_and_bot0010_upgrade_and_downgrade(
     held: HeldStore, engine: AsyncEngine
 ) -> None:
