@@ -3,8 +3,10 @@
 It runs, N times, exactly the transactions the dispatcher and the code command make for a days
 code (claim with grants, rate limits and approval policy; item lock with the duplicate check;
 record with the lock's release; stored reply with the audit row), through the real stores, and
-prints the CPU time of each step and of the whole per command. No HTTP, no ERM: this is the part
-of a command that is erm-bot's own storage, and what ``findings.md`` quotes.
+prints the CPU time and the database round trips of each step and of the whole per command
+(statements, plus BEGIN and COMMIT; on SQLite these are calls into the library, not trips). No
+HTTP, no ERM: this is the part of a command that is erm-bot's own storage, and what
+``findings.md`` quotes.
 
     .venv/bin/python -m bench.storage                   # SQLite file in a temporary directory
     .venv/bin/python -m bench.storage --postgres postgresql+asyncpg://postgres@127.0.0.1/postgres
@@ -20,6 +22,8 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+
+from sqlalchemy import event
 
 from bench.run import postgres_database
 from bot.audit import AuditEntry, AuditLog
@@ -42,9 +46,16 @@ STEPS = (
 )
 
 
-async def measure(url: str, n: int) -> dict[str, float]:
-    """CPU milliseconds per command, by step and in total (``"total"``)."""
+async def measure(url: str, n: int) -> tuple[dict[str, float], dict[str, float]]:
+    """CPU milliseconds and round trips per command, by step and in total (``"total"``)."""
     engine = create_engine(url)
+    trips = [0]
+
+    def count(*_args: object) -> None:
+        trips[0] += 1
+
+    for name in ("before_cursor_execute", "begin", "commit", "rollback"):
+        event.listen(engine.sync_engine, name, count)
     try:
         await migrate(engine)
         box = SecretBox([SecretBox.generate_key()])  # codes and fingerprints cost what they do
@@ -53,12 +64,14 @@ async def measure(url: str, n: int) -> dict[str, float]:
         policies, people = ApprovalStore(engine), PeopleStore(engine)
         identity = Identity("slack", "UBENCH")
         spent: dict[str, float] = dict.fromkeys(STEPS, 0.0)
+        made: dict[str, int] = dict.fromkeys(STEPS, 0)
 
         @contextmanager
         def step(name: str) -> Iterator[None]:
-            started = time.process_time()
+            started, before = time.process_time(), trips[0]
             yield
             spent[name] += time.process_time() - started
+            made[name] += trips[0] - before
 
         run = f"{time.time_ns():x}"
 
@@ -89,9 +102,10 @@ async def measure(url: str, n: int) -> dict[str, float]:
                 request_key=key,
                 issued_at=now,
             )
-            started = time.process_time()
+            started, before = time.process_time(), trips[0]
             async with codes.item_lock("acme", item, key, recent=recent) as lock:
                 spent[STEPS[1]] += time.process_time() - started
+                made[STEPS[1]] += trips[0] - before
                 with step(STEPS[2]):
                     await codes.record_issue(record, release=lock)  # the exit has nothing left
             entry = AuditEntry(
@@ -117,20 +131,25 @@ async def measure(url: str, n: int) -> dict[str, float]:
         await engine.dispose()
     figures = {name: 1e3 * spent[name] / n for name in STEPS}
     figures["total"] = sum(figures.values())
-    return figures
+    round_trips = {name: made[name] / n for name in STEPS}
+    round_trips["total"] = sum(round_trips.values())
+    return figures, round_trips
 
 
 async def _main(args: argparse.Namespace) -> None:
     if args.postgres:
         async with postgres_database(args.postgres) as url:
-            figures = await measure(url, args.n)
+            figures, trips = await measure(url, args.n)
         where = "PostgreSQL"
     else:
         with tempfile.TemporaryDirectory(prefix="erm-bot-storage-") as tmp:
-            figures = await measure(f"sqlite:///{Path(tmp) / 'bench.db'}", args.n)
+            figures, trips = await measure(f"sqlite:///{Path(tmp) / 'bench.db'}", args.n)
         where = "SQLite file"
     for name, ms in figures.items():
-        print(f"storage /code days {where} {name}: {ms:.2f} ms CPU per command")
+        print(
+            f"storage /code days {where} {name}: {ms:.2f} ms CPU, "
+            f"{trips[name]:.1f} round trips per command"
+        )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

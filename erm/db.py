@@ -123,12 +123,26 @@ def default_database_url(cwd: str | os.PathLike[str]) -> str:
     return f"sqlite+aiosqlite:///{Path(cwd).resolve() / 'erm-bot.db'}"
 
 
-def create_engine(url: str, *, connect_args: Mapping[str, Any] | None = None) -> AsyncEngine:
+# PostgreSQL: servers, proxies and load balancers drop connections left idle, so a pooled
+# connection idle this long is checked before use; one in steady use is not. SQLAlchemy's
+# pool_pre_ping checks on every checkout, at three round trips (BEGIN, a ping, ROLLBACK): more
+# than most of our transactions cost themselves.
+IDLE_CHECK_AFTER = 30.0  # seconds
+POOL_RECYCLE = 1800  # seconds: no connection lives longer (a server restart, a failover)
+
+
+def create_engine(
+    url: str,
+    *,
+    connect_args: Mapping[str, Any] | None = None,
+    idle_check_after: float = IDLE_CHECK_AFTER,
+) -> AsyncEngine:
     """An async engine for a SQLite or PostgreSQL URL.
 
     ``sqlite://`` and ``postgresql://`` / ``postgres://`` without a driver are given their async
     drivers (aiosqlite, asyncpg); a driver named in the URL is kept. ``connect_args`` go to the
-    driver, e.g. asyncpg's ``server_settings``.
+    driver, e.g. asyncpg's ``server_settings``. On PostgreSQL a pooled connection idle for
+    ``idle_check_after`` seconds is pinged before use and replaced when it is gone.
     """
     parsed = make_url(url)
     backend, _, driver = parsed.drivername.partition("+")
@@ -143,10 +157,12 @@ def create_engine(url: str, *, connect_args: Mapping[str, Any] | None = None) ->
     # carry its values, e.g. an unlock code or a stored reply.
     options: dict[str, Any] = {"connect_args": dict(connect_args or {}), "hide_parameters": True}
     if backend == "postgresql":
-        options["pool_pre_ping"] = True  # the bot runs for weeks; servers drop idle connections
+        options["pool_recycle"] = POOL_RECYCLE
     if backend == "sqlite" and _is_plain_file(parsed.database, parsed.query):
         _create_private_file(Path(str(parsed.database)))
     engine = create_async_engine(parsed, **options)
+    if backend == "postgresql":
+        _check_when_idle(engine.sync_engine, idle_check_after)
     if backend == "sqlite":
         event.listen(engine.sync_engine, "connect", _configure_sqlite_connection)
         event.listen(engine.sync_engine, "begin", _begin_sqlite_transaction)
@@ -155,6 +171,26 @@ def create_engine(url: str, *, connect_args: Mapping[str, Any] | None = None) ->
             _SQLITE_RUNNERS[engine] = runner
             event.listen(engine.sync_engine, "engine_disposed", lambda _engine: runner.close())
     return engine
+
+
+def _check_when_idle(engine: Engine, after: float) -> None:
+    """Ping a pooled connection at checkout only when it sat idle ``after`` seconds or more; a
+    failed ping makes the pool replace it (``DisconnectionError``: it retries with a new one)."""
+
+    @event.listens_for(engine, "checkin")
+    def _checked_in(_dbapi: DBAPIConnection | None, record: ConnectionPoolEntry) -> None:
+        record.info["idle_since"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _checked_out(dbapi: DBAPIConnection, record: ConnectionPoolEntry, _proxy: Any) -> None:
+        since = record.info.pop("idle_since", None)
+        if since is None or time.monotonic() - since < after:
+            return  # new, or in steady use
+        try:
+            engine.dialect.do_ping(dbapi)
+        except Exception as exc:
+            log.info("an idle database connection was gone: replaced (%s)", type(exc).__name__)
+            raise sqlalchemy.exc.DisconnectionError("idle connection gone") from None
 
 
 def _is_plain_file(database: str | None, query: Mapping[str, Any]) -> bool:
