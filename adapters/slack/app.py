@@ -11,9 +11,11 @@ app-level token is set):
 - buttons rendered by :mod:`adapters.slack.render` (``action_id`` ``erm:<action>``, ``value`` the
   core's opaque id) go to ``dispatcher.press``.
 
-Every listener acks at once and hands the work to a tracked task (bolt runs with
-``process_before_response=True``, so the ack is not held back by its 10 ms ack polling); the answer
-goes out through :class:`adapters.slack.outbound.Outbound`.
+Every command and click is acked at once and its work handed to a tracked task; the answer goes
+out through :class:`adapters.slack.outbound.Outbound`. Over HTTP, our own commands and clicks are
+served straight from the checked body (:mod:`adapters.slack.direct`); bolt serves the rest and
+Socket Mode (with ``process_before_response=True``, so its ack is not held back by its 10 ms ack
+polling).
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ from adapters.bodies import (
     too_large,
 )
 from adapters.logs import bind_request_once
+from adapters.slack import direct
 from adapters.slack.config import NAME, SlackConfig
 from adapters.slack.inbound import (
     form_body_quirk,
@@ -57,7 +60,7 @@ from adapters.slack.inbound import (
 )
 from adapters.slack.outbound import ChannelPacer, Outbound, ResponseUrls, SlackSendError, Target
 from adapters.slack.render import ACTION_PREFIX, escape, render, respell
-from adapters.slack.workspace import Workspaces, guard
+from adapters.slack.workspace import Workspaces, guard, refusal
 from bot.dispatch import Dispatcher
 from bot.messages import Click, Identity, Pressed, Reply, Request, Visibility
 from bot.ports import Notifier, NotifyError, Sent
@@ -79,6 +82,7 @@ _TOKEN_ERRORS = frozenset(
 )
 
 _BUTTON_ACTION = re.compile(rf"^{re.escape(ACTION_PREFIX)}")
+SLACK_DOWN = "erm-bot cannot reach Slack right now, so nothing was done. Try again in a minute."
 
 
 class SlackStartError(RuntimeError):
@@ -109,6 +113,7 @@ class SlackAdapter:
             pacer=ChannelPacer(channel_interval) if channel_interval is not None else None,
         )
         self.words: frozenset[str] = frozenset(c.path[0] for c in dispatcher.commands)
+        self._slash_commands = self.words | {UMBRELLA}
         # The manifest gives lookups and codes a slash command each; the rest live under /erm.
         self.slash_words: frozenset[str] = frozenset(
             c.path[0] for c in dispatcher.commands if c.kind in SLASH_KINDS
@@ -219,6 +224,11 @@ class SlackAdapter:
             raw = body.decode("utf-8")
         except UnicodeDecodeError:
             return JSONResponse({"error": "invalid request"}, status_code=400)
+        ours = direct.read(
+            raw, request.headers.get("content-type"), self._slash_commands, ACTION_PREFIX
+        )
+        if ours is not None:
+            return await self._serve(ours)
         try:
             bolt_request = AsyncBoltRequest(
                 body=raw,
@@ -241,24 +251,42 @@ class SlackAdapter:
             headers=bolt_response.first_headers_without_set_cookie(),
         )
 
-    def _register(self) -> None:
-        # bolt picks listener arguments by parameter name; closures keep "self" out of it.
-        async def on_command(ack: AsyncAck, body: dict[str, Any]) -> None:
-            received = datetime.now(UTC)
-            url = body.get("response_url")
-            if url:
-                self.outbound.urls.open(str(url))
-            await ack()
-            self._spawn(self._run_command(body, received))
+    async def _serve(self, request: direct.Direct) -> Response:
+        """What the bolt listeners below do, without bolt (see :mod:`adapters.slack.direct`)."""
+        team, enterprise = request.team_id, request.enterprise_id
+        try:
+            served = await self.workspaces()
+        except Exception as exc:  # auth.test failed: bolt's authorization would refuse too
+            log.warning("Slack request refused: auth.test failed (%s)", type(exc).__name__)
+            return JSONResponse({"response_type": "ephemeral", "text": SLACK_DOWN})
+        if not served.serves(team, enterprise):
+            return Response(refusal(team, enterprise), media_type="application/json")
+        self._take(request.kind, request.body)
+        return Response(status_code=200)
 
-        async def on_click(ack: AsyncAck, body: dict[str, Any]) -> None:
-            url = body.get("response_url")
-            if url:
-                self.outbound.urls.open(str(url))
-            await ack()
+    def _take(self, kind: str, body: Mapping[str, Any]) -> None:
+        """An acked command or click: its response_url noted, its work started."""
+        received = datetime.now(UTC)
+        url = body.get("response_url")
+        if url:
+            self.outbound.urls.open(str(url))
+        if kind == "command":
+            self._spawn(self._run_command(body, received))
+        else:
             self._spawn(self._run_click(body))
 
-        for word in sorted(self.words | {UMBRELLA}):
+    def _register(self) -> None:
+        # Socket Mode's way in (HTTP serves these without bolt: _serve). bolt picks listener
+        # arguments by parameter name; closures keep "self" out of it.
+        async def on_command(ack: AsyncAck, body: dict[str, Any]) -> None:
+            await ack()
+            self._take("command", body)
+
+        async def on_click(ack: AsyncAck, body: dict[str, Any]) -> None:
+            await ack()
+            self._take("click", body)
+
+        for word in sorted(self._slash_commands):
             self.app.command(f"/{word}")(on_command)
         self.app.action(_BUTTON_ACTION)(on_click)
 

@@ -68,7 +68,7 @@ def payload_problem(body: object) -> str | None:
     if not isinstance(body, dict):
         return "the body is not an object"
     kind = body.get("type")
-    if kind is None or kind in _PASSED_TO_BOLT:
+    if kind is None or (isinstance(kind, str) and kind in _PASSED_TO_BOLT):
         return None  # a slash command (form fields), or what bolt answers itself
     if kind != "block_actions":
         return f"unexpected payload type {str(kind)[:40]!r}"

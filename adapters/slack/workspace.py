@@ -93,13 +93,19 @@ def guard(
         if (await served()).serves(team, enterprise):
             await next_()
             return None
-        metrics.count_foreign_request(PLATFORM)
-        log.warning(
-            "Slack request refused: workspace %.32s (org %.32s) is not served",
-            team or "-",
-            enterprise or "-",
+        return BoltResponse(
+            status=200, body=refusal(team, enterprise), headers={"content-type": "application/json"}
         )
-        body = json.dumps({"response_type": "ephemeral", "text": REFUSAL})
-        return BoltResponse(status=200, body=body, headers={"content-type": "application/json"})
 
     return workspace_guard
+
+
+def refusal(team: str | None, enterprise: str | None) -> str:
+    """Count and log a request from a workspace not served; the JSON body that answers it."""
+    metrics.count_foreign_request(PLATFORM)
+    log.warning(
+        "Slack request refused: workspace %.32s (org %.32s) is not served",
+        team or "-",
+        enterprise or "-",
+    )
+    return json.dumps({"response_type": "ephemeral", "text": REFUSAL})
