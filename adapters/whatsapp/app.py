@@ -19,7 +19,7 @@ core with the request key ``whatsapp:<message id>``, so its command runs once ev
 and replicas, and only the delivery that ran it sends the reply (``Dispatcher.answer``): a copy
 that finds the key claimed sends nothing, so no answer (no code) comes twice. A message that
 runs no request under that key (a button press, a text that is no command) claims
-``whatsapp:seen:whatsapp:<message id>`` before its work instead. A message older than the core
+``whatsapp:seen:<message id>`` before its work instead. A message older than the core
 keeps request keys is dropped: its key may be gone.
 """
 
@@ -288,7 +288,9 @@ class WhatsAppAdapter:
             return [answer.reply] if answer.first else None
         # What runs no request under the message's key is marked seen first. The marker is
         # never finished: it is purged with the other request keys.
-        seen = await self._dispatcher.core.requests.claim(f"{NAME}:seen:{key}", SEEN_FINGERPRINT)
+        seen = await self._dispatcher.core.requests.claim(
+            f"{NAME}:seen:{message.message_id}", SEEN_FINGERPRINT
+        )
         if seen.status is not ClaimStatus.NEW:
             return None
         if message.button_id is not None:

@@ -206,7 +206,7 @@ class Outbound:
         it goes again as its template, or is held for the user's next message."""
         if self._held is None:
             return
-        watched = await self._held.watched(NAME, message_id)
+        watched = await self._held.returned(NAME, message_id)
         if watched is None:
             return  # a reply (the user had just written), or handled already
         name = self._templates.for_codes(bool(watched.reply.codes))
@@ -216,9 +216,9 @@ class Outbound:
             except (WhatsAppError, httpx.HTTPError) as exc:
                 log.warning("template refused (%s): kept for the next message", describe(exc))
             else:
-                await self._held.drop(watched)
+                await self._held.done(watched.taken)
                 return
-        await self._held.hold(watched)
+        await self._held.release(watched.taken)
         log.info("outside WhatsApp's 24-hour window: kept for the next message")
 
     async def fallback(self, user_id: str, reply: Reply) -> Sent:

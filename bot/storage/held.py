@@ -18,8 +18,8 @@ first. Rules, all held by the database so they hold across restarts and replicas
 A platform may also take a message and report later that it could not deliver it (WhatsApp: a
 ``failed`` status for a closed window). Such a message is *watched*: kept the same way with the
 platform's message id (``message_ref``) for :data:`WATCHED_FOR`, never handed over; the failure
-report finds it by that id (:meth:`HeldStore.watched`), even after a restart or on another
-replica, and the adapter holds it (:meth:`HeldStore.hold`) or sends it another way and drops it.
+report finds it by that id (:meth:`HeldStore.returned`), even after a restart or on another
+replica: it becomes a held message, claimed, which the adapter sends another way or releases.
 """
 
 from __future__ import annotations
@@ -90,11 +90,14 @@ class Held:
 
 @dataclass(frozen=True, slots=True)
 class Watched:
-    """A watched message the platform reported undelivered (see the module docstring)."""
+    """A watched message the platform reported undelivered, claimed (:meth:`HeldStore.returned`)."""
 
-    id: int
     user_id: str
-    reply: Reply
+    taken: Taken
+
+    @property
+    def reply(self) -> Reply:
+        return self.taken.messages[0].reply
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,7 +156,19 @@ class HeldStore(Store):
         ref = (table.c.platform == bindparam("p_platform")) & (
             table.c.message_ref == bindparam("p_ref")
         )
-        self._watched = select(table.c.id, table.c.user_id, table.c.sealed).where(ref, live)
+        self._return = (
+            update(table)
+            .where(ref, live)
+            .values(
+                message_ref=None,
+                claim=bindparam("p_claim"),
+                claimed_at=bindparam("p_now", type_=db.UtcDateTime),
+                expires_at=bindparam("p_expires", type_=db.UtcDateTime),
+            )
+        )
+        self._returned = select(
+            table.c.id, table.c.user_id, table.c.sealed, table.c.created_at
+        ).where(table.c.claim == bindparam("p_claim"))
 
     async def keep(self, platform: str, user_id: str, reply: Reply) -> None:
         """Keep ``reply`` for ``user_id``'s next message (sealed; see the module docstring)."""
@@ -172,34 +187,37 @@ class HeldStore(Store):
         values = {**self._row(platform, user_id, reply, WATCHED_FOR), "message_ref": ref}
         await self._execute(self._table.insert().values(**values))
 
-    async def watched(self, platform: str, message_ref: str) -> Watched | None:
-        """The watched message the platform knows as ``message_ref``; None when there is none
-        (not one the bot started, expired, held or dropped already) or no key opens it."""
+    async def returned(self, platform: str, message_ref: str) -> Watched | None:
+        """The platform reported ``message_ref`` undelivered: its watched message becomes a
+        held one, claimed by the caller (so two replicas given the same report never both act
+        on it). Send it another way and :meth:`done` the claim, or :meth:`release` it for the
+        user's next message. None when there is none (not one the bot started, expired, or
+        taken already) or no key opens it."""
+        now = aware(self._clock(), "now")
+        claim = secrets.token_hex(16)
         params = {
             "p_platform": platform,
             "p_ref": message_ref,
-            "p_now": aware(self._clock(), "now"),
+            "p_now": now,
+            "p_claim": claim,
+            "p_expires": now + self.kept_for,
         }
-        row = await self.transaction(lambda c: c.execute(self._watched, params).first())
+
+        def work(connection: Connection) -> tuple[int, str, str, datetime] | None:
+            if not connection.execute(self._return, params).rowcount:
+                return None
+            row = connection.execute(self._returned, params).first()
+            return None if row is None else (row[0], row[1], row[2], row[3])
+
+        row = await self.transaction(work)
         if row is None:
             return None
-        row_id, user_id, sealed = row
+        row_id, user_id, sealed, created_at = row
         reply = self._open(platform, user_id, sealed)
-        return None if reply is None else Watched(row_id, user_id, reply)
-
-    async def hold(self, watched: Watched) -> None:
-        """The watched message was not delivered: keep it for the user's next message."""
-        now = aware(self._clock(), "now")
-        table = self._table
-        await self._execute(
-            update(table)
-            .where(table.c.id == watched.id)
-            .values(message_ref=None, created_at=now, expires_at=now + self.kept_for)
-        )
-
-    async def drop(self, watched: Watched) -> None:
-        """The watched message went another way (a template): forget it."""
-        await self._execute(delete(self._table).where(self._table.c.id == watched.id))
+        if reply is None:
+            await self.done(Taken(claim, ()), [row_id])
+            return None
+        return Watched(user_id, Taken(claim, (Held(row_id, reply, created_at),)))
 
     def _row(
         self, platform: str, user_id: str, reply: Reply, kept_for: timedelta

@@ -99,7 +99,7 @@ async def test_expired_messages_are_never_handed_over_and_the_purge_drops_them(
     assert await held.purge() == 2
 
 
-async def test_a_watched_message_is_found_by_its_id_and_held_only_when_told(
+async def test_a_returned_message_is_found_by_its_id_once_and_held_unless_sent_another_way(
     held: HeldStore, engine: AsyncEngine, clock: Clock
 ) -> None:
     await held.watch("pager", "7", CODE, "wamid.A")
@@ -107,23 +107,24 @@ async def test_a_watched_message_is_found_by_its_id_and_held_only_when_told(
     [sealed, _] = await _column(engine, "SELECT sealed FROM bot_held_messages ORDER BY id")
     assert "413" not in str(sealed)
     assert (await held.take("pager", "7")).messages == ()  # sent: nothing to hand over
-    assert await held.watched("other", "wamid.A") is None
-    assert await held.watched("pager", "wamid.C") is None
+    assert await held.returned("other", "wamid.A") is None
+    assert await held.returned("pager", "wamid.C") is None
 
-    found = await held.watched("pager", "wamid.A")
+    found = await held.returned("pager", "wamid.A")
     assert found is not None
     assert (found.user_id, found.reply) == ("7", CODE)
-    await held.hold(found)
-    assert await held.watched("pager", "wamid.A") is None  # held now, not watched
+    assert await held.returned("pager", "wamid.A") is None  # a second report finds it taken
+    assert (await held.take("pager", "7")).messages == ()  # claimed by whoever took it
+    await held.release(found.taken)  # not sent another way: it waits for the next message
     assert [m.reply for m in (await held.take("pager", "7")).messages] == [CODE]
 
-    other = await held.watched("pager", "wamid.B")
+    other = await held.returned("pager", "wamid.B")
     assert other is not None
-    await held.drop(other)
-    assert await held.watched("pager", "wamid.B") is None
+    assert await held.done(other.taken) == 1  # sent another way (a template)
+    assert await _column(engine, "SELECT message_ref FROM bot_held_messages") == [None]
     await held.watch("pager", "8", NOTE, "wamid.D")
     clock.now += WATCHED_FOR
-    assert await held.watched("pager", "wamid.D") is None
+    assert await held.returned("pager", "wamid.D") is None
     assert await held.purge() == 1
 
 
@@ -140,9 +141,9 @@ async def test_a_key_rotation_re_encrypts_what_waits_so_the_old_key_can_go(
     assert await HeldStore(engine, box=SecretBox([new, old]), clock=clock).rotate() == 0
     after = HeldStore(engine, box=SecretBox([new]), clock=clock)
     assert [m.reply for m in (await after.take("pager", "7")).messages] == [CODE]
-    watched = await after.watched("pager", "wamid.A")
-    assert watched is not None
-    assert watched.reply == NOTE
+    returned = await after.returned("pager", "wamid.A")
+    assert returned is not None
+    assert returned.reply == NOTE
 
 
 async def test_bot0009_and_bot0010_upgrade_and_downgrade(
@@ -162,4 +163,4 @@ async def test_bot0009_and_bot0010_upgrade_and_downgrade(
     await held.keep("pager", "7", NOTE)
     await held.watch("pager", "7", CODE, "wamid.A")
     assert len((await held.take("pager", "7")).messages) == 1
-    assert await held.watched("pager", "wamid.A") is not None
+    assert await held.returned("pager", "wamid.A") is not None

@@ -200,6 +200,29 @@ async def test_a_later_failed_status_for_the_window_keeps_it_even_on_another_rep
     assert await rows(stack.engine, HELD) == 0
 
 
+async def test_a_later_failed_status_with_a_template_sends_the_template_once(
+    stack: StackLike, serve: ServeFactory, fake: FakeWhatsApp
+) -> None:
+    fake.add_template("erm_code_ready", params=1)
+    served = await serve(stack, templates=Templates(code_ready="erm_code_ready"))
+    other = await serve(replica(stack), templates=Templates(code_ready="erm_code_ready"))
+    fake.open_window(AGENT)
+    await stack.dispatcher.core.notifiers["whatsapp"].send_private(AGENT, CODE_READY)
+    [accepted] = fake.sent(AGENT)
+    del fake.last_inbound[AGENT]  # the window closed meanwhile
+    failed = fake.status(accepted.id, AGENT, "failed", errors=[REENGAGEMENT])
+
+    # Meta sends the report twice, to two replicas at once.
+    await asyncio.gather(fake.deliver(served.url, failed), fake.deliver(other.url, failed))
+    await settle(served.adapter)
+    await settle(other.adapter)
+
+    _, template = await wait_sent(fake, AGENT, 2)
+    assert template.template == "erm_code_ready"
+    assert len(fake.sent(AGENT)) == 2
+    assert await rows(stack.engine, HELD) == 0
+
+
 async def test_a_delivered_one_is_not_handed_over(
     stack: StackLike, serve: ServeFactory, fake: FakeWhatsApp
 ) -> None:
