@@ -196,6 +196,7 @@ async def test_a_later_failed_status_for_the_window_keeps_it_even_on_another_rep
     await settle(other.adapter)
     *_, away, code = await wait_sent(fake, AGENT, 4)
     assert AWAY in away.text
+    assert with_code([code]) == 1
     assert with_code(fake.sent(AGENT)) == 2  # the accepted message, and the one handed over
     assert await rows(stack.engine, HELD) == 0
 
