@@ -204,6 +204,29 @@ def machine() -> dict[str, str]:
     }
 
 
+@dataclass
+class ERMCalls:
+    """The GraphQL requests the ERM sandbox served during a cell, by operation name: the
+    difference of two readings of its counter (``bench.erm_server``), taken before the cell's
+    first command and after its last answer. ``measured`` is False until then."""
+
+    operations: dict[str, int] = field(default_factory=dict)
+    measured: bool = False
+
+    @classmethod
+    def between(cls, before: Mapping[str, int], after: Mapping[str, int]) -> ERMCalls:
+        changed = {name: n - before.get(name, 0) for name, n in after.items()}
+        return cls({name: n for name, n in sorted(changed.items()) if n}, measured=True)
+
+    @property
+    def total(self) -> int:
+        return sum(self.operations.values())
+
+    def per(self, commands: int) -> float:
+        """Calls per command; NaN when not measured or nothing was sent."""
+        return self.total / commands if self.measured and commands else float("nan")
+
+
 class RepliedCell(Protocol):
     """What a throughput cell records of its replies (the Telegram and WhatsApp cells)."""
 

@@ -14,7 +14,10 @@ Processes (2 cores here, so placement matters):
   pywa_async app under uvicorn.
 
 Cells are interleaved (erm-bot and the baseline back to back, alternating who goes first) so
-that a noisy neighbour hurts both sides of a ratio alike.
+that a noisy neighbour hurts both sides of a ratio alike. Each cell also records the ERM calls its
+commands cost (the sandbox counts GraphQL requests; the harness reads the count around the cell).
+Right after the warm-up, a small "realistic ERM" cell runs Slack ``/code days`` at c=1 with
+ERM answering 250 ms late, as a real ERM does, on items the warm-up made known.
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ from fakes.whatsapp import PHONE_NUMBER_ID
 from bench import REPO
 from bench.common import (
     Child,
+    ERMCalls,
     child_environment,
     cpu_seconds,
     free_port,
@@ -51,7 +55,7 @@ from bench.common import (
     start,
     wait_healthy,
 )
-from bench.erm_server import DISTRIBUTOR, bench_items, bench_state
+from bench.erm_server import CALLS_PATH, DISTRIBUTOR, bench_items, bench_state
 from bench.report import (
     OURS,
     SLACK_BASE,
@@ -82,6 +86,8 @@ RAISED_LIMIT = "1000000"
 WARM_UP_CONCURRENCY = 10
 MAX_ITEMS = 100
 WHATSAPP_WEBHOOK = "/whatsapp/webhook"
+REALISTIC_LATENCY_MS = 250  # what a real ERM adds to a call, network and all
+REALISTIC_N = 20
 
 
 @dataclass(frozen=True)
@@ -102,6 +108,8 @@ class Options:
     workdir: Path | None
     profile: Path | None
     notes: tuple[str, ...] = ()
+    realistic_latency: int = REALISTIC_LATENCY_MS  # 0: no realistic-ERM cell
+    realistic_n: int = REALISTIC_N
 
 
 def parse_options(argv: Sequence[str] | None) -> Options:
@@ -116,6 +124,19 @@ def parse_options(argv: Sequence[str] | None) -> Options:
     parser.add_argument("--concurrency", help="comma-separated (default 1,10,50)")
     parser.add_argument("--latencies", help="added ERM latency in ms, comma-separated (0,50)")
     parser.add_argument("--commands", help="code,history (default both)")
+    parser.add_argument(
+        "--realistic-latency",
+        type=int,
+        default=REALISTIC_LATENCY_MS,
+        metavar="MS",
+        help=f"added ERM latency of the realistic-ERM cell (Slack /code days, c=1, after the "
+        f"warm-up; default {REALISTIC_LATENCY_MS}; 0 skips it)",
+    )
+    parser.add_argument(
+        "--realistic-n",
+        type=int,
+        help=f"commands per system in the realistic-ERM cell (default {REALISTIC_N}; quick 4)",
+    )
     parser.add_argument(
         "--paths",
         default="slack,telegram,whatsapp",
@@ -180,9 +201,13 @@ def parse_options(argv: Sequence[str] | None) -> Options:
         workdir=args.workdir,
         profile=args.profile,
         notes=tuple(args.note),
+        realistic_latency=args.realistic_latency,
+        realistic_n=args.realistic_n or (4 if quick else REALISTIC_N),
     )
     if options.items > MAX_ITEMS:
         parser.error(f"--items: the sandbox has {MAX_ITEMS} acme items without code limits")
+    if options.realistic_latency < 0 or options.realistic_n < 1:
+        parser.error("--realistic-latency must be 0 or more and --realistic-n at least 1")
     if options.postgres and options.database_url:
         parser.error("give --postgres or --database-url, not both")
     if max(options.concurrency) > options.items or options.chats > options.items:
@@ -221,6 +246,13 @@ class Rig:
         url = f"{self.erm_base}/_sandbox/faults"
         async with self.http.post(url, json={"latency_ms": ms}) as response:
             response.raise_for_status()
+
+    async def erm_calls(self) -> dict[str, int]:
+        """The GraphQL requests the sandbox has served so far, by operation name."""
+        async with self.http.get(f"{self.erm_base}{CALLS_PATH}") as response:
+            response.raise_for_status()
+            counts: dict[str, int] = (await response.json())["operations"]
+            return counts
 
 
 async def _prepare_database(env: dict[str, str], options: Options) -> None:
@@ -466,9 +498,11 @@ async def _whatsapp_cell(
     texts, expected = whatsapp_plan(command, n, senders, rig.pool, rig.days)
     cell = WhatsAppCell(system, command, latency, len(expected), n)
     with no_gc_pauses():
+        calls = await rig.erm_calls()
         cpu = cpu_seconds(child.pid)
         await run_whatsapp_cell(fake, url, texts, expected, cell)
         cell.cpu_seconds = cpu_seconds(child.pid) - cpu
+        cell.erm_calls = ERMCalls.between(calls, await rig.erm_calls())
     cell.peak_rss_mb = child.memory()[0]
     return cell
 
@@ -482,9 +516,11 @@ async def _slack_cell(
     jobs = make_jobs(command, n, concurrency, rig.pool, rig.days)
     cell = SlackCell(system, command, latency, concurrency)
     with no_gc_pauses():
+        calls = await rig.erm_calls()
         cpu = cpu_seconds(child.pid)
         await run_cell(rig.http, rig.slack, url, jobs, cell)
         cell.cpu_seconds = cpu_seconds(child.pid) - cpu
+        cell.erm_calls = ERMCalls.between(calls, await rig.erm_calls())
     cell.peak_rss_mb = child.memory()[0]
     return cell
 
@@ -497,9 +533,11 @@ async def _telegram_cell(rig: Rig, system: str, command: str, latency: int) -> T
     messages, expected = plan(command, n, chats, rig.pool, rig.days)
     cell = TelegramCell(system, command, latency, n, len(expected))
     with no_gc_pauses():
+        calls = await rig.erm_calls()
         cpu = cpu_seconds(child.pid)
         await run_telegram_cell(fake, messages, expected, cell)
         cell.cpu_seconds = cpu_seconds(child.pid) - cpu
+        cell.erm_calls = ERMCalls.between(calls, await rig.erm_calls())
     cell.peak_rss_mb = child.memory()[0]
     return cell
 
@@ -552,6 +590,12 @@ async def measure(options: Options) -> Results:
                 else "SQLite file (WAL)"
             ),
             "erm-bot log level": options.log_level,
+            "Realistic-ERM cell": (
+                f"Slack /code days, c=1, {options.realistic_n} commands per system, "
+                f"ERM latency +{options.realistic_latency} ms, right after the warm-up"
+                if options.realistic_latency and "slack" in options.paths
+                else "off"
+            ),
         },
     )
     with contextlib.ExitStack() as stack:
@@ -565,6 +609,18 @@ async def measure(options: Options) -> Results:
             gc.collect()
             gc.freeze()  # what the harness holds from here on is never collected again
             flip = False
+            if options.realistic_latency and "slack" in options.paths:
+                # First: the items were made known by the warm-up, well within the bot's item
+                # cache lifetime (10 minutes), so each command should cost one ERM call.
+                await bench.set_latency(options.realistic_latency)
+                flip = True
+                for system in (SLACK_BASE, OURS):
+                    cell = await _slack_cell(
+                        bench, system, "code", options.realistic_latency, 1, options.realistic_n
+                    )
+                    results.realistic.append(cell)
+                    print(_progress(cell, "realistic ERM "), flush=True)
+                await bench.set_latency(0)
             if "slack" in options.paths:
                 for latency in options.latencies:
                     await bench.set_latency(latency)
@@ -589,7 +645,8 @@ async def measure(options: Options) -> Results:
                             results.telegram.append(tg)
                             print(
                                 f"  telegram {command} erm+{latency}ms {system}: "
-                                f"{tg.throughput:.1f} updates/s",
+                                f"{tg.throughput:.1f} updates/s, "
+                                f"ERM calls/cmd {tg.erm_calls_per_update:.2f}",
                                 flush=True,
                             )
             if "whatsapp" in options.paths:
@@ -627,17 +684,19 @@ async def measure(options: Options) -> Results:
 def _wa_progress(cell: WhatsAppCell) -> str:
     return (
         f"  whatsapp {cell.command} erm+{cell.latency_ms}ms c={cell.senders} {cell.system}: "
-        f"{cell.throughput:.1f} messages/s, ack p50 {percentile(cell.ack, 50) * 1000:.1f} ms"
+        f"{cell.throughput:.1f} messages/s, ack p50 {percentile(cell.ack, 50) * 1000:.1f} ms, "
+        f"ERM calls/cmd {cell.erm_calls_per_message:.2f}"
         + ("" if cell.in_order else f", in order {cell.senders_in_order}/{cell.senders}")
         + (f", {cell.failed} failed, {cell.wrong} wrong" if cell.failed or cell.wrong else "")
     )
 
 
-def _progress(cell: SlackCell) -> str:
+def _progress(cell: SlackCell, tag: str = "") -> str:
     return (
-        f"  slack {cell.command} erm+{cell.latency_ms}ms c={cell.concurrency} {cell.system}: "
+        f"  {tag}slack {cell.command} erm+{cell.latency_ms}ms c={cell.concurrency} {cell.system}: "
         f"ack p50 {percentile(cell.ack, 50) * 1000:.1f} ms, "
-        f"e2e p50 {percentile(cell.e2e, 50) * 1000:.1f} ms, {cell.throughput:.1f}/s"
+        f"e2e p50 {percentile(cell.e2e, 50) * 1000:.1f} ms, {cell.throughput:.1f}/s, "
+        f"ERM calls/cmd {cell.erm_calls_per_command:.2f}"
         + (f", {cell.failed} failed, {cell.wrong} wrong" if cell.failed or cell.wrong else "")
     )
 
@@ -652,7 +711,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         options.out.write_text(markdown(results, findings))
         print(f"results written to {options.out}")
     broken = (
-        any(c.failed or c.wrong for c in results.slack)
+        any(c.failed or c.wrong for c in [*results.slack, *results.realistic])
         or any(c.timed_out or c.wrong for c in results.telegram)
         or any(c.timed_out or c.failed or c.wrong for c in results.whatsapp)
     )

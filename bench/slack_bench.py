@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 import aiohttp
 from fakes.slack import Call, FakeSlack, command_form, encode_form, signed_headers
 
+from bench.common import ERMCalls
+
 ANSWER_TIMEOUT = 30.0
 CHANNEL = "CBENCH01"
 
@@ -108,6 +110,8 @@ class SlackCell:
     cpu_seconds: float = float("nan")  # of the system under test, during the cell
     peak_rss_mb: float = float("nan")  # VmHWM of the system under test after the cell
     examples: list[str] = field(default_factory=list)
+    # GraphQL requests the ERM sandbox served during the cell, by operation
+    erm_calls: ERMCalls = field(default_factory=ERMCalls)
 
     @property
     def throughput(self) -> float:
@@ -116,6 +120,10 @@ class SlackCell:
     @property
     def cpu_ms_per_command(self) -> float:
         return 1000 * self.cpu_seconds / self.sent if self.sent else float("nan")
+
+    @property
+    def erm_calls_per_command(self) -> float:
+        return self.erm_calls.per(self.sent)
 
 
 _keys = itertools.count(1)

@@ -20,7 +20,7 @@ from typing import Any
 
 from fakes.telegram import FakeTelegram, User
 
-from bench.common import judge_replies
+from bench.common import ERMCalls, judge_replies
 from bench.slack_bench import DaysAllocator
 
 BURST_TIMEOUT = 120.0
@@ -73,6 +73,8 @@ class TelegramCell:
     peak_rss_mb: float = float("nan")
     timed_out: bool = False
     examples: list[str] = field(default_factory=list)
+    # GraphQL requests the ERM sandbox served during the cell, by operation
+    erm_calls: ERMCalls = field(default_factory=ERMCalls)
 
     @property
     def throughput(self) -> float:
@@ -85,6 +87,10 @@ class TelegramCell:
     @property
     def cpu_ms_per_update(self) -> float:
         return 1000 * self.cpu_seconds / self.updates if self.updates else float("nan")
+
+    @property
+    def erm_calls_per_update(self) -> float:
+        return self.erm_calls.per(self.updates)
 
 
 def plan(

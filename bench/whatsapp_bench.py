@@ -24,7 +24,7 @@ from typing import Any
 import aiohttp
 from fakes.whatsapp import FakeWhatsApp
 
-from bench.common import judge_replies
+from bench.common import ERMCalls, judge_replies
 from bench.slack_bench import DaysAllocator
 
 CELL_TIMEOUT = 120.0
@@ -84,6 +84,8 @@ class WhatsAppCell:
     peak_rss_mb: float = float("nan")
     timed_out: bool = False
     examples: list[str] = field(default_factory=list)
+    # GraphQL requests the ERM sandbox served during the cell, by operation
+    erm_calls: ERMCalls = field(default_factory=ERMCalls)
 
     @property
     def throughput(self) -> float:
@@ -96,6 +98,10 @@ class WhatsAppCell:
     @property
     def cpu_ms_per_message(self) -> float:
         return 1000 * self.cpu_seconds / self.messages if self.messages else float("nan")
+
+    @property
+    def erm_calls_per_message(self) -> float:
+        return self.erm_calls.per(self.messages)
 
 
 def plan(

@@ -35,8 +35,13 @@ def test_the_whatsapp_cell_measures_both_apps_and_checks_the_order(tmp_path: Pat
         "",
     )
     assert re.search(r"erm-bot [0-9.]+/s \(in order: yes\) \| bare pywa [0-9.]+/s", line), line
+    assert "whatsapp code days erm+0ms c=2 ERM calls/cmd: erm-bot 1.00 | bare pywa 1.00" in (
+        run.stdout
+    )
     assert "telegram" not in run.stdout
+    assert "realistic ERM" not in run.stdout  # a Slack cell: not on this path
     text = out.read_text()
     assert "## WhatsApp path" in text
     assert "| code days | 0 ms | 2 | erm-bot |" in text
     assert "| WhatsApp throughput |" in text
+    assert "| ERM calls per cached `/code days` (erm-bot) | = 1 | WhatsApp 1.00 (4 calls, " in text
