@@ -10,6 +10,7 @@ import os
 import platform
 import signal
 import socket
+import sys
 import time
 from collections.abc import Hashable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -152,6 +153,25 @@ async def wait_healthy(child: Child, url: str, within: float = 60.0) -> None:
                         return
             await asyncio.sleep(0.1)
     raise RuntimeError(f"{child.name} did not answer {url} within {within:g} s")
+
+
+async def start_erm(cwd: Path, logs: Path) -> tuple[Child, str]:
+    """The ERM stand-in (``bench.erm_server``) on a free port, answering; its base URL."""
+    port = free_port()
+    child = await start(
+        "erm-sandbox",
+        [sys.executable, "-m", "bench.erm_server", "--port", str(port)],
+        env=child_environment(),
+        cwd=cwd,
+        logs=logs,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        await wait_healthy(child, f"{base}/_sandbox/health")
+    except BaseException:
+        await child.stop()
+        raise
+    return child, base
 
 
 def child_environment(**overrides: str) -> dict[str, str]:

@@ -53,6 +53,7 @@ from bench.common import (
     no_gc_pauses,
     percentile,
     start,
+    start_erm,
     wait_healthy,
 )
 from bench.erm_server import CALLS_PATH, DISTRIBUTOR, bench_items, bench_state
@@ -346,17 +347,8 @@ async def rig(options: Options, workdir: Path) -> AsyncIterator[Rig]:
         BenchWhatsApp() as whatsapp_base,
     ):
         try:
-            erm_port = free_port()
-            erm = await start(
-                "erm-sandbox",
-                [sys.executable, "-m", "bench.erm_server", "--port", str(erm_port)],
-                env=child_environment(),
-                cwd=REPO,
-                logs=logs,
-            )
+            erm, erm_base = await start_erm(REPO, logs)
             children.append(erm)
-            erm_base = f"http://127.0.0.1:{erm_port}"
-            await wait_healthy(erm, f"{erm_base}/_sandbox/health")
 
             if options.postgres:
                 database = await stack.enter_async_context(postgres_database(options.postgres))

@@ -52,6 +52,7 @@ from bench.common import (
     free_port,
     no_gc_pauses,
     start,
+    start_erm,
     wait_healthy,
 )
 from bench.erm_server import bench_items, bench_state
@@ -316,20 +317,12 @@ async def bench(admin_url: str, concurrency: int, workdir: Path) -> AsyncIterato
         ) as http,
         slack,
     ):
-        erm_port = free_port()
-        erm_base = f"http://127.0.0.1:{erm_port}"
-        erm = BareErm(f"{erm_base}/graphql", ACME.email, ACME.password, items)
         rig: Bench | None = None
+        erm: BareErm | None = None
         try:
-            sandbox = await start(
-                "erm-sandbox",
-                [sys.executable, "-m", "bench.erm_server", "--port", str(erm_port)],
-                env=child_environment(),
-                cwd=REPO,
-                logs=logs,
-            )
+            sandbox, erm_base = await start_erm(REPO, logs)
             children.append(sandbox)
-            await wait_healthy(sandbox, f"{erm_base}/_sandbox/health")
+            erm = BareErm(f"{erm_base}/graphql", ACME.email, ACME.password, items)
             await erm.sign_in()
             env = {
                 "ERM_API_URL": f"{erm_base}/graphql",
@@ -354,7 +347,8 @@ async def bench(admin_url: str, concurrency: int, workdir: Path) -> AsyncIterato
         finally:
             for child in [*(rig.bots if rig else []), *reversed(children)]:
                 await child.stop()
-            await erm.aclose()
+            if erm is not None:
+                await erm.aclose()
 
 
 def _log_problems(child: Child) -> int:
@@ -397,18 +391,12 @@ async def measure(args: argparse.Namespace) -> Outcome:
     outcome = Outcome([])
     with tempfile.TemporaryDirectory(prefix="erm-bot-scaling-") as tmp:
         async with bench(args.postgres, args.c, Path(tmp)) as rig:
-            await _set_latency(rig.http, rig.erm.url, 0)
-            first = await rig.start_bot()
-            await rig.warm_up(first)
-            await _set_latency(rig.http, rig.erm.url, args.latency)
-            outcome.cells.append(await rig.cell(args.n, args.c, args.latency))
-            print(summary(outcome.cells[-1], args), flush=True)
-            await _set_latency(rig.http, rig.erm.url, 0)
-            second = await rig.start_bot()
-            await rig.warm_up(second)
-            await _set_latency(rig.http, rig.erm.url, args.latency)
-            outcome.cells.append(await rig.cell(args.n, args.c, args.latency))
-            print(summary(outcome.cells[-1], args), flush=True)
+            for _processes in (1, 2):  # each cell adds one process to the ones running
+                await _set_latency(rig.http, rig.erm.url, 0)
+                await rig.warm_up(await rig.start_bot())
+                await _set_latency(rig.http, rig.erm.url, args.latency)
+                outcome.cells.append(await rig.cell(args.n, args.c, args.latency))
+                print(summary(outcome.cells[-1], args), flush=True)
             outcome.code_commands = rig.code_commands
             outcome.bot_rows, outcome.bot_repeats = await _bot_table(
                 rig.env["ERM_BOT_DATABASE_URL"]
