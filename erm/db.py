@@ -28,7 +28,6 @@ import time
 import weakref
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -39,12 +38,14 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from alembic.script.revision import RevisionError
 from alembic.util import CommandError
-from sqlalchemy import Connection, DateTime, Dialect, Engine, MetaData, event, make_url, text
+from sqlalchemy import Connection, Engine, MetaData, event, make_url, text
 from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.orm import DeclarativeBase
 from sqlalchemy.pool import ConnectionPoolEntry
-from sqlalchemy.types import TypeDecorator
+
+from erm import pool
+from erm.timestamps import UtcDateTime
 
 __all__ = [
     "MIGRATIONS_DIR",
@@ -92,50 +93,16 @@ class MigrationError(RuntimeError):
     """The schema could not be brought up to date; nothing of the failed upgrade was kept."""
 
 
-class UtcDateTime(TypeDecorator[datetime]):
-    """A timezone-aware UTC datetime on every database.
-
-    PostgreSQL keeps ``timestamptz``; SQLite keeps no zone at all, so values are stored as UTC and
-    given their zone back when read. Naive datetimes are refused rather than guessed at.
-    """
-
-    impl = DateTime(timezone=True)
-    cache_ok = True
-
-    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        if value.tzinfo is None or value.utcoffset() is None:
-            raise ValueError("a naive datetime cannot be stored; give it a timezone")
-        value = value.astimezone(UTC)
-        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
-
-    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            return value.replace(tzinfo=UTC)
-        return value.astimezone(UTC)
-
-
 def default_database_url(cwd: str | os.PathLike[str]) -> str:
     """The SQLite file used when no database URL is configured: ``erm-bot.db`` in ``cwd``."""
     return f"sqlite+aiosqlite:///{Path(cwd).resolve() / 'erm-bot.db'}"
-
-
-# PostgreSQL: servers, proxies and load balancers drop connections left idle, so a pooled
-# connection idle this long is checked before use; one in steady use is not. SQLAlchemy's
-# pool_pre_ping checks on every checkout, at three round trips (BEGIN, a ping, ROLLBACK): more
-# than most of our transactions cost themselves.
-IDLE_CHECK_AFTER = 30.0  # seconds
-POOL_RECYCLE = 1800  # seconds: no connection lives longer (a server restart, a failover)
 
 
 def create_engine(
     url: str,
     *,
     connect_args: Mapping[str, Any] | None = None,
-    idle_check_after: float = IDLE_CHECK_AFTER,
+    idle_check_after: float = pool.IDLE_CHECK_AFTER,
 ) -> AsyncEngine:
     """An async engine for a SQLite or PostgreSQL URL.
 
@@ -157,12 +124,12 @@ def create_engine(
     # carry its values, e.g. an unlock code or a stored reply.
     options: dict[str, Any] = {"connect_args": dict(connect_args or {}), "hide_parameters": True}
     if backend == "postgresql":
-        options["pool_recycle"] = POOL_RECYCLE
+        options["pool_recycle"] = pool.POOL_RECYCLE
     if backend == "sqlite" and _is_plain_file(parsed.database, parsed.query):
         _create_private_file(Path(str(parsed.database)))
     engine = create_async_engine(parsed, **options)
     if backend == "postgresql":
-        _check_when_idle(engine.sync_engine, idle_check_after)
+        pool.check_when_idle(engine.sync_engine, idle_check_after)
     if backend == "sqlite":
         event.listen(engine.sync_engine, "connect", _configure_sqlite_connection)
         event.listen(engine.sync_engine, "begin", _begin_sqlite_transaction)
@@ -171,26 +138,6 @@ def create_engine(
             _SQLITE_RUNNERS[engine] = runner
             event.listen(engine.sync_engine, "engine_disposed", lambda _engine: runner.close())
     return engine
-
-
-def _check_when_idle(engine: Engine, after: float) -> None:
-    """Ping a pooled connection at checkout only when it sat idle ``after`` seconds or more; a
-    failed ping makes the pool replace it (``DisconnectionError``: it retries with a new one)."""
-
-    @event.listens_for(engine, "checkin")
-    def _checked_in(_dbapi: DBAPIConnection | None, record: ConnectionPoolEntry) -> None:
-        record.info["idle_since"] = time.monotonic()
-
-    @event.listens_for(engine, "checkout")
-    def _checked_out(dbapi: DBAPIConnection, record: ConnectionPoolEntry, _proxy: Any) -> None:
-        since = record.info.pop("idle_since", None)
-        if since is None or time.monotonic() - since < after:
-            return  # new, or in steady use
-        try:
-            engine.dialect.do_ping(dbapi)
-        except Exception as exc:
-            log.info("an idle database connection was gone: replaced (%s)", type(exc).__name__)
-            raise sqlalchemy.exc.DisconnectionError("idle connection gone") from None
 
 
 def _is_plain_file(database: str | None, query: Mapping[str, Any]) -> bool:

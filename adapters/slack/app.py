@@ -50,8 +50,8 @@ from adapters.bodies import (
     too_large,
 )
 from adapters.logs import bind_request_once
-from adapters.slack import direct
 from adapters.slack.config import NAME, SlackConfig
+from adapters.slack.direct import Direct, read_ours
 from adapters.slack.inbound import (
     form_body_quirk,
     is_direct_message,
@@ -224,7 +224,7 @@ class SlackAdapter:
             raw = body.decode("utf-8")
         except UnicodeDecodeError:
             return JSONResponse({"error": "invalid request"}, status_code=400)
-        ours = direct.read(
+        ours = read_ours(
             raw, request.headers.get("content-type"), self._slash_commands, ACTION_PREFIX
         )
         if ours is not None:
@@ -251,7 +251,7 @@ class SlackAdapter:
             headers=bolt_response.first_headers_without_set_cookie(),
         )
 
-    async def _serve(self, request: direct.Direct) -> Response:
+    async def _serve(self, request: Direct) -> Response:
         """What the bolt listeners below do, without bolt (see :mod:`adapters.slack.direct`)."""
         team, enterprise = request.team_id, request.enterprise_id
         try:

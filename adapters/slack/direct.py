@@ -43,7 +43,7 @@ class Direct:
         return _text(extract_enterprise_id(self.body))
 
 
-def read(
+def read_ours(
     raw: str, content_type: str | None, commands: Set[str], action_prefix: str
 ) -> Direct | None:
     """``raw`` as one of our slash commands (``/word`` with ``word`` in ``commands``) or a click

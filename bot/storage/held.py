@@ -15,8 +15,8 @@ first. Rules, all held by the database so they hold across restarts and replicas
   expired row is dropped by the housekeeping round (:meth:`HeldStore.purge`) and logged without
   its content; until then it is never handed over.
 
-A platform may also take a message and report later that it could not deliver it (WhatsApp: a
-``failed`` status for a closed window). Such a message is *watched*: kept the same way with the
+A platform may also take a message and report later that it could not deliver it (a ``failed``
+status for a closed messaging window). Such a message is *watched*: kept the same way with the
 platform's message id (``message_ref``) for :data:`WATCHED_FOR`, never handed over; the failure
 report finds it by that id (:meth:`HeldStore.returned`), even after a restart or on another
 replica: it becomes a held message, claimed, which the adapter sends another way or releases.

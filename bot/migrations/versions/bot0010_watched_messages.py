@@ -1,8 +1,8 @@
 """bot: held messages may be *watched*: sent, kept until the platform may report them undelivered.
 
 ``bot_held_messages.message_ref`` (nullable): the platform's id of a message the bot started and
-the platform took, which it may still report undelivered (WhatsApp's ``failed`` status for a
-closed 24-hour window). Such a row is never handed over; the report finds it by this id, so a
+the platform took, which it may still report undelivered (a ``failed`` status for a closed
+messaging window). Such a row is never handed over; the report finds it by this id, so a
 restart or another replica no longer loses it (``bot.storage.held``). Existing rows are held
 messages and keep NULL. The downgrade drops watched rows first (they are copies of messages that
 were sent), then the column.

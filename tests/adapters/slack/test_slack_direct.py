@@ -15,8 +15,8 @@ import pytest
 from fakes.slack import SIGNING_SECRET, encode_form, signed_headers
 from slack_rig import SlackRig
 
-from adapters.slack import direct
 from adapters.slack.app import SLACK_DOWN
+from adapters.slack.direct import read_ours
 from adapters.slack.render import ACTION_PREFIX
 
 FORM = "application/x-www-form-urlencoded"
@@ -113,13 +113,13 @@ async def test_when_slack_cannot_say_whose_workspace_it_is_nothing_runs(
     ],
 )
 def test_which_requests_are_ours(body: str, content_type: str, kind: str | None) -> None:
-    read = direct.read(body, content_type, WORDS, ACTION_PREFIX)
+    read = read_ours(body, content_type, WORDS, ACTION_PREFIX)
     assert (read.kind if read else None) == kind
 
 
 def test_the_workspace_is_read_as_bolt_reads_it() -> None:
     form = encode_form({"command": "/code", "team_id": "T1", "enterprise_id": "E1"})
-    command = direct.read(form, FORM, WORDS, ACTION_PREFIX)
+    command = read_ours(form, FORM, WORDS, ACTION_PREFIX)
     assert command is not None
     assert (command.team_id, command.enterprise_id) == ("T1", "E1")
     payload = {
@@ -128,6 +128,6 @@ def test_the_workspace_is_read_as_bolt_reads_it() -> None:
         "team": {"id": "T2"},
         "user": {"id": "U1", "team_id": "T9"},
     }
-    click = direct.read(encode_form({"payload": json.dumps(payload)}), FORM, WORDS, ACTION_PREFIX)
+    click = read_ours(encode_form({"payload": json.dumps(payload)}), FORM, WORDS, ACTION_PREFIX)
     assert click is not None
     assert (click.team_id, click.enterprise_id) == ("T2", None)
