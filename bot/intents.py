@@ -170,24 +170,24 @@ class IntentStore(Store):
         """Store ``intent`` (open) and return it with its id, unless the item has open intents
         already: then store nothing and return those (their holders are gone; the caller holds
         the item lock). One transaction either way."""
+        return await db.transaction(self._engine, lambda c: self.begin_in(c, intent))
+
+    def begin_in(self, connection: Connection, intent: Intent) -> Intent | list[Intent]:
+        """:meth:`begin` inside a transaction of the caller's (the one taking the item lock)."""
         if intent.days is not None and intent.days <= 0:
             raise ValueError("days must be positive (or None for a free or reset code)")
+        the_item = {"p_distributor": intent.distributor, "p_item_id": intent.item_id}
+        found = [_intent_of(row) for row in connection.execute(self._open_for, the_item)]
+        if found:
+            return found
         values: dict[str, Any] = {name: getattr(intent, name) for name in _FIELDS}
         values["started_at"] = aware(intent.started_at, "started_at")
         for name in ("item_label", "note", "requester_name"):
             values[name] = _clean(values[name])
         values["state"] = IntentState.OPEN.value
-        the_item = {"p_distributor": intent.distributor, "p_item_id": intent.item_id}
-
-        def work(connection: Connection) -> Intent | list[Intent]:
-            found = [_intent_of(row) for row in connection.execute(self._open_for, the_item)]
-            if found:
-                return found
-            row_id = connection.scalar(self._insert, values)
-            assert row_id is not None
-            return replace(intent, id=int(row_id), state=IntentState.OPEN)
-
-        return await db.transaction(self._engine, work)
+        row_id = connection.scalar(self._insert, values)
+        assert row_id is not None
+        return replace(intent, id=int(row_id), state=IntentState.OPEN)
 
     async def open_for(self, distributor: str, item_id: str) -> list[Intent]:
         """The item's open intents, oldest first."""

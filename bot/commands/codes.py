@@ -109,15 +109,25 @@ async def issue(
         if ctx.flags.get("again")
         else RecentQuery(code_type.value, days, since=ctx.now() - window)
     )
+    intent = _intent(ctx, code_type, item, days, note)
+    intents = ctx.core.intents
     # Renewed while held; a dead holder's lock expires LOCK_TTL seconds after its last renewal.
+    # The intent is stored in the transaction that takes the lock (unless a duplicate was found),
+    # committed before the mutation is sent: if this process dies, the next holder of the lock
+    # (or the recovery sweep) finds it and reconciles it against ERM's history.
     async with codes.item_lock(
-        distributor, item.id, request.request_key, ttl=LOCK_TTL, wait=30, recent=recent
+        distributor,
+        item.id,
+        request.request_key,
+        ttl=LOCK_TTL,
+        wait=30,
+        recent=recent,
+        also=lambda connection: intents.begin_in(connection, intent),
     ) as lock:
         if lock.recent is not None:
             return _already(ctx, lock.recent, item)
-        # Committed before the mutation is sent: if this process dies, the next holder of the
-        # lock (or the recovery sweep) finds it and reconciles it against ERM's history.
-        begun = await _begin(ctx, code_type, item, days, note, recent)
+        assert isinstance(lock.also, Intent | list)
+        begun = await _begin(ctx, intent, lock.also, item, recent)
         if isinstance(begun, Reply):
             return begun
         intent = begun
@@ -159,22 +169,12 @@ async def issue(
         return await _deliver(ctx, issued, note, lock, intent)
 
 
-async def _begin(
-    ctx: Context,
-    code_type: CodeType,
-    item: Item,
-    days: int | None,
-    note: str | None,
-    recent: RecentQuery | None,
-) -> Intent | Reply:
-    """Store this request's intent; first settle any a dead holder of the lock left open.
-
-    Such a request may have made a code: it is recorded for its requester, who is told. If it is
-    the code this request asks for, that code is shown instead of making a second one; if the
-    history cannot say yet, this request is refused rather than risk a second code.
-    """
-    core, request = ctx.core, ctx.request
-    intent = Intent(
+def _intent(
+    ctx: Context, code_type: CodeType, item: Item, days: int | None, note: str | None
+) -> Intent:
+    """What this request is about to ask ERM for, stored (open) before it asks."""
+    request = ctx.request
+    return Intent(
         distributor=ctx.distributor,
         item_id=item.id,
         oem_item_id=item.oem_item_id,
@@ -193,8 +193,27 @@ async def _begin(
         notify_user=request.identity.user_id,
         started_at=ctx.now(),
     )
-    for _ in range(3):  # once more after settling orphans; none can appear while we hold the lock
-        begun = await core.intents.begin(intent)
+
+
+async def _begin(
+    ctx: Context,
+    intent: Intent,
+    begun: Intent | list[Intent],
+    item: Item,
+    recent: RecentQuery | None,
+) -> Intent | Reply:
+    """The stored intent; or first settle the open ones a dead holder of the lock left (``begun``
+    is what storing it with the lock found), then store it.
+
+    Such a request may have made a code: it is recorded for its requester, who is told. If it is
+    the code this request asks for, that code is shown instead of making a second one; if the
+    history cannot say yet, this request is refused rather than risk a second code.
+    """
+    core = ctx.core
+    code_type, days = CodeType(intent.code_type), intent.days
+    # Stored again after settling orphans (three tries in all); none can appear while we hold
+    # the lock.
+    for attempt in range(3):
         if isinstance(begun, Intent):
             return begun
         same: IssuedCodeRecord | None = None
@@ -218,6 +237,8 @@ async def _begin(
                 same = record
         if same is not None:
             return _already(ctx, same, item)
+        if attempt < 2:
+            begun = await core.intents.begin(intent)
     raise BusyError("This item's code requests are busy. Wait a moment, then check /resend.")
 
 

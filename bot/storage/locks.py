@@ -78,7 +78,8 @@ class ItemLock:
     """A held item lock: valid until ``expires_at`` unless released earlier.
 
     ``recent`` is what the ``recent`` query given to :meth:`CodeStore.item_lock` found, read in
-    the transaction that took the lock. ``released`` turns true once the lock is given back.
+    the transaction that took the lock; ``also`` is what its ``also`` work returned there (None
+    when it did not run). ``released`` turns true once the lock is given back.
     """
 
     distributor: str
@@ -88,6 +89,7 @@ class ItemLock:
     expires_at: datetime
     token: str = field(repr=False)
     recent: IssuedCodeRecord | None = None
+    also: object = None
     released: bool = False
     # Handed on (CodeStore.keep): the ``async with`` body ends without giving the lock back.
     kept: bool = False
@@ -156,6 +158,7 @@ class ItemLocks(Store):
         ttl: float = 60.0,
         wait: float = 10.0,
         recent: RecentQuery | None = None,
+        also: Callable[[Connection], object] | None = None,
     ) -> AsyncIterator[ItemLock]:
         """Hold the exclusive lock of (distributor, item) for the ``async with`` body.
 
@@ -165,8 +168,10 @@ class ItemLocks(Store):
         request takes at most its total timeout, 20 s by default). ``holder`` names who holds it
         (e.g. the request key), for diagnostics; the lock is not re-entrant. With ``recent``, the
         newest matching code (:meth:`recent_issue`) is read in the same transaction, into
-        ``ItemLock.recent``. ``record_issue(..., release=lock)`` gives the lock back with the
-        record; otherwise it is given back when the body ends.
+        ``ItemLock.recent``. ``also`` is more work for that transaction when the lock is taken and
+        ``recent`` found nothing (storing the request's intent: one commit, not two); its result
+        goes into ``ItemLock.also``. ``record_issue(..., release=lock)`` gives the lock back with
+        the record; otherwise it is given back when the body ends.
         """
         if ttl <= 0 or wait < 0:
             raise ValueError("ttl must be positive and wait not negative")
@@ -176,7 +181,7 @@ class ItemLocks(Store):
         loop = asyncio.get_running_loop()
         deadline = loop.time() + wait
         while True:
-            lock = await self._try_lock(distributor, item_id, holder, ttl, recent)
+            lock = await self._try_lock(distributor, item_id, holder, ttl, recent, also)
             if isinstance(lock, ItemLock):
                 break
             remaining = deadline - loop.time()
@@ -250,6 +255,7 @@ class ItemLocks(Store):
         holder: str,
         ttl: float,
         recent: RecentQuery | None,
+        also: Callable[[Connection], object] | None = None,
     ) -> ItemLock | tuple[str | None, datetime | None]:
         """The lock if it was free or expired, else who holds it since when."""
         now = self._clock()
@@ -274,6 +280,8 @@ class ItemLocks(Store):
             if connection.scalar(self._lock, values) == lock.token:
                 if recent is not None:
                     lock.recent = self._recent_in(connection, distributor, item_id, recent)
+                if also is not None and lock.recent is None:
+                    lock.also = also(connection)
                 return lock
             row = connection.execute(self._holder, the_lock).one_or_none()
             return (None, None) if row is None else (row[0], row[1])
