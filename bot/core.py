@@ -7,7 +7,7 @@ this module, never the other way round.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Protocol
@@ -114,6 +114,24 @@ class Core:
         return self.permissions.people
 
 
+@dataclass(frozen=True, slots=True)
+class Shortfall:
+    """Finishing work that could not be done: a line for the reply and words for the audit."""
+
+    note: str
+    detail: str
+
+
+@dataclass(frozen=True, slots=True)
+class Finishing:
+    """Database work a command leaves for the transaction that stores its reply and audit row
+    (one commit for all: a code's record), with what to do when that transaction fails."""
+
+    within: Callable[[Connection], object]
+    # Runs on its own instead, before the reply is stored step by step.
+    alone: Callable[[], Awaitable[Shortfall | None]]
+
+
 @dataclass(slots=True)
 class Context:
     """One running command: who, for which distributor, with which flags."""
@@ -141,6 +159,8 @@ class Context:
     person: str = ""
     # How to run another request as if it had just arrived: the dispatcher (an approval run).
     run: Runner = field(kw_only=True)
+    # Work for the dispatcher's last transaction, which runs whatever the command's outcome.
+    finishing: list[Finishing] = field(default_factory=list, kw_only=True)
 
     def __post_init__(self) -> None:
         self.person = self.person or self.request.identity.key

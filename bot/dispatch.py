@@ -18,7 +18,7 @@ from bot import metrics, replies, strangers
 from bot.approvals.actions import APPROVAL_ACTIONS
 from bot.audit import AuditEntry
 from bot.buttons import CORE_ACTIONS, ButtonActions, Press
-from bot.core import Context, Core, slow_down
+from bot.core import Context, Core, Finishing, slow_down
 from bot.errors import BusyError
 from bot.fairness import Turns
 from bot.messages import Action, Button, Click, Pressed, Reply, Request, Style, Tone
@@ -184,14 +184,22 @@ class Dispatcher:
         audited = stranger is None or strangers.keep(
             stranger, changed=ctx is not None and ctx.audit_always
         )
+        # Whatever the command's outcome: a code it made is recorded here (see codes._deliver).
+        finishing = tuple(ctx.finishing) if ctx is not None else ()
         try:
             return Answer(
                 await db.transaction(
-                    self._engine, lambda c: self._finish_in(c, request, reply, entry, audited)
+                    self._engine,
+                    lambda c: self._finish_in(c, request, reply, entry, audited, finishing),
                 )
             )
         except Exception:
             log.warning("reply and audit row not stored together; trying one by one", exc_info=True)
+        for work in finishing:
+            shortfall = await work.alone()
+            if shortfall is not None:
+                reply = replace(reply, notes=(*reply.notes, shortfall.note))
+                entry = replace(entry, detail=f"{entry.detail} ({shortfall.detail})")
         return Answer(await self._finish_step_by_step(request, reply, entry, audited))
 
     async def _start(self, request: Request, parsed: Parsed | None) -> _Start:
@@ -249,9 +257,13 @@ class Dispatcher:
         reply: Reply,
         entry: AuditEntry,
         audited: bool = True,
+        finishing: Sequence[Finishing] = (),
     ) -> Reply:
-        """Store the buttons, the reply and the audit row: the one transaction after the work."""
+        """Store what the command left to finish, the buttons, the reply and the audit row: the
+        one transaction after the work."""
         core = self.core
+        for work in finishing:
+            work.within(connection)
         if reply.buttons:
             ids = core.buttons.save.within(
                 connection,

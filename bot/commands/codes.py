@@ -6,9 +6,11 @@ import hashlib
 import logging
 from datetime import timedelta
 
+from sqlalchemy import Connection
+
 from bot.audit import AuditEntry
 from bot.code_replies import WHAT, ago, code_command, code_reply, code_title, unsettled
-from bot.core import Context
+from bot.core import Context, Finishing, Shortfall
 from bot.errors import BusyError, PermissionDeniedError
 from bot.intents import Intent, IntentState
 from bot.messages import Reply, Tone
@@ -24,6 +26,11 @@ from erm.models import CodeType, IssuedCode, Item
 from erm.reconcile import CodeOutcomePendingError, Verdict
 
 log = logging.getLogger(__name__)
+
+NOT_RECORDED = Shortfall(
+    note="erm-bot could not record it: /resend will not show it, /history will.",
+    detail="not recorded: database unavailable",
+)
 
 
 @command(
@@ -166,7 +173,7 @@ async def issue(
                     ctx.erm, distributor, item, code_type, days, exc, ctx.now()
                 ) from exc
             raise
-        return await _deliver(ctx, issued, note, lock, intent)
+        return await _deliver(ctx, issued, note, lock, intent, later=True)
 
 
 def _intent(
@@ -267,9 +274,16 @@ async def _close(ctx: Context, intent: Intent, state: IntentState, lock: ItemLoc
 
 
 async def _deliver(
-    ctx: Context, issued: IssuedCode, note: str | None, lock: ItemLock, intent: Intent
+    ctx: Context,
+    issued: IssuedCode,
+    note: str | None,
+    lock: ItemLock,
+    intent: Intent,
+    *,
+    later: bool = False,
 ) -> Reply:
-    """Record a code ERM made (giving the item lock back) and show it."""
+    """Record a code ERM made (giving the item lock back) and show it; ``later``: recorded by
+    the dispatcher with the reply (``Context.finishing``), the lock held until then."""
     request, item, code_type, days = ctx.request, issued.item, issued.code_type, issued.days
     record = IssuedCodeRecord(
         distributor=ctx.distributor,
@@ -290,21 +304,34 @@ async def _deliver(
         approval_id=request.approval_id,
     )
     settled = IntentState.OK if issued.reconciled else IntentState.DELIVERED
-    intents, now = ctx.core.intents, ctx.now()
-    try:
-        # Recorded, the intent closed and the lock given back in one commit: the lock is never
-        # free while the intent looks unfinished, and a crash before it leaves all three for a
-        # recovery, which finds the code in ERM's history by its reference.
-        await ctx.core.codes.record_issue(
-            record, release=lock, also=lambda c: intents.close_in(c, intent, settled, now=now)
+    intents, codes, now = ctx.core.intents, ctx.core.codes, ctx.now()
+
+    def close(connection: Connection) -> bool:
+        return intents.close_in(connection, intent, settled, now=now)
+
+    async def alone() -> Shortfall | None:
+        try:
+            await codes.record_issue(record, release=lock, also=close)
+        except STORAGE_ERRORS:
+            # ERM made the code: the user must get it even when it cannot be recorded here.
+            log.exception("an issued code could not be recorded", extra={"item": item.id})
+            await _close(ctx, intent, settled, lock)
+            return NOT_RECORDED
+        return None
+
+    # Recorded, the intent closed and the lock given back in one commit: the lock is never free
+    # while the intent looks unfinished, and a crash before it leaves all three for a recovery,
+    # which finds the code in ERM's history by its reference.
+    recorded = True
+    if later:
+        # In the transaction that stores the reply and the audit row: one commit, not two.
+        codes.keep(lock)
+        values = codes.record_values(record)
+        ctx.finishing.append(
+            Finishing(lambda c: codes.record_in(c, values, release=lock, also=close), alone)
         )
-    except STORAGE_ERRORS:
-        # ERM made the code: the user must get it even when it cannot be recorded here.
-        log.exception("an issued code could not be recorded", extra={"item": item.id})
-        recorded = False
-        await _close(ctx, intent, settled, lock)
     else:
-        recorded = True
+        recorded = await alone() is None
     ctx.erm_code = issued.code_dec or None  # the audit keeps its fingerprint
     ctx.detail = f"{code_type.value} {days} days issued" if days else f"{code_type.value} issued"
     notes = [f"It {WHAT[code_type]}. Type it on the device keypad."]
@@ -317,8 +344,8 @@ async def _deliver(
     elif issued.reconciled:
         notes.append("ERM's answer was lost; this code was found in the item's history.")
     if not recorded:
-        ctx.detail += " (not recorded: database unavailable)"
-        notes.append("erm-bot could not record it: /resend will not show it, /history will.")
+        ctx.detail += f" ({NOT_RECORDED.detail})"
+        notes.append(NOT_RECORDED.note)
     return code_reply(code_title(code_type, days, item), record, item, notes=tuple(notes))
 
 

@@ -5,7 +5,7 @@ shows the same code instead of a new one."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -125,6 +125,17 @@ class CodeStore(ItemLocks):
         ``release``: the item lock held while issuing it, given back in the same transaction.
         ``also``: more work for that transaction (closing the code's intent): one commit.
         """
+        values = self.record_values(record)
+        row_id = await db.transaction(
+            self._engine, lambda c: self.record_in(c, values, release=release, also=also)
+        )
+        if release is not None:
+            release.released = True
+        return row_id
+
+    def record_values(self, record: IssuedCodeRecord) -> dict[str, object]:
+        """A code record checked and sealed, ready for :meth:`record_in` (outside a transaction:
+        sealing is CPU work that need not hold one open)."""
         if record.days is not None and record.days <= 0:
             raise ValueError("days must be positive (or None for a free or reset code)")
         values = {name: getattr(record, name) for name in RECORD_FIELDS}
@@ -140,20 +151,25 @@ class CodeStore(ItemLocks):
         checked_text(record.distributor, "a distributor", MAX_DISTRIBUTOR)
         checked_text(record.item_id, "an item id", MAX_ITEM_ID)
         checked_text(record.code_type, "a code type", MAX_CODE_TYPE)
+        return values
 
-        def work(connection: Connection) -> int:
-            row_id = connection.scalar(self._record, values)
-            assert row_id is not None
-            if also is not None:
-                also(connection)
-            if release is not None:
-                self._unlock_in(connection, release)
-            return int(row_id)
-
-        row_id = await db.transaction(self._engine, work)
+    def record_in(
+        self,
+        connection: Connection,
+        values: Mapping[str, object],
+        *,
+        release: ItemLock | None = None,
+        also: Callable[[Connection], object] | None = None,
+    ) -> int:
+        """:meth:`record_issue` inside a transaction of the caller's (the one that stores the
+        request's reply and audit row), with :meth:`record_values`' result."""
+        row_id = connection.scalar(self._record, values)
+        assert row_id is not None
+        if also is not None:
+            also(connection)
         if release is not None:
-            release.released = True
-        return row_id
+            self._unlock_in(connection, release)
+        return int(row_id)
 
     async def recent_issue(
         self,
