@@ -55,8 +55,8 @@ from bench.common import (
     start_erm,
     wait_healthy,
 )
+from bench.database import postgres_database, prepare_database
 from bench.erm_server import bench_items, bench_state
-from bench.run import _prepare_database, parse_options, postgres_database
 from bench.slack_bench import (
     BenchSlack,
     DaysAllocator,
@@ -336,12 +336,9 @@ async def bench(admin_url: str, concurrency: int, workdir: Path) -> AsyncIterato
                 "SLACK_SIGNING_SECRET": SIGNING_SECRET,
                 "SLACK_API_URL": slack.api_url,
             }
-            # Grants for every worker (the Telegram chats and WhatsApp senders are granted too:
+            # Grants for every worker (WhatsApp senders and a Telegram chat are granted too:
             # harmless, and the preparation stays the one python -m bench uses).
-            options = parse_options(
-                ["--items", str(ITEMS), "--concurrency", str(concurrency), "--chats", "1"]
-            )
-            await _prepare_database(env, options)
+            await prepare_database(env, max(concurrency, WARM_UP_CONCURRENCY), chats=1)
             rig = Bench(http, slack, erm, sandbox, items, DaysAllocator(), env, logs, workdir)
             yield rig
         finally:

@@ -30,6 +30,7 @@ def test_the_bench_harness_measures_both_paths_and_writes_the_results(tmp_path: 
     args += ["--concurrency", "1", "--latencies", "0", "--commands", "history"]
     args += ["--paths", "slack,telegram"]  # the WhatsApp cell has a test of its own
     args += ["--realistic-n", "2"]  # the realistic-ERM cell: /code days at ERM +250 ms
+    args += ["--storage-n", "3"]
     run = _python_m("bench", *args, "--out", str(out), timeout=90)
 
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
@@ -50,6 +51,12 @@ def test_the_bench_harness_measures_both_paths_and_writes_the_results(tmp_path: 
     assert "| ERM calls/cmd | failed / wrong |" in text
     assert "| Slack `/code days` e2e p50 at ERM +250 ms | <= 250 + 15 ms | erm-bot " in text
     assert "Peak RSS (VmHWM) of erm-bot" in text
+    # --quick runs SQLite only (no --postgres), then the in-process storage figures.
+    assert "PostgreSQL pass" not in run.stdout
+    assert "PostgreSQL cells skipped" not in run.stdout
+    assert "storage /code days SQLite file total: " in run.stdout
+    assert "| Storage CPU per `/code days` (in process, `bench.storage`) | PostgreSQL: " in text
+    assert "## Storage per `/code days` (in process)" in text
 
 
 def test_the_storage_bench_runs_the_code_commands_transactions() -> None:
@@ -57,5 +64,5 @@ def test_the_storage_bench_runs_the_code_commands_transactions() -> None:
 
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
     lines = run.stdout.splitlines()
-    assert len(lines) == 5, lines  # four transactions and the total
+    assert len(lines) == 4, lines  # three transactions and the total
     assert lines[-1].startswith("storage /code days SQLite file total: ")

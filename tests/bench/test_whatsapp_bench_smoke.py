@@ -20,6 +20,7 @@ def test_the_whatsapp_cell_measures_both_apps_and_checks_the_order(tmp_path: Pat
     out = tmp_path / "RESULTS.md"
     args = ["--quick", "--paths", "whatsapp", "--items", "4", "-n", "2", "--whatsapp-n", "4"]
     args += ["--concurrency", "2", "--latencies", "0", "--commands", "code", "--out", str(out)]
+    args += ["--storage-n", "0"]  # the storage figures have a test of their own
     run = subprocess.run(  # noqa: S603 - our own interpreter and module, fixed arguments
         [sys.executable, "-m", "bench", *args],
         cwd=REPO,
@@ -42,6 +43,6 @@ def test_the_whatsapp_cell_measures_both_apps_and_checks_the_order(tmp_path: Pat
     assert "realistic ERM" not in run.stdout  # a Slack cell: not on this path
     text = out.read_text()
     assert "## WhatsApp path" in text
-    assert "| code days | 0 ms | 2 | erm-bot |" in text
+    assert "| code days | 0 ms | 2 | SQLite | erm-bot |" in text
     assert "| WhatsApp throughput |" in text
     assert "| ERM calls per cached `/code days` (erm-bot) | = 1 | WhatsApp 1.00 (4 calls, " in text
