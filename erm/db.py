@@ -192,7 +192,9 @@ class _SqliteRunner:
 
     Checkpoints, the one step that syncs the disk, are kept off the loop too: the loop's
     connection does none itself (``wal_autocheckpoint=0``), and every ``_CHECKPOINT_EVERY``
-    commits a passive checkpoint runs on the database thread.
+    commits a passive checkpoint runs on the database thread; one that finds the WAL past
+    ``_TRUNCATE_AFTER_FRAMES`` pages is followed by one that empties it, and transactions wait
+    for that one on the same thread.
     """
 
     def __init__(self, url: sqlalchemy.URL, options: Mapping[str, Any]) -> None:
@@ -206,9 +208,12 @@ class _SqliteRunner:
         self._engine: Engine | None = None
         self._executor: ThreadPoolExecutor | None = None
         self._commits = 0
-        self._checkpoint: asyncio.Future[None] | None = None
+        self._checkpoint: asyncio.Future[int] | None = None
+        self._truncating: asyncio.Future[int] | None = None
 
     async def run(self, work: Callable[[Connection], T]) -> T:
+        if self._truncating is not None and not self._truncating.done():
+            return await self._in_thread(work)  # after the checkpoint that empties the WAL
         connection = self._inline or self._connect_inline()
         try:
             transaction = connection.begin()
@@ -271,22 +276,41 @@ class _SqliteRunner:
         if self._checkpoint is not None and not self._checkpoint.done():
             return
         executor = self._thread()
-        self._checkpoint = asyncio.get_running_loop().run_in_executor(
-            executor, self._wal_checkpoint
-        )
+        loop = asyncio.get_running_loop()
+        self._checkpoint = loop.run_in_executor(executor, self._wal_checkpoint, "PASSIVE")
+        self._checkpoint.add_done_callback(self._after_passive)
 
-    def _wal_checkpoint(self) -> None:
+    def _after_passive(self, passive: asyncio.Future[int]) -> None:
+        # Under steady load a passive checkpoint never catches up with the commits made while it
+        # runs, so the WAL is never started over and grows without end (gigabytes in a
+        # benchmark). Past the mark a truncating checkpoint empties it, and the loop's
+        # transactions queue behind it on the database thread meanwhile (see run): were they to
+        # go on in the loop, the checkpoint would wait for a gap between them that may not come.
+        if passive.cancelled() or passive.result() < _TRUNCATE_AFTER_FRAMES:
+            return
+        if self._executor is None:  # closed meanwhile
+            return
+        loop = asyncio.get_running_loop()
+        self._truncating = loop.run_in_executor(self._executor, self._wal_checkpoint, "TRUNCATE")
+        self._checkpoint = self._truncating
+
+    def _wal_checkpoint(self, mode: str) -> int:
+        """Run one checkpoint; the pages the WAL held (0 when it failed)."""
         assert self._engine is not None
         try:
             # On the driver's connection: SQLAlchemy's would first begin a transaction.
             connection = self._engine.raw_connection()
             try:
-                connection.cursor().execute("PRAGMA wal_checkpoint(PASSIVE)").close()
+                cursor = connection.cursor()
+                _, frames, _ = cursor.execute(f"PRAGMA wal_checkpoint({mode})").fetchone()
+                cursor.close()
+                return int(frames)
             finally:
                 connection.close()
         except Exception:
             # The next one catches up; SQLite also checkpoints when the last connection closes.
             log.warning("SQLite checkpoint failed", exc_info=True)
+            return 0
 
     def close(self) -> None:
         """Close the connections and let the thread end; the next :meth:`run` starts afresh."""
@@ -302,6 +326,7 @@ class _SqliteRunner:
 
 
 _CHECKPOINT_EVERY = 200
+_TRUNCATE_AFTER_FRAMES = 16384  # pages in the WAL (64 MB of 4 KB pages)
 _SQLITE_RUNNERS: weakref.WeakKeyDictionary[AsyncEngine, _SqliteRunner] = weakref.WeakKeyDictionary()
 
 
