@@ -60,6 +60,19 @@ def no_gc_pauses() -> Iterator[None]:
         gc.enable()
 
 
+def http_session() -> aiohttp.ClientSession:
+    """The harness's HTTP client: no connection limit, and no reuse of a connection idle 2 s.
+
+    uvicorn closes a keep-alive connection after 5 s idle. A post sent on one it is closing
+    fails (server disconnected) and would count as an unanswered command; between cells, while
+    another process warms up, connections sit idle that long.
+    """
+    return aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=0, keepalive_timeout=2.0),
+        timeout=aiohttp.ClientTimeout(total=60),
+    )
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

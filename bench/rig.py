@@ -19,7 +19,15 @@ from fakes.slack import SIGNING_SECRET
 from fakes.whatsapp import PHONE_NUMBER_ID
 
 from bench import REPO
-from bench.common import Child, child_environment, free_port, start, start_erm, wait_healthy
+from bench.common import (
+    Child,
+    child_environment,
+    free_port,
+    http_session,
+    start,
+    start_erm,
+    wait_healthy,
+)
 from bench.database import postgres_database, prepare_database
 from bench.erm_server import CALLS_PATH, bench_items, bench_state
 from bench.options import Options
@@ -99,9 +107,7 @@ async def rig(options: Options, workdir: Path) -> AsyncIterator[Rig]:
     children: list[Child] = []
     async with (
         contextlib.AsyncExitStack() as stack,
-        aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=0), timeout=aiohttp.ClientTimeout(total=60)
-        ) as http,
+        http_session() as http,
         BenchSlack() as slack,
         BenchTelegram() as telegram_ours,
         BenchTelegram() as telegram_base,

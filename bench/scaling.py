@@ -50,6 +50,7 @@ from bench.common import (
     child_environment,
     cpu_seconds,
     free_port,
+    http_session,
     no_gc_pauses,
     start,
     start_erm,
@@ -312,9 +313,7 @@ async def bench(admin_url: str, concurrency: int, workdir: Path) -> AsyncIterato
     slack = BenchSlack()
     async with (
         postgres_database(admin_url) as database,
-        aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=0), timeout=aiohttp.ClientTimeout(total=60)
-        ) as http,
+        http_session() as http,
         slack,
     ):
         rig: Bench | None = None

@@ -24,7 +24,7 @@ from typing import Any
 import aiohttp
 from fakes.whatsapp import FakeWhatsApp
 
-from bench.common import ERMCalls, judge_replies
+from bench.common import ERMCalls, http_session, judge_replies
 from bench.slack_bench import DaysAllocator
 
 CELL_TIMEOUT = 120.0
@@ -172,11 +172,7 @@ async def run_cell(
     }
     fake.expect(cell.messages)
     started = time.monotonic()
-    # A session of the cell's own: a pooled connection left idle since the last cell may have been
-    # closed by the server's keep-alive timeout, and reusing it would fail a post.
-    async with aiohttp.ClientSession(
-        connector=aiohttp.TCPConnector(limit=0), timeout=aiohttp.ClientTimeout(total=60)
-    ) as session:
+    async with http_session() as session:
         await asyncio.gather(*(_post_in_order(session, url, p, cell) for p in posts.values()))
     try:
         await fake.all_in(CELL_TIMEOUT)
