@@ -21,7 +21,6 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from adapters import demo
 from adapters.console import NAME as PLATFORM
 from adapters.console import Console
 from adapters.logs import configure_from_settings, configure_logging, settings_secrets
@@ -41,8 +40,6 @@ from erm.db import MigrationError
 from erm.errors import ErmError, InvalidInputError, VaultError
 from erm.models import SignInMethod
 from erm.sandbox.faults import add_fault_arguments, faults_from_arguments
-from erm.sandbox.persist import SavedStateError
-from erm.sandbox.server import run_sandbox
 from erm.secret_box import SecretBox
 
 
@@ -67,7 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--script", metavar="FILE", help="run these commands, then exit (non-zero on error)"
     )
-    p.set_defaults(run=demo.run_demo)
+    p.set_defaults(run=_demo)
 
     p = _parser(sub, "console", help="type bot commands in the terminal, as a console user")
     p.add_argument("--as", dest="user", default="admin", help="console user name (default admin)")
@@ -206,8 +203,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+async def _demo(args: argparse.Namespace, settings: Settings) -> int:
+    # Here, not at the top: `erm-bot serve` would carry the demo and the sandbox (~6 MB).
+    from adapters.demo import run_demo
+
+    return await run_demo(args, settings)
+
+
 def _sandbox(args: argparse.Namespace, settings: Settings) -> int:
     """Blocking: the sandbox runs its own event loop until interrupted."""
+    from erm.sandbox.persist import SavedStateError
+    from erm.sandbox.server import run_sandbox
+
     try:
         faults = faults_from_arguments(args)
     except ValueError as exc:

@@ -12,30 +12,65 @@ injection (:mod:`.faults`). Typical use::
     async with serve(app) as url: ...          # the same over real loopback HTTP
 """
 
-from erm.sandbox.app import create_app
-from erm.sandbox.config import SandboxConfig
-from erm.sandbox.errors import SandboxError
-from erm.sandbox.faults import ConnectionDroppedError, FaultConfig
-from erm.sandbox.seed import (
-    ACME,
-    ACME_SERVICER,
-    ACME_STAFF,
-    DEMO_DISTRIBUTORS,
-    FLEET_ANGAZA,
-    FLEET_DEFAULT,
-    FLEET_KANO,
-    FLEET_LAGOS,
-    FLEET_OPEN,
-    FLEET_STRICT,
-    MIGRATED_ITEMS,
-    OPEN_ACP1_OEM_ID,
-    OPEN_OPENTOKEN_OEM_ID,
-    SUNBRIGHT,
-    DemoCredentials,
-    seed_state,
-)
-from erm.sandbox.server import run_sandbox, serve
-from erm.sandbox.state import SandboxState
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from erm.sandbox.app import create_app
+    from erm.sandbox.config import SandboxConfig
+    from erm.sandbox.errors import SandboxError
+    from erm.sandbox.faults import ConnectionDroppedError, FaultConfig
+    from erm.sandbox.seed import (
+        ACME,
+        ACME_SERVICER,
+        ACME_STAFF,
+        DEMO_DISTRIBUTORS,
+        FLEET_ANGAZA,
+        FLEET_DEFAULT,
+        FLEET_KANO,
+        FLEET_LAGOS,
+        FLEET_OPEN,
+        FLEET_STRICT,
+        MIGRATED_ITEMS,
+        OPEN_ACP1_OEM_ID,
+        OPEN_OPENTOKEN_OEM_ID,
+        SUNBRIGHT,
+        DemoCredentials,
+        seed_state,
+    )
+    from erm.sandbox.server import run_sandbox, serve
+    from erm.sandbox.state import SandboxState
+
+# Loaded on first use (PEP 562): `erm-bot serve` imports erm.sandbox.faults through its CLI,
+# and the whole sandbox (graphql-core, the seed) would add ~6 MB to the bot's memory.
+_WHERE = {
+    "create_app": "erm.sandbox.app",
+    "SandboxConfig": "erm.sandbox.config",
+    "SandboxError": "erm.sandbox.errors",
+    "ConnectionDroppedError": "erm.sandbox.faults",
+    "FaultConfig": "erm.sandbox.faults",
+    "ACME": "erm.sandbox.seed",
+    "ACME_SERVICER": "erm.sandbox.seed",
+    "ACME_STAFF": "erm.sandbox.seed",
+    "DEMO_DISTRIBUTORS": "erm.sandbox.seed",
+    "FLEET_ANGAZA": "erm.sandbox.seed",
+    "FLEET_DEFAULT": "erm.sandbox.seed",
+    "FLEET_KANO": "erm.sandbox.seed",
+    "FLEET_LAGOS": "erm.sandbox.seed",
+    "FLEET_OPEN": "erm.sandbox.seed",
+    "FLEET_STRICT": "erm.sandbox.seed",
+    "MIGRATED_ITEMS": "erm.sandbox.seed",
+    "OPEN_ACP1_OEM_ID": "erm.sandbox.seed",
+    "OPEN_OPENTOKEN_OEM_ID": "erm.sandbox.seed",
+    "SUNBRIGHT": "erm.sandbox.seed",
+    "DemoCredentials": "erm.sandbox.seed",
+    "seed_state": "erm.sandbox.seed",
+    "run_sandbox": "erm.sandbox.server",
+    "serve": "erm.sandbox.server",
+    "SandboxState": "erm.sandbox.state",
+}
 
 __all__ = [
     "ACME",
@@ -63,3 +98,13 @@ __all__ = [
     "seed_state",
     "serve",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    try:
+        module = _WHERE[name]
+    except KeyError:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # the next lookup is a plain one
+    return value
