@@ -1,4 +1,5 @@
-"""The bench's databases: is PostgreSQL there, a fresh database for one run, the bench users.
+"""The bench's databases: is PostgreSQL there, a fresh database for one run, the bench users,
+the settings of a benchmarked erm-bot.
 
 Shared by ``python -m bench`` (``bench.run``), ``bench.scaling`` and ``bench.storage``; it
 imports none of them, so each can import it (and ``bench.run`` can import the other two).
@@ -18,6 +19,24 @@ from bench.whatsapp_bench import wa_id
 
 DEFAULT_ADMIN_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
 PROBE_TIMEOUT = 3.0  # seconds: a local server answers in milliseconds
+
+
+RAISED_LIMIT = "1000000"  # per-user and per-distributor limits out of the way of the load
+
+
+def bot_environment(erm_base: str, database: str, log_level: str) -> dict[str, str]:
+    """The settings every benchmarked ``erm-bot`` gets: this ERM, this database, a fresh key."""
+    from erm.secret_box import SecretBox
+
+    return {
+        "ERM_API_URL": f"{erm_base}/graphql",
+        "ERM_BOT_DATABASE_URL": database,
+        "ERM_BOT_SECRET_KEYS": SecretBox.generate_key(),
+        "ERM_BOT_CODES_PER_USER_HOUR": RAISED_LIMIT,
+        "ERM_BOT_CODES_PER_DISTRIBUTOR_HOUR": RAISED_LIMIT,
+        "ERM_BOT_LOOKUPS_PER_USER_MINUTE": RAISED_LIMIT,
+        "ERM_BOT_LOG_LEVEL": log_level,
+    }
 
 
 def shown(url: str) -> str:

@@ -28,7 +28,7 @@ from bench.common import (
     start_erm,
     wait_healthy,
 )
-from bench.database import postgres_database, prepare_database
+from bench.database import bot_environment, postgres_database, prepare_database
 from bench.erm_server import CALLS_PATH, bench_items, bench_state
 from bench.options import Options
 from bench.slack_bench import BenchSlack, DaysAllocator
@@ -36,7 +36,6 @@ from bench.telegram_bench import BenchTelegram
 from bench.whatsapp_bench import BenchWhatsApp
 
 BIN = Path(sys.executable).parent
-RAISED_LIMIT = "1000000"
 WARM_UP_CONCURRENCY = 10
 WHATSAPP_WEBHOOK = "/whatsapp/webhook"
 
@@ -96,7 +95,6 @@ def _profiled(options: Options, name: str, argv: list[str]) -> list[str]:
 @contextlib.asynccontextmanager
 async def rig(options: Options, workdir: Path) -> AsyncIterator[Rig]:
     from erm.sandbox import ACME
-    from erm.secret_box import SecretBox
 
     logs = workdir / "logs"
     logs.mkdir()
@@ -123,13 +121,7 @@ async def rig(options: Options, workdir: Path) -> AsyncIterator[Rig]:
             else:
                 database = options.database_url or f"sqlite+aiosqlite:///{workdir / 'erm-bot.db'}"
             ours_env = {
-                "ERM_API_URL": f"{erm_base}/graphql",
-                "ERM_BOT_DATABASE_URL": database,
-                "ERM_BOT_SECRET_KEYS": SecretBox.generate_key(),
-                "ERM_BOT_CODES_PER_USER_HOUR": RAISED_LIMIT,
-                "ERM_BOT_CODES_PER_DISTRIBUTOR_HOUR": RAISED_LIMIT,
-                "ERM_BOT_LOOKUPS_PER_USER_MINUTE": RAISED_LIMIT,
-                "ERM_BOT_LOG_LEVEL": options.log_level,
+                **bot_environment(erm_base, database, options.log_level),
                 "SLACK_BOT_TOKEN": slack.bot_token,
                 "SLACK_SIGNING_SECRET": SIGNING_SECRET,
                 "SLACK_API_URL": slack.api_url,

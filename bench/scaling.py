@@ -56,7 +56,7 @@ from bench.common import (
     start_erm,
     wait_healthy,
 )
-from bench.database import postgres_database, prepare_database
+from bench.database import bot_environment, postgres_database, prepare_database
 from bench.erm_server import bench_items, bench_state
 from bench.slack_bench import (
     BenchSlack,
@@ -69,7 +69,6 @@ from bench.slack_bench import (
 from erm import operations as ops
 
 BIN = Path(sys.executable).parent
-RAISED_LIMIT = "1000000"
 ITEMS = 100  # acme items without code limits in the stand-in
 TARGET = 1.7
 WARM_UP_CONCURRENCY = 10
@@ -304,7 +303,6 @@ async def _bot_table(database: str) -> tuple[int, list[str]]:
 @contextlib.asynccontextmanager
 async def bench(admin_url: str, concurrency: int, workdir: Path) -> AsyncIterator[Bench]:
     from erm.sandbox import ACME
-    from erm.secret_box import SecretBox
 
     logs = workdir / "logs"
     logs.mkdir()
@@ -324,13 +322,7 @@ async def bench(admin_url: str, concurrency: int, workdir: Path) -> AsyncIterato
             erm = BareErm(f"{erm_base}/graphql", ACME.email, ACME.password, items)
             await erm.sign_in()
             env = {
-                "ERM_API_URL": f"{erm_base}/graphql",
-                "ERM_BOT_DATABASE_URL": database,
-                "ERM_BOT_SECRET_KEYS": SecretBox.generate_key(),
-                "ERM_BOT_CODES_PER_USER_HOUR": RAISED_LIMIT,
-                "ERM_BOT_CODES_PER_DISTRIBUTOR_HOUR": RAISED_LIMIT,
-                "ERM_BOT_LOOKUPS_PER_USER_MINUTE": RAISED_LIMIT,
-                "ERM_BOT_LOG_LEVEL": "INFO",
+                **bot_environment(erm_base, database, "INFO"),
                 "SLACK_BOT_TOKEN": slack.bot_token,
                 "SLACK_SIGNING_SECRET": SIGNING_SECRET,
                 "SLACK_API_URL": slack.api_url,
